@@ -1,0 +1,140 @@
+"""The hand-off between stages: one folder with weights (safetensors), vocabulary and config (JSON).
+
+Loading never unpickles anything: a folder holding a pickle payload is refused.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ulmtl.text import Vocab
+
+WEIGHTS_FILE = "weights.safetensors"
+VOCAB_FILE = "vocab.json"
+CONFIG_FILE = "config.json"
+PICKLE_SUFFIXES = {".pkl", ".pickle", ".pth", ".pt", ".bin", ".ckpt", ".joblib"}
+# Protocol 2+ pickles start with 0x80; zip-based torch files with "PK".
+PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder that cannot be loaded safely or does not fit."""
+
+
+@dataclass
+class Checkpoint:
+    """Weights, vocabulary and the config that produced them."""
+
+    state_dict: dict
+    vocab: Vocab
+    config: dict
+
+    @property
+    def kind(self) -> str:
+        return self.config.get("kind", "")
+
+
+def _deduplicate(state_dict: dict) -> tuple[dict, dict]:
+    """Tensors that share memory (tied weights) are stored once; aliases are recorded."""
+    seen: dict = {}
+    unique, aliases = {}, {}
+    for key, tensor in state_dict.items():
+        # Views of one storage are aliases only if they read the same elements the same way: a
+        # transposed view (or an empty tensor of another dtype) has the same pointer and shape.
+        ident = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
+                 tuple(tensor.stride()), tensor.dtype, tensor.device)
+        if ident in seen:
+            aliases[key] = seen[ident]
+        else:
+            seen[ident] = key
+            unique[key] = tensor.detach().cpu().contiguous()
+    return unique, aliases
+
+
+def save_checkpoint(folder: str | Path, state_dict: dict, vocab: Vocab, config: dict) -> Path:
+    """Write the folder atomically: everything goes to a temporary folder that is then renamed."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = folder.with_name(folder.name + f".partial-{os.getpid()}")
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir()
+    tensors, aliases = _deduplicate(state_dict)
+    save_file(tensors, str(partial / WEIGHTS_FILE), metadata={"aliases": json.dumps(aliases)})
+    vocab.save(partial / VOCAB_FILE)
+    (partial / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
+    for path in partial.iterdir():
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+    old = folder.with_name(folder.name + f".old-{os.getpid()}")
+    if folder.exists():
+        folder.rename(old)
+    partial.rename(folder)
+    if old.exists():
+        shutil.rmtree(old)
+    return folder
+
+
+def check_no_pickle(folder: Path) -> None:
+    """Refuse a folder holding anything that would need unpickling."""
+    for path in folder.iterdir():
+        if path.suffix.lower() in PICKLE_SUFFIXES:
+            raise CheckpointError(f"{path}: refusing to load a pickle-based file from a model folder; "
+                                  f"ulmtl checkpoints are safetensors + JSON only")
+        if path.is_file():
+            with open(path, "rb") as handle:
+                head = handle.read(4)
+            if path.name != WEIGHTS_FILE and any(head.startswith(m) for m in PICKLE_MAGIC):
+                raise CheckpointError(f"{path}: looks like a pickle or torch archive; refusing to load it")
+
+
+def load_checkpoint(folder: str | Path) -> Checkpoint:
+    """Read a folder written by :func:`save_checkpoint` (no unpickling)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: no such checkpoint folder")
+    check_no_pickle(folder)
+    for name in (WEIGHTS_FILE, VOCAB_FILE, CONFIG_FILE):
+        if not (folder / name).exists():
+            raise CheckpointError(f"{folder}: missing {name}; not a ulmtl checkpoint")
+    try:
+        tensors = load_file(str(folder / WEIGHTS_FILE))
+        from safetensors import safe_open
+        with safe_open(str(folder / WEIGHTS_FILE), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except Exception as err:
+        raise CheckpointError(f"{folder / WEIGHTS_FILE}: not a readable safetensors file ({err})") from None
+    for alias, source in json.loads(metadata.get("aliases", "{}")).items():
+        tensors[alias] = tensors[source]
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{folder / CONFIG_FILE}: invalid JSON ({err})") from None
+    try:
+        vocab = Vocab.load(folder / VOCAB_FILE)
+    except (ValueError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{folder / VOCAB_FILE}: {err}") from None
+    return Checkpoint(state_dict=tensors, vocab=vocab, config=config)
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
+    """Atomically write a flat dict of tensors (optimizer state, RNG state) as safetensors."""
+    path = Path(path)
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
+              metadata={k: json.dumps(v) for k, v in (metadata or {}).items()})
+    os.replace(tmp, path)
+
+
+def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    from safetensors import safe_open
+    tensors = load_file(str(path))
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = {k: json.loads(v) for k, v in (handle.metadata() or {}).items()}
+    return tensors, metadata

@@ -1,0 +1,333 @@
+"""Stage 3: the text classifier, with a scikit-learn-like API.
+
+``TextClassifier(config, encoders=...)`` stores its settings only; ``fit`` trains one classifier per
+direction (forward, backward) on top of a fine-tuned LM encoder; ``predict_proba`` averages the
+directions' probabilities (the paper's bidirectional ensemble). Strategies:
+
+* ``"finetune"``: full ULMFiT: gradual unfreezing, discriminative LRs, slanted triangular LRs;
+* ``"feature_extraction"``: the encoder stays frozen, only the head trains;
+* ``"scratch"``: no pretrained weights; the vocabulary comes from the training texts.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import Dataset, DatasetDict
+from fastai.callback.core import Callback, CancelValidException
+from fastai.metrics import accuracy
+
+from ulmtl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ulmtl.config import ClassifierConfig, ModelConfig, TokenizerConfig, from_dict, to_dict
+from ulmtl.data import DataError
+from ulmtl.loaders import ClassificationLoader
+from ulmtl.model import build_classifier, classifier_layer_groups, encoder_state, load_encoder
+from ulmtl.schedule import discriminative_lrs, unfreezing_stages
+from ulmtl.text import Vocab, tokenize_texts
+from ulmtl.training import (
+    ScheduledLR, TrainingLog, freeze_top, group_lrs, make_learner, prepare_torch, set_seed,
+)
+
+STRATEGIES = ("finetune", "feature_extraction", "scratch")
+DIRECTIONS = ("forward", "backward")
+
+
+class SkipValidation(Callback):
+    """No validation set was given: skip fastai's per-epoch validation."""
+
+    def before_validate(self):
+        raise CancelValidException()
+
+
+def _texts_and_labels(X, y) -> tuple[list[str], list | None, list[str] | None]:
+    """Texts, labels and (for a ClassLabel column) the class names, from lists or a Dataset."""
+    names = None
+    if isinstance(X, DatasetDict):
+        if "train" not in X:
+            raise DataError("a DatasetDict passed to fit needs a 'train' split")
+        X = X["train"]
+    if isinstance(X, Dataset):
+        if "text" not in X.column_names:
+            raise DataError(f"dataset has no 'text' column (columns: {X.column_names})")
+        if y is None and "label" in X.column_names:
+            y = X["label"]
+            feature = X.features["label"]
+            names = list(getattr(feature, "names", None) or []) or None
+        X = X["text"]
+    if isinstance(X, str):
+        raise DataError("expected a list of texts, got a single string")
+    texts = list(X)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise DataError(f"text {i} is {type(text).__name__}, not a string")
+        if not text.strip():
+            raise DataError(f"text {i} is empty or whitespace only")
+    if y is not None:
+        y = list(y)
+        if len(y) != len(texts):
+            raise DataError(f"{len(texts)} texts but {len(y)} labels")
+        for i, label in enumerate(y):
+            if label is None or (isinstance(label, float) and np.isnan(label)):
+                raise DataError(f"label {i} is missing")
+    return texts, y, names
+
+
+class TextClassifier:
+    """ULMFiT text classifier: ``fit`` / ``predict`` / ``predict_proba`` / ``score`` on raw strings.
+
+    ``encoders`` maps each direction in ``config.directions`` to a stage-2 (or stage-1) LM
+    checkpoint folder; a single path is taken as the forward encoder. Not needed for ``scratch``.
+    """
+
+    def __init__(self, config: ClassifierConfig | None = None, encoders: dict | str | Path | None = None,
+                 model_config: ModelConfig | None = None, tokenizer: TokenizerConfig | None = None,
+                 log_path: str | Path | None = None, verbose: bool = True):
+        self.config = config or ClassifierConfig()
+        self.encoders = encoders
+        self.model_config = model_config or ModelConfig()
+        self.tokenizer = tokenizer or TokenizerConfig()
+        self.log_path = log_path
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fitting
+
+    def _check_config(self) -> None:
+        config = self.config
+        if config.strategy not in STRATEGIES:
+            raise ValueError(f"classifier.strategy must be one of {STRATEGIES}, got {config.strategy!r}")
+        if not config.directions or any(d not in DIRECTIONS for d in config.directions):
+            raise ValueError(f"classifier.directions must be a non-empty subset of {DIRECTIONS}, "
+                             f"got {config.directions}")
+        if len(config.unfreeze_plan) != len(config.stage_epochs) or \
+                len(config.stage_epochs) != len(config.stage_lr_mult):
+            raise ValueError("classifier.unfreeze_plan, stage_epochs and stage_lr_mult need one entry per stage")
+
+    def _encoder_paths(self) -> dict:
+        if self.config.strategy == "scratch":
+            return {}
+        encoders = self.encoders
+        if encoders is None:
+            raise ValueError(f"strategy {self.config.strategy!r} needs pretrained encoders "
+                             f"(encoders={{'forward': path}}); use strategy='scratch' to train without")
+        if isinstance(encoders, (str, Path)):
+            encoders = {"forward": encoders}
+        missing = [d for d in self.config.directions if d not in encoders]
+        if missing:
+            raise ValueError(f"no encoder given for direction(s) {missing}")
+        return {d: Path(encoders[d]) for d in self.config.directions}
+
+    def fit(self, X, y=None, valid: tuple | None = None) -> "TextClassifier":
+        """Train on texts ``X`` with labels ``y`` (or a Dataset / DatasetDict with text and label).
+
+        ``valid``: optional ``(texts, labels)`` evaluated after every epoch.
+        """
+        self._check_config()
+        texts, labels, names = _texts_and_labels(X, y)
+        if labels is None:
+            raise DataError("fit needs labels: pass y, or a dataset with a 'label' column")
+        if names is not None:
+            self.classes_ = np.array(names)
+            label_ids = np.asarray(labels, dtype=np.int64)
+        else:
+            self.classes_ = np.array(sorted(set(labels), key=lambda v: (str(type(v)), v)))
+            index = {c: i for i, c in enumerate(self.classes_.tolist())}
+            label_ids = np.array([index[v] for v in labels], dtype=np.int64)
+        if len(set(label_ids.tolist())) < 2:
+            raise DataError(f"only one class ({self.classes_[label_ids[0]]!r}) in the training labels; "
+                            f"a classifier needs two or more")
+        valid_ids = None
+        if valid is not None:
+            valid_texts, valid_labels, _ = _texts_and_labels(valid[0], valid[1])
+            valid_ids = self._encode_labels(valid_labels, where="validation")
+        set_seed(self.config.seed)
+        self.device_ = prepare_torch()
+        tokens = tokenize_texts(texts, batch_size=self.tokenizer.batch_size)
+        valid_tokens = tokenize_texts(valid_texts) if valid is not None else None
+        paths = self._encoder_paths()
+        self.vocabs_, self.models_, self.model_configs_, self.history_ = {}, {}, {}, {}
+        for direction in self.config.directions:
+            self._fit_direction(direction, paths.get(direction), tokens, label_ids, valid_tokens, valid_ids)
+        return self
+
+    def _encode_labels(self, labels, where: str) -> np.ndarray:
+        index = {c: i for i, c in enumerate(self.classes_.tolist())}
+        unseen = sorted({str(v) for v in labels if v not in index})
+        if unseen:
+            raise DataError(f"{where} labels {unseen} never appear in the training labels "
+                            f"{self.classes_.tolist()}")
+        return np.array([index[v] for v in labels], dtype=np.int64)
+
+    def _fit_direction(self, direction, encoder_path, tokens, label_ids, valid_tokens, valid_ids) -> None:
+        config = self.config
+        if encoder_path is None:
+            from collections import Counter
+            counts = Counter(t for doc in tokens for t in doc)
+            vocab = Vocab.build(counts, self.tokenizer.max_vocab, self.tokenizer.min_freq)
+            model_config, state = self.model_config, None
+        else:
+            checkpoint = load_checkpoint(encoder_path)
+            if checkpoint.kind != "lm":
+                raise CheckpointError(f"{encoder_path}: expected a language-model checkpoint, "
+                                      f"found kind {checkpoint.kind!r}")
+            saved_direction = checkpoint.config.get("direction", "forward")
+            if saved_direction != direction:
+                raise CheckpointError(f"{encoder_path}: a {saved_direction} LM cannot serve as the "
+                                      f"{direction} encoder")
+            vocab, state = checkpoint.vocab, encoder_state(checkpoint.state_dict)
+            model_config = from_dict(ModelConfig, checkpoint.config["model"])
+            rows = state["encoder.weight"].shape[0]
+            if rows != len(vocab):
+                raise CheckpointError(f"{encoder_path}: weights have {rows} embedding rows but the "
+                                      f"vocabulary has {len(vocab)} tokens (from different stages?)")
+        backwards = direction == "backward"
+        docs = [np.asarray(vocab.numericalize(doc), dtype=np.int64) for doc in tokens]
+        train = ClassificationLoader(docs, label_ids, config.batch_size, vocab.pad_id, config.bptt,
+                                     shuffle=True, seed=config.seed, backwards=backwards)
+        if valid_tokens is not None:
+            valid_docs = [np.asarray(vocab.numericalize(d), dtype=np.int64) for d in valid_tokens]
+            valid = ClassificationLoader(valid_docs, valid_ids, config.batch_size, vocab.pad_id, config.bptt,
+                                         backwards=backwards)
+        else:
+            valid = ClassificationLoader(docs[:1], label_ids[:1], 1, vocab.pad_id, config.bptt)
+        model = build_classifier(len(vocab), len(self.classes_), model_config, config)
+        if state is not None:
+            load_encoder(model, state)
+        learn = make_learner(train, valid, model, classifier_layer_groups, config.betas, config.weight_decay,
+                             config.ar_alpha, config.tar_beta, config.clip, metrics=[accuracy],
+                             device=self.device_, progress=False)
+        if valid_tokens is None:
+            learn.add_cb(SkipValidation())
+        history = []
+        for trainable, epochs, max_lrs in self.training_plan(len(learn.opt.param_lists)):
+            freeze_top(learn, trainable)
+            schedule = ScheduledLR(max_lrs, config.schedule, config.cut_frac, config.ratio)
+            log = TrainingLog(self.log_path, every=50, label=f"classifier-{direction}")
+            if not self.verbose:
+                log.write = lambda record: None
+            learn.fit(epochs, cbs=[schedule, log])
+            history.append({
+                "trainable_groups": trainable, "epochs": epochs, "peak_lrs": [float(x) for x in max_lrs],
+                "final_lrs": [float(x) for x in group_lrs(learn)],
+                "trainable_params": [n for n, p in learn.model.named_parameters() if p.requires_grad],
+            })
+        learn.model.eval()
+        self.vocabs_[direction] = vocab
+        self.models_[direction] = learn.model
+        self.model_configs_[direction] = model_config
+        self.history_[direction] = history
+
+    def training_plan(self, n_groups: int) -> list[tuple[int, int, list[float]]]:
+        """(trainable top groups, epochs, peak LR per group) for each stage of training."""
+        config = self.config
+        total_epochs = sum(config.stage_epochs)
+        if config.strategy == "feature_extraction":
+            return [(1, total_epochs, [config.lr * config.stage_lr_mult[0]] * n_groups)]
+        if config.strategy == "scratch":
+            return [(n_groups, total_epochs, [config.lr] * n_groups)]
+        plan = []
+        for trainable, epochs, mult in zip(unfreezing_stages(config.unfreeze_plan, n_groups),
+                                           config.stage_epochs, config.stage_lr_mult):
+            peak = config.lr * mult
+            lrs = discriminative_lrs(peak, n_groups, config.lr_decay) if config.discriminative \
+                else [peak] * n_groups
+            plan.append((trainable, epochs, lrs))
+        return plan
+
+    # ------------------------------------------------------------------ predicting
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "models_"):
+            raise RuntimeError("this TextClassifier is not fitted yet: call fit() or TextClassifier.load()")
+
+    def predict_proba_by_direction(self, X, batch_size: int | None = None) -> dict[str, np.ndarray]:
+        """Class probabilities of each direction's classifier, in the order of ``X``."""
+        self._check_fitted()
+        texts, _, _ = _texts_and_labels(X, None)
+        tokens = tokenize_texts(texts, batch_size=self.tokenizer.batch_size)
+        return {direction: self._direction_proba(direction, model, tokens, batch_size)
+                for direction, model in self.models_.items()}
+
+    def predict_proba(self, X, batch_size: int | None = None) -> np.ndarray:
+        """Class probabilities, shape (n_texts, n_classes), in the order of ``X``; directions averaged."""
+        by_direction = self.predict_proba_by_direction(X, batch_size)
+        return sum(by_direction.values()) / len(by_direction)
+
+    def _direction_proba(self, direction, model, tokens, batch_size) -> np.ndarray:
+        vocab = self.vocabs_[direction]
+        docs = [np.asarray(vocab.numericalize(d), dtype=np.int64) for d in tokens]
+        loader = ClassificationLoader(docs, None, batch_size or self.config.batch_size * 2, vocab.pad_id,
+                                      self.config.bptt, backwards=direction == "backward")
+        device = next(model.parameters()).device
+        outputs = []
+        model.eval()
+        with torch.inference_mode():
+            for (x,) in loader:
+                model.reset()
+                logits = model(x.to(device))[0]
+                outputs.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+        probs = np.empty((len(docs), len(self.classes_)), dtype=np.float64)
+        probs[loader.order] = np.concatenate(outputs)
+        return probs
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted class of every text."""
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+    def score(self, X, y=None) -> float:
+        """Accuracy on texts ``X`` with labels ``y`` (or a labelled Dataset)."""
+        texts, labels, names = _texts_and_labels(X, y)
+        if labels is None:
+            raise DataError("score needs labels")
+        if names is not None:
+            labels = [names[i] for i in labels]
+        truth = self.classes_[self._encode_labels(labels, where="scored")]
+        return float(np.mean(self.predict(texts) == truth))
+
+    # ------------------------------------------------------------------ saving
+
+    def save(self, folder: str | Path) -> Path:
+        """One checkpoint folder per direction under ``folder`` (safetensors + JSON)."""
+        self._check_fitted()
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for direction, model in self.models_.items():
+            config = {"kind": "classifier", "direction": direction, "classes": self.classes_.tolist(),
+                      "model": to_dict(self.model_configs_[direction]), "classifier": to_dict(self.config),
+                      "tokenizer": to_dict(self.tokenizer), "history": self.history_.get(direction, [])}
+            save_checkpoint(folder / direction, model.state_dict(), self.vocabs_[direction], config)
+        (folder / "classifier.json").write_text(json.dumps({"directions": list(self.models_)}))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "TextClassifier":
+        """Load a classifier written by :meth:`save` (no unpickling)."""
+        folder = Path(folder)
+        index = folder / "classifier.json"
+        if not index.exists():
+            raise CheckpointError(f"{folder}: no classifier.json; not a saved TextClassifier")
+        directions = json.loads(index.read_text())["directions"]
+        clf = None
+        for direction in directions:
+            checkpoint = load_checkpoint(folder / direction)
+            if checkpoint.kind != "classifier":
+                raise CheckpointError(f"{folder / direction}: not a classifier checkpoint")
+            if clf is None:
+                clf = cls(from_dict(ClassifierConfig, checkpoint.config["classifier"]),
+                          tokenizer=from_dict(TokenizerConfig, checkpoint.config["tokenizer"]))
+                clf.classes_ = np.array(checkpoint.config["classes"])
+                clf.vocabs_, clf.models_, clf.model_configs_, clf.history_ = {}, {}, {}, {}
+            model_config = from_dict(ModelConfig, checkpoint.config["model"])
+            model = build_classifier(len(checkpoint.vocab), len(clf.classes_), model_config, clf.config)
+            result = model.load_state_dict(checkpoint.state_dict, strict=False)
+            if result.missing_keys or result.unexpected_keys:
+                raise CheckpointError(f"{folder / direction}: weights do not fit the saved config "
+                                      f"(missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]})")
+            model.eval()
+            clf.vocabs_[direction] = checkpoint.vocab
+            clf.models_[direction] = model
+            clf.model_configs_[direction] = model_config
+            clf.history_[direction] = checkpoint.config.get("history", [])
+        return clf
+

@@ -1,0 +1,53 @@
+"""Command-line handling shared by the recipes: ``--section.key=value`` overrides and flags."""
+from __future__ import annotations
+
+import sys
+
+from ulmtl.config import ConfigError, apply_overrides
+
+FLAG_KEYS = {"--smoke": "smoke"}
+VALUE_KEYS = {"--output": "output", "--pretrained": "pretrained", "--data-dir": "data_dir",
+              "--train": "train_file", "--test": "test_file", "--text-column": "text_column",
+              "--label-column": "label_column", "--corpus": "corpus", "--folds": "folds"}
+
+
+def normalize_argv(argv: list[str]) -> list[str]:
+    """Turn ``--flag`` and ``--name VALUE`` forms into ``--key=value`` overrides."""
+    out, i = [], 0
+    while i < len(argv):
+        item = argv[i]
+        name = item.split("=", 1)[0]
+        if item in FLAG_KEYS:
+            out.append(f"--{FLAG_KEYS[item]}=true")
+        elif name in VALUE_KEYS:
+            if "=" in item:
+                value = item.split("=", 1)[1]
+            else:
+                if i + 1 >= len(argv):
+                    raise ConfigError(f"{item} needs a value")
+                i += 1
+                value = argv[i]
+            out.append(f"--{VALUE_KEYS[name]}={value}")
+        else:
+            out.append(item)
+        i += 1
+    return out
+
+
+def parse_args(config, argv: list[str] | None, smoke_overrides: list[str] = (), usage: str = ""):
+    """The recipe's config with the command line applied; ``--smoke`` first applies the smoke settings.
+
+    On a bad argument, prints the error and exits with status 2.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        print(usage or "usage: recipe [--output DIR] [--smoke] [--section.key=value ...]")
+        raise SystemExit(0)
+    try:
+        overrides = normalize_argv(argv)
+        if "--smoke=true" in overrides:
+            config = apply_overrides(config, list(smoke_overrides))
+        return apply_overrides(config, overrides)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,652 @@
+"""Datasets: loading from original download layouts (or the hub), tokenizing, numericalizing.
+
+Every loader returns a ``datasets.DatasetDict`` with ``train`` and ``test`` splits (and
+``unsup`` where there is unlabelled text), a string column ``text`` and a ``ClassLabel``
+column ``label``. Parsed datasets are stored as arrow files in the cache folder, so that
+``map`` (tokenization, numericalization) is cached by fingerprint: a second run costs nothing.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_from_disk
+
+from ulmtl.text import FLD, Vocab, tokenize_batch
+
+LOADER_VERSION = "1"
+TEXT_FEATURE = Value("string")
+
+
+class DataError(ValueError):
+    """Input data that cannot be used; the message names the file, line and field."""
+
+
+# --------------------------------------------------------------------------- folders
+
+def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
+    """The data directory: the argument, else ``$ULMTL_DATA_DIR``, else ``<cache>/data``."""
+    if data_dir:
+        return Path(data_dir).expanduser()
+    if os.environ.get("ULMTL_DATA_DIR"):
+        return Path(os.environ["ULMTL_DATA_DIR"]).expanduser()
+    return cache_dir() / "data"
+
+
+def cache_dir() -> Path:
+    """Per-user cache: ``$ULMTL_CACHE_DIR``, else ``$XDG_CACHE_HOME/ulmtl``, else ``~/.cache/ulmtl``."""
+    if os.environ.get("ULMTL_CACHE_DIR"):
+        return Path(os.environ["ULMTL_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ulmtl"
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _features(names: list[str]) -> Features:
+    return Features({"text": TEXT_FEATURE, "label": ClassLabel(names=list(names))})
+
+
+def _split(texts: list[str], labels: list[int], names: list[str]) -> Dataset:
+    return Dataset.from_dict({"text": texts, "label": labels}, features=_features(names))
+
+
+def _unlabelled(texts: list[str]) -> Dataset:
+    return Dataset.from_dict({"text": texts}, features=Features({"text": TEXT_FEATURE}))
+
+
+def _source_signature(paths: Iterable[Path]) -> list:
+    out = []
+    for path in sorted(paths):
+        stat = path.stat()
+        out.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
+    return out
+
+
+def _cached(name: str, options: dict, sources: list[Path], build: Callable[[], DatasetDict]) -> DatasetDict:
+    """Build ``name`` once, store it as arrow files keyed by its sources, reload memory-mapped."""
+    key = json.dumps([LOADER_VERSION, name, options, _source_signature(sources)], sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    target = cache_dir() / "datasets" / f"{name}-{digest}"
+    if (target / "dataset_dict.json").exists():
+        return load_from_disk(str(target))
+    built = build()
+    partial = target.with_name(target.name + f".partial-{os.getpid()}")
+    if partial.exists():
+        shutil.rmtree(partial)
+    built.save_to_disk(str(partial))
+    if target.exists():
+        shutil.rmtree(target)
+    partial.rename(target)
+    return load_from_disk(str(target))
+
+
+def _missing(name: str, looked: Path, how: str) -> DataError:
+    return DataError(f"dataset {name!r} not found: looked for {looked}. {how}")
+
+
+def _decode_line(raw: bytes, path: Path, line_no: int, encoding: str) -> str:
+    if encoding == "utf-8-or-latin-1":
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw.decode("latin-1")
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}, line {line_no}: bytes are not valid {encoding} ({err.reason} at "
+                        f"byte {err.start}); pass encoding='latin-1' if the file is Latin-1") from None
+
+
+def _bad_bytes_at(path: Path, encoding: str) -> str:
+    """Where the first bytes of ``path`` that are not valid ``encoding`` are, as 'line N, byte B'.
+
+    A decoding error raised while reading a text stream only knows its offset in the current
+    read-ahead chunk, not in the file; this reads the file again, line by line, to find it.
+    """
+    offset = 0
+    for line_no, raw in enumerate(path.read_bytes().split(b"\n"), 1):
+        try:
+            raw.decode(encoding)
+        except UnicodeDecodeError as err:
+            return f"line {line_no}, byte {offset + err.start}"
+        offset += len(raw) + 1
+    return "unknown position"
+
+
+def stratified_split(labels: list[int], test_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded stratified split: indices of train and test, identical on every machine."""
+    if not 0 < test_fraction < 1:
+        raise DataError(f"test_fraction must be between 0 and 1, got {test_fraction}")
+    rng = np.random.RandomState(seed)
+    labels_arr = np.asarray(labels)
+    train, test = [], []
+    for cls in sorted(set(labels_arr.tolist())):
+        idx = np.flatnonzero(labels_arr == cls)
+        idx = idx[rng.permutation(len(idx))]
+        n_test = int(round(len(idx) * test_fraction))
+        test.extend(idx[:n_test].tolist())
+        train.extend(idx[n_test:].tolist())
+    return sorted(train), sorted(test)
+
+
+# --------------------------------------------------------------------------- TREC
+
+TREC_COARSE = ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
+_TREC_LINE = re.compile(r"^([A-Z]+):(\S+) (.+)$")
+
+
+def _read_trec(path: Path, fine: bool) -> tuple[list[str], list[str]]:
+    texts, labels = [], []
+    for line_no, raw in enumerate(path.read_bytes().splitlines(), 1):
+        line = raw.decode("latin-1").strip()
+        if not line:
+            continue
+        match = _TREC_LINE.match(line)
+        if not match:
+            raise DataError(f"{path}, line {line_no}: expected 'COARSE:fine question', got {line[:60]!r}")
+        coarse, fine_label, question = match.groups()
+        texts.append(question)
+        labels.append(f"{coarse}:{fine_label}" if fine else coarse)
+    return texts, labels
+
+
+def load_trec(data_dir: Path, fine: bool = False) -> DatasetDict:
+    folder = data_dir / "trec"
+    train_path, test_path = folder / "train_5500.label", folder / "TREC_10.label"
+    if not train_path.exists() or not test_path.exists():
+        raise _missing("trec", folder, "Download train_5500.label and TREC_10.label from "
+                       "https://cogcomp.seas.upenn.edu/Data/QA/QC/ into that folder.")
+
+    def build():
+        train_texts, train_labels = _read_trec(train_path, fine)
+        test_texts, test_labels = _read_trec(test_path, fine)
+        names = sorted(set(train_labels) | set(test_labels)) if fine else TREC_COARSE
+        index = {n: i for i, n in enumerate(names)}
+        return DatasetDict({
+            "train": _split(train_texts, [index[x] for x in train_labels], names),
+            "test": _split(test_texts, [index[x] for x in test_labels], names),
+        })
+    return _cached("trec", {"fine": fine}, [train_path, test_path], build)
+
+
+# --------------------------------------------------------------------------- MR
+
+def load_mr(data_dir: Path, test_fraction: float = 0.1, seed: int = 0) -> DatasetDict:
+    """MR sentence polarity. No official split: a stratified split seeded by ``seed``."""
+    folder = data_dir / "rt-polaritydata"
+    paths = [folder / "rt-polarity.neg", folder / "rt-polarity.pos"]
+    if not all(p.exists() for p in paths):
+        raise _missing("mr", folder, "Download rt-polaritydata.tar.gz from "
+                       "https://www.cs.cornell.edu/people/pabo/movie-review-data/ and unpack it there.")
+
+    def build():
+        texts, labels = [], []
+        for label, path in enumerate(paths):
+            for line_no, raw in enumerate(path.read_bytes().splitlines(), 1):
+                text = _decode_line(raw, path, line_no, "utf-8-or-latin-1").strip()
+                if text:
+                    texts.append(text)
+                    labels.append(label)
+        train_idx, test_idx = stratified_split(labels, test_fraction, seed)
+        names = ["negative", "positive"]
+        return DatasetDict({
+            "train": _split([texts[i] for i in train_idx], [labels[i] for i in train_idx], names),
+            "test": _split([texts[i] for i in test_idx], [labels[i] for i in test_idx], names),
+        })
+    return _cached("mr", {"test_fraction": test_fraction, "seed": seed}, paths, build)
+
+
+# --------------------------------------------------------------------------- polarity v2.0
+
+_CV_NAME = re.compile(r"^cv(\d{3})_")
+
+
+def load_polarity(data_dir: Path, fold: int = 0) -> DatasetDict:
+    """Polarity v2.0: fold ``k`` (files cv{k}00-cv{k}99) is the test split."""
+    if not 0 <= fold <= 9:
+        raise DataError(f"polarity: fold must be 0..9, got {fold}")
+    folder = data_dir / "review_polarity" / "txt_sentoken"
+    if not (folder / "pos").is_dir() or not (folder / "neg").is_dir():
+        raise _missing("polarity", folder, "Download review_polarity.tar.gz from "
+                       "https://www.cs.cornell.edu/people/pabo/movie-review-data/ and unpack it there.")
+    files = sorted((folder / "neg").glob("*.txt")) + sorted((folder / "pos").glob("*.txt"))
+
+    def build():
+        names = ["negative", "positive"]
+        splits = {"train": ([], []), "test": ([], [])}
+        for path in files:
+            match = _CV_NAME.match(path.name)
+            if not match:
+                raise DataError(f"{path}: file name must start with cvNNN_ (the fold prefix)")
+            label = 0 if path.parent.name == "neg" else 1
+            text = " ".join(path.read_text(encoding="utf-8", errors="strict").split("\n")).strip()
+            split = "test" if int(match.group(1)) // 100 == fold else "train"
+            splits[split][0].append(text)
+            splits[split][1].append(label)
+        return DatasetDict({k: _split(t, y, names) for k, (t, y) in splits.items()})
+    return _cached("polarity", {"fold": fold}, files, build)
+
+
+# --------------------------------------------------------------------------- IMDb
+
+def load_imdb(data_dir: Path) -> DatasetDict:
+    folder = data_dir / "aclImdb"
+    if not folder.is_dir():
+        return load_from_hub("imdb", folder)
+    names = ["neg", "pos"]
+    files = {split: {c: sorted((folder / split / c).glob("*.txt")) for c in names}
+             for split in ("train", "test")}
+    unsup = sorted((folder / "train" / "unsup").glob("*.txt"))
+    sources = [p for split in files.values() for group in split.values() for p in group] + unsup
+
+    def read(path: Path) -> str:
+        try:
+            return path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise DataError(f"{path}: not valid UTF-8 at byte {err.start}") from None
+
+    def build():
+        out = {}
+        for split, groups in files.items():
+            texts, labels = [], []
+            for label, c in enumerate(names):
+                for path in groups[c]:
+                    texts.append(read(path))
+                    labels.append(label)
+            if not texts:
+                raise DataError(f"imdb: no files in {folder / split}/{{neg,pos}}")
+            out[split] = _split(texts, labels, names)
+        if unsup:
+            out["unsup"] = _unlabelled([read(p) for p in unsup])
+        return DatasetDict(out)
+    return _cached("imdb", {}, sources, build)
+
+
+# --------------------------------------------------------------------------- Zhang et al. 2015 CSVs
+
+ZHANG_LAYOUTS = {
+    # name: (folder, number of text fields, default class names)
+    "ag_news": ("ag_news_csv", 2, ["World", "Sports", "Business", "Sci/Tech"]),
+    "dbpedia": ("dbpedia_csv", 2, ["Company", "EducationalInstitution", "Artist", "Athlete",
+                                   "OfficeHolder", "MeanOfTransportation", "Building", "NaturalPlace",
+                                   "Village", "Animal", "Plant", "Album", "Film", "WrittenWork"]),
+    "yelp_polarity": ("yelp_review_polarity_csv", 1, ["negative", "positive"]),
+    "yelp_full": ("yelp_review_full_csv", 1, ["1 star", "2 stars", "3 stars", "4 stars", "5 stars"]),
+}
+
+
+def join_fields(fields: list[str]) -> str:
+    """Several text fields as one text, marked as fastai/ULMFiT do: ``xxfld 1 title xxfld 2 body``."""
+    if len(fields) == 1:
+        return fields[0]
+    return " ".join(f"{FLD} {i} {field}" for i, field in enumerate(fields, 1))
+
+
+def _unescape_zhang(text: str) -> str:
+    return text.replace("\\n", "\n").replace('\\"', '"')
+
+
+def _read_zhang_csv(path: Path, n_fields: int, n_classes: int) -> tuple[list[str], list[int]]:
+    texts, labels = [], []
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        try:
+            for row in reader:
+                line = reader.line_num
+                if len(row) != n_fields + 1:
+                    raise DataError(f"{path}, line {line}: expected {n_fields + 1} fields "
+                                    f"(class, {n_fields} text), got {len(row)}")
+                try:
+                    label = int(row[0]) - 1
+                except ValueError:
+                    raise DataError(f"{path}, line {line}: class field {row[0]!r} is not an integer") from None
+                if not 0 <= label < n_classes:
+                    raise DataError(f"{path}, line {line}: class {row[0]} outside 1..{n_classes}")
+                texts.append(join_fields([_unescape_zhang(f.strip()) for f in row[1:]]))
+                labels.append(label)
+        except UnicodeDecodeError as err:
+            raise DataError(f"{path}, {_bad_bytes_at(path, 'utf-8')}: not valid UTF-8 "
+                            f"({err.reason})") from None
+        except csv.Error as err:
+            raise DataError(f"{path}, line {reader.line_num}: malformed CSV ({err})") from None
+    return texts, labels
+
+
+def load_zhang(name: str, data_dir: Path) -> DatasetDict:
+    folder_name, n_fields, default_names = ZHANG_LAYOUTS[name]
+    folder = data_dir / folder_name
+    if not (folder / "train.csv").exists():
+        return load_from_hub(name, folder)
+    classes_file = folder / "classes.txt"
+    names = default_names
+    if classes_file.exists():
+        names = [c.strip() for c in classes_file.read_text().splitlines() if c.strip()]
+    paths = [folder / "train.csv", folder / "test.csv"]
+    for path in paths:
+        if not path.exists():
+            raise _missing(name, path, "The original download has train.csv and test.csv.")
+
+    def build():
+        out = {}
+        for split, path in zip(("train", "test"), paths):
+            texts, labels = _read_zhang_csv(path, n_fields, len(names))
+            out[split] = _split(texts, labels, names)
+        return DatasetDict(out)
+    return _cached(name, {}, paths + ([classes_file] if classes_file.exists() else []), build)
+
+
+# --------------------------------------------------------------------------- the hub
+
+HUB_IDS = {
+    "imdb": ("stanfordnlp/imdb", None),
+    "ag_news": ("fancyzhx/ag_news", None),
+    "dbpedia": ("fancyzhx/dbpedia_14", None),
+    "yelp_polarity": ("fancyzhx/yelp_polarity", None),
+    "yelp_full": ("Yelp/yelp_review_full", None),
+}
+
+
+def load_from_hub(name: str, local_folder: Path | None = None) -> DatasetDict:
+    """Download ``name`` from the Hugging Face hub (needs network) in ulmtl's layout."""
+    import datasets
+    hub_id, subset = HUB_IDS[name]
+    try:
+        raw = datasets.load_dataset(hub_id, subset, cache_dir=str(cache_dir() / "hub"))
+    except Exception as err:  # network errors come in many types; the message is what matters
+        where = f"no local copy at {local_folder}; " if local_folder else ""
+        raise DataError(f"dataset {name!r}: {where}downloading {hub_id} from the Hugging Face hub "
+                        f"failed ({type(err).__name__}: {str(err)[:200]}). Put the original download "
+                        f"in the data directory or go online.") from None
+    return hub_to_layout(name, raw)
+
+
+def hub_to_layout(name: str, raw: DatasetDict) -> DatasetDict:
+    """Rename hub columns and splits to ``text`` / ``label`` and ``train`` / ``test`` / ``unsup``."""
+    out = {}
+    for split, ds in raw.items():
+        target = {"unsupervised": "unsup"}.get(split, split)
+        if name == "dbpedia":
+            ds = ds.map(_join_title_content, remove_columns=["title", "content"])
+        if target == "unsup":
+            ds = ds.remove_columns([c for c in ds.column_names if c != "text"])
+        if name in ("yelp_polarity",) and "label" in ds.column_names:
+            ds = ds.cast_column("label", ClassLabel(names=["negative", "positive"]))
+        out[target] = ds
+    return DatasetDict(out)
+
+
+def _join_title_content(row: dict) -> dict:
+    return {"text": join_fields([row["title"], row["content"]])}
+
+
+# --------------------------------------------------------------------------- user files
+
+def _label_names(values: list) -> list[str]:
+    as_text = [str(v) for v in values]
+    unique = sorted(set(as_text))
+    if all(re.fullmatch(r"-?\d+", v) for v in unique):
+        unique = sorted(unique, key=int)
+    return unique
+
+
+def _read_table(path: Path, text_column: str, label_column: str, encoding: str,
+                skip_empty: bool) -> tuple[list[str], list[str], int]:
+    """Rows of a CSV / TSV / JSON-lines / parquet file: texts, labels, number skipped."""
+    suffix = path.suffix.lower()
+    rows: list[tuple[int, dict]] = []
+    if suffix in (".csv", ".tsv"):
+        try:
+            with open(path, newline="", encoding=encoding) as handle:
+                reader = csv.reader(handle, delimiter="\t" if suffix == ".tsv" else ",")
+                header = next(reader, None)
+                if header is None:
+                    raise DataError(f"{path}: the file is empty (no header row)")
+                for row in reader:
+                    if not row:
+                        continue
+                    if len(row) != len(header):
+                        raise DataError(f"{path}, line {reader.line_num}: {len(row)} fields, but the "
+                                        f"header has {len(header)}")
+                    rows.append((reader.line_num, dict(zip(header, row))))
+        except UnicodeDecodeError as err:
+            raise DataError(f"{path}, {_bad_bytes_at(path, encoding)}: bytes are not valid {encoding} "
+                            f"({err.reason}); pass encoding='latin-1' if the file is Latin-1") from None
+        except csv.Error as err:
+            raise DataError(f"{path}: malformed {suffix[1:].upper()} ({err})") from None
+        columns = header
+    elif suffix in (".jsonl", ".json"):
+        columns = None
+        raw_lines = path.read_bytes().splitlines()
+        for line_no, raw in enumerate(raw_lines, 1):
+            text = _decode_line(raw, path, line_no, encoding).strip()
+            if not text:
+                continue
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}, line {line_no}: not valid JSON ({err.msg})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}, line {line_no}: each line must be a JSON object")
+            rows.append((line_no, record))
+        columns = sorted({k for _, r in rows for k in r})
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+        table = pq.read_table(path)
+        columns = table.column_names
+        rows = [(i + 1, r) for i, r in enumerate(table.to_pylist())]
+    else:
+        raise DataError(f"{path}: unsupported file type {suffix!r} (use .csv, .tsv, .jsonl, .parquet "
+                        f"or a folder with one sub-folder per class)")
+    if not rows:
+        raise DataError(f"{path}: no data rows")
+    for column in (text_column, label_column):
+        if column and column not in columns:
+            raise DataError(f"{path}: no column {column!r}; columns are {', '.join(map(str, columns))}")
+    texts, labels, skipped = [], [], 0
+    for line_no, row in rows:
+        text, label = row.get(text_column), row.get(label_column) if label_column else None
+        where = f"{path}, row at line {line_no}" if suffix != ".parquet" else f"{path}, row {line_no}"
+        if text is None or not str(text).strip():
+            if skip_empty:
+                skipped += 1
+                continue
+            raise DataError(f"{where}: field {text_column!r} is empty (pass skip_empty=True to skip "
+                            f"such rows; the count is reported)")
+        if label_column and (label is None or str(label).strip() == ""):
+            raise DataError(f"{where}: field {label_column!r} (the label) is missing")
+        texts.append(str(text))
+        labels.append(str(label).strip() if label_column else None)
+    return texts, labels, skipped
+
+
+def _read_class_folder(folder: Path, encoding: str, skip_empty: bool) -> tuple[list[str], list[str], int]:
+    classes = sorted(p for p in folder.iterdir() if p.is_dir())
+    if not classes:
+        raise DataError(f"{folder}: a folder of data must hold one sub-folder per class")
+    texts, labels, skipped = [], [], 0
+    for class_dir in classes:
+        for path in sorted(class_dir.rglob("*")):
+            if not path.is_file():
+                continue
+            try:
+                text = path.read_text(encoding=encoding)
+            except UnicodeDecodeError as err:
+                raise DataError(f"{path}: bytes are not valid {encoding} (byte {err.start}); "
+                                f"pass encoding='latin-1' if the file is Latin-1") from None
+            if not text.strip():
+                if skip_empty:
+                    skipped += 1
+                    continue
+                raise DataError(f"{path}: the file is empty")
+            texts.append(text)
+            labels.append(class_dir.name)
+    if not texts:
+        raise DataError(f"{folder}: no text files in its class folders")
+    return texts, labels, skipped
+
+
+def read_labelled(path: str | Path, text_column: str = "text", label_column: str = "label",
+                  encoding: str = "utf-8", skip_empty: bool = False) -> tuple[list[str], list[str], int]:
+    """Texts and string labels of a file or class folder, and how many empty rows were skipped."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.is_dir():
+        return _read_class_folder(path, encoding, skip_empty)
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty")
+    return _read_table(path, text_column, label_column, encoding, skip_empty)
+
+
+def load_files(train: str | Path, test: str | Path | None = None, text_column: str = "text",
+               label_column: str = "label", test_fraction: float = 0.1, seed: int = 0,
+               encoding: str = "utf-8", skip_empty: bool = False) -> DatasetDict:
+    """The user's own data: CSV / TSV / JSON lines / parquet, or a folder per class.
+
+    Without ``test``, a seeded stratified split of ``train``. Rows are never dropped silently:
+    empty texts are an error unless ``skip_empty``, and then the count is in ``info.description``.
+    """
+    train_texts, train_labels, skipped = read_labelled(train, text_column, label_column, encoding, skip_empty)
+    names = _label_names(train_labels)
+    if len(names) < 2:
+        found = (f"only one class ({names[0]!r}) in the labels" if names
+                 else f"no rows left ({skipped} skipped as empty)")
+        raise DataError(f"{train}: {found}; a classifier needs two or more classes")
+    index = {n: i for i, n in enumerate(names)}
+    train_ids = [index[x] for x in train_labels]
+    if test:
+        test_texts, test_labels, skipped_test = read_labelled(test, text_column, label_column,
+                                                              encoding, skip_empty)
+        skipped += skipped_test
+        unseen = sorted(set(test_labels) - set(names))
+        if unseen:
+            raise DataError(f"{test}: labels {unseen} never appear in the training data {train}")
+        test_ids = [index[x] for x in test_labels]
+    else:
+        tr, te = stratified_split(train_ids, test_fraction, seed)
+        test_texts, test_ids = [train_texts[i] for i in te], [train_ids[i] for i in te]
+        train_texts, train_ids = [train_texts[i] for i in tr], [train_ids[i] for i in tr]
+    result = DatasetDict({"train": _split(train_texts, train_ids, names),
+                          "test": _split(test_texts, test_ids, names)})
+    result["train"].info.description = f"skipped_empty_rows={skipped}"
+    if skipped:
+        print(f"ulmtl: skipped {skipped} rows with empty text (skip_empty=True)")
+    return result
+
+
+# --------------------------------------------------------------------------- entry point
+
+DATASETS = ("trec", "mr", "polarity", "imdb", "ag_news", "dbpedia", "yelp_polarity", "yelp_full")
+
+
+def load_dataset(name: str, data_dir: str | Path | None = None, *, fine: bool = False, fold: int = 0,
+                 test_fraction: float = 0.1, seed: int = 0) -> DatasetDict:
+    """Load a named dataset as a DatasetDict (``text``, ``label``; ``train``/``test``[/``unsup``]).
+
+    Options: ``fine`` (TREC's 50 fine classes), ``fold`` (polarity's test fold),
+    ``test_fraction`` and ``seed`` (MR's stratified split; 0.1 and 0 by default).
+    """
+    root = resolve_data_dir(data_dir)
+    if name == "trec":
+        return load_trec(root, fine=fine)
+    if name == "mr":
+        return load_mr(root, test_fraction=test_fraction, seed=seed)
+    if name == "polarity":
+        return load_polarity(root, fold=fold)
+    if name == "imdb":
+        return load_imdb(root)
+    if name in ZHANG_LAYOUTS:
+        return load_zhang(name, root)
+    raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}; for your own files "
+                    f"use ulmtl.load_files")
+
+
+def load_corpus(path: str | Path) -> Dataset:
+    """A general-domain corpus for stage 1: a text file or a folder of ``*.txt`` (one paragraph a
+    line), as a memory-mapped arrow dataset with a ``text`` column; empty lines are left out."""
+    import datasets
+    path = Path(path)
+    files = sorted(path.glob("*.txt")) if path.is_dir() else [path]
+    if not files or not all(f.exists() for f in files):
+        raise DataError(f"corpus {path}: no .txt files found")
+    ds = datasets.load_dataset("text", data_files=[str(f) for f in files], split="train",
+                               cache_dir=str(cache_dir() / "hub"))
+    return ds.filter(_non_empty, batched=True)
+
+
+def _non_empty(batch: dict) -> list[bool]:
+    return [bool(t.strip()) for t in batch["text"]]
+
+
+def load_wikitext103() -> Dataset:
+    """WikiText-103 (raw) from the hub, for users who are online."""
+    import datasets
+    ds = datasets.load_dataset("Salesforce/wikitext", "wikitext-103-raw-v1", split="train",
+                               cache_dir=str(cache_dir() / "hub"))
+    return ds.filter(_non_empty, batched=True)
+
+
+# --------------------------------------------------------------------------- tokens and ids
+
+def tokenize(ds: Dataset | DatasetDict, num_proc: int = 1, batch_size: int = 1000) -> Dataset | DatasetDict:
+    """Add a ``tokens`` column with spaCy + fastai rules; cached by fingerprint."""
+    return ds.map(tokenize_batch, batched=True, batch_size=batch_size,
+                  num_proc=num_proc if num_proc > 1 else None, desc="Tokenizing")
+
+
+def count_tokens(datasets_: Iterable[Dataset]) -> Counter:
+    counts: Counter = Counter()
+    for ds in datasets_:
+        for batch in ds.select_columns(["tokens"]).iter(batch_size=2000):
+            for tokens in batch["tokens"]:
+                counts.update(tokens)
+    return counts
+
+
+def build_vocab(datasets_: Iterable[Dataset], max_size: int = 60000, min_freq: int = 2) -> Vocab:
+    """Vocabulary from the ``tokens`` column of the given datasets."""
+    return Vocab.build(count_tokens(datasets_), max_size=max_size, min_freq=min_freq)
+
+
+def _numericalize_batch(batch: dict, itos: list[str]) -> dict:
+    vocab = _vocab_for(itos)
+    ids = [vocab.numericalize(tokens) for tokens in batch["tokens"]]
+    return {"ids": ids, "length": [len(x) for x in ids]}
+
+
+_VOCAB_CACHE: dict = {}
+
+
+def _vocab_for(itos: list[str]) -> Vocab:
+    key = (len(itos), hash(tuple(itos)))
+    if key not in _VOCAB_CACHE:
+        _VOCAB_CACHE.clear()
+        _VOCAB_CACHE[key] = Vocab(list(itos))
+    return _VOCAB_CACHE[key]
+
+
+def numericalize(ds: Dataset | DatasetDict, vocab: Vocab, num_proc: int = 1) -> Dataset | DatasetDict:
+    """Add ``ids`` (int32) and ``length`` columns; cached by fingerprint (vocab included)."""
+    return ds.map(_numericalize_batch, batched=True, fn_kwargs={"itos": vocab.itos},
+                  num_proc=num_proc if num_proc > 1 else None, desc="Numericalizing",
+                  features=None)
+
+
+def token_ids(ds: Dataset) -> list[np.ndarray]:
+    """The ``ids`` column as a list of int64 arrays."""
+    if ds._indices is not None:
+        ds = ds.flatten_indices()
+    column = ds.data.column("ids")
+    flat = column.combine_chunks()
+    offsets = np.asarray(flat.offsets)
+    values = np.asarray(flat.values, dtype=np.int64)
+    return [values[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]

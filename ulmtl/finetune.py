@@ -1,0 +1,100 @@
+"""Stage 2: fine-tune the language model on target-domain text.
+
+Entry point: :func:`finetune_lm`. The stage-1 checkpoint is remapped to the target vocabulary
+(known tokens keep their rows, new tokens get the mean embedding), then trained with
+discriminative learning rates (``lr / 2.6**k`` per layer group) and slanted triangular LRs.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from datasets import Dataset, DatasetDict, concatenate_datasets
+from fastai.metrics import Perplexity, accuracy
+
+from ulmtl.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ulmtl.config import FinetuneConfig, ModelConfig, TokenizerConfig, from_dict, to_dict
+from ulmtl.data import DataError, build_vocab, numericalize, token_ids, tokenize
+from ulmtl.loaders import LanguageModelLoader
+from ulmtl.model import build_language_model, lm_layer_groups, load_lm_state, remap_lm_state
+from ulmtl.schedule import discriminative_lrs
+from ulmtl.training import ScheduledLR, TrainingLog, group_lrs, make_learner, prepare_torch, set_seed
+
+
+def target_texts(data: DatasetDict | Dataset | list[str]) -> Dataset:
+    """All text of the target domain, labels dropped: every split of a DatasetDict (train, test,
+    unsup: the paper's semi-supervised setting), a Dataset, or a list of strings."""
+    if isinstance(data, DatasetDict):
+        parts = [ds.select_columns(["text"]) for ds in data.values()]
+        return concatenate_datasets(parts)
+    if isinstance(data, Dataset):
+        return data.select_columns(["text"])
+    texts = [str(t) for t in data]
+    return Dataset.from_dict({"text": texts})
+
+
+def lm_learning_rates(config: FinetuneConfig, n_groups: int) -> list[float]:
+    """Peak LR of every LM layer group, bottom first."""
+    if config.discriminative:
+        return discriminative_lrs(config.lr, n_groups, config.lr_decay)
+    return [config.lr] * n_groups
+
+
+def finetune_lm(data, pretrained: str | Path | Checkpoint, output: str | Path,
+                config: FinetuneConfig | None = None, tokenizer: TokenizerConfig | None = None,
+                log_path: str | Path | None = None) -> dict:
+    """Fine-tune the stage-1 LM ``pretrained`` on the texts of ``data``; write a checkpoint to ``output``.
+
+    Returns metrics: validation perplexity before and after fine-tuning, tokens, the LRs used.
+    """
+    config = config or FinetuneConfig()
+    tokenizer = tokenizer or TokenizerConfig()
+    set_seed(config.seed)
+    device = prepare_torch()
+    source = pretrained if isinstance(pretrained, Checkpoint) else load_checkpoint(pretrained)
+    if source.kind != "lm":
+        raise DataError(f"{pretrained}: expected a language-model checkpoint, found kind {source.kind!r}")
+    model_config = from_dict(ModelConfig, source.config["model"])
+    direction = source.config.get("direction", "forward")
+
+    texts = target_texts(data)
+    if len(texts) < 2:
+        raise DataError("LM fine-tuning needs at least two target-domain texts")
+    tokens = tokenize(texts, num_proc=tokenizer.num_proc, batch_size=tokenizer.batch_size)
+    split = tokens.train_test_split(test_size=config.valid_fraction, seed=config.seed, shuffle=True)
+    vocab = build_vocab([split["train"]], max_size=tokenizer.max_vocab, min_freq=tokenizer.min_freq)
+    ids = numericalize(split, vocab, num_proc=tokenizer.num_proc)
+    backwards = direction == "backward"
+    train = LanguageModelLoader(token_ids(ids["train"]), config.batch_size, config.bptt, backwards,
+                                shuffle=True, seed=config.seed)
+    valid = LanguageModelLoader(token_ids(ids["test"]), min(config.batch_size, 16), config.bptt, backwards)
+
+    model = build_language_model(len(vocab), model_config, config.drop_mult)
+    load_lm_state(model, remap_lm_state(source.state_dict, source.vocab.itos, vocab.itos))
+    learn = make_learner(train, valid, model, lm_layer_groups, config.betas, config.weight_decay,
+                         config.ar_alpha, config.tar_beta, config.clip, metrics=[accuracy, Perplexity()],
+                         device=device, progress=False)
+    before = float(learn.validate()[0])
+    learn.unfreeze()
+    max_lrs = lm_learning_rates(config, len(learn.opt.param_lists))
+    schedule = ScheduledLR(max_lrs, config.schedule, config.cut_frac, config.ratio)
+    log = TrainingLog(log_path, every=20, label="finetune_lm")
+    learn.fit(config.epochs, cbs=[schedule, log])
+    after = float(learn.validate()[0])
+    metrics = {
+        "valid_perplexity_before": round(math.exp(before), 2),
+        "valid_perplexity": round(math.exp(after), 2),
+        "valid_loss": round(after, 4), "train_tokens": int(train.n_tokens), "vocab_size": len(vocab),
+        "peak_lrs": [float(x) for x in max_lrs], "last_lrs": [float(x) for x in group_lrs(learn)],
+        "known_tokens": int(np.sum([t in source.vocab.stoi for t in vocab.itos])),
+    }
+    saved = {"kind": "lm", "stage": "finetune", "direction": direction, "model": to_dict(model_config),
+             "finetune": to_dict(config), "tokenizer": to_dict(tokenizer), "metrics": metrics,
+             "pretrained": source.config.get("stage", "")}
+    save_checkpoint(output, learn.model.state_dict(), vocab, saved)
+    (Path(output) / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(f"ulmtl: fine-tuned LM ({direction}) saved to {output}: perplexity "
+          f"{metrics['valid_perplexity_before']} -> {metrics['valid_perplexity']}", flush=True)
+    return metrics

@@ -1,0 +1,168 @@
+"""Batches for the stages: a language-model stream and length-sorted classification batches.
+
+Both are plain iterables (``len``, ``iter``, ``to(device)``), which fastai's ``Learner`` accepts
+inside a ``DataLoaders``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+class LanguageModelLoader:
+    """Documents concatenated into one stream, cut into ``batch_size`` rows, read ``bptt`` at a time.
+
+    Targets are the inputs shifted by one token. ``backwards=True`` reads every document from
+    its end (the stream reversed). With ``shuffle``, document order changes every epoch.
+    """
+
+    def __init__(self, docs: list[np.ndarray], batch_size: int = 64, bptt: int = 70,
+                 backwards: bool = False, shuffle: bool = False, seed: int = 0,
+                 rank: int = 0, world_size: int = 1):
+        if not docs:
+            raise ValueError("language model loader: no documents")
+        self.docs, self.batch_size, self.bptt = docs, batch_size, bptt
+        self.backwards, self.shuffle, self.seed = backwards, shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+        self.start_batch = 0
+        self.device = torch.device("cpu")
+        self.n_tokens = int(sum(len(d) for d in docs))
+        rows = batch_size * world_size
+        self.columns = (self.n_tokens - 1) // rows
+        if self.columns < 1:
+            raise ValueError(f"language model loader: {self.n_tokens} tokens are too few for "
+                             f"{rows} rows; lower the batch size")
+
+    def __len__(self) -> int:
+        return math.ceil(self.columns / self.bptt)
+
+    def to(self, device):
+        self.device = torch.device(device)
+        return self
+
+    def stream(self, epoch: int) -> np.ndarray:
+        order = np.arange(len(self.docs))
+        if self.shuffle:
+            order = np.random.RandomState(self.seed + epoch).permutation(len(self.docs))
+        stream = np.concatenate([self.docs[i] for i in order])
+        return stream[::-1].copy() if self.backwards else stream
+
+    def batches(self, epoch: int):
+        stream = self.stream(epoch)
+        rows = self.batch_size * self.world_size
+        n = rows * self.columns
+        inputs = stream[:n].reshape(rows, self.columns)
+        targets = stream[1:n + 1].reshape(rows, self.columns)
+        mine = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
+        inputs, targets = inputs[mine], targets[mine]
+        for start in range(0, self.columns, self.bptt):
+            end = min(start + self.bptt, self.columns)
+            yield inputs[:, start:end], targets[:, start:end]
+
+    def __iter__(self):
+        skip, self.start_batch = self.start_batch, 0
+        for index, (x, y) in enumerate(self.batches(self.epoch)):
+            if index < skip:
+                continue
+            yield (torch.from_numpy(np.ascontiguousarray(x)).to(self.device),
+                   torch.from_numpy(np.ascontiguousarray(y)).to(self.device))
+        self.epoch += 1
+
+
+def pad_chunked(docs: list[np.ndarray], pad_id: int, bptt: int) -> np.ndarray:
+    """Pad to the longest document the way BPT3C needs it (fastai's ``pad_input_chunk``).
+
+    Whole ``bptt`` chunks of padding go first, the remainder last, so that every document's first
+    real token starts a chunk of the sentence encoder.
+    """
+    longest = max(len(d) for d in docs)
+    out = np.full((len(docs), longest), pad_id, dtype=np.int64)
+    for row, doc in enumerate(docs):
+        missing = longest - len(doc)
+        front = (missing // bptt) * bptt
+        out[row, front:front + len(doc)] = doc
+    return out
+
+
+class ClassificationLoader:
+    """Padded batches of documents of similar length.
+
+    Evaluation batches are sorted by length, longest first; ``order`` gives the dataset index of
+    each row so that predictions can be put back in the original order. Training batches are
+    sorted within random pools (as fastai's ``SortedDL``) and shuffled, with the longest batch first.
+    """
+
+    def __init__(self, docs: list[np.ndarray], labels: np.ndarray | None, batch_size: int = 64,
+                 pad_id: int = 1, bptt: int = 70, shuffle: bool = False, seed: int = 0,
+                 backwards: bool = False, max_tokens: int = 0, rank: int = 0, world_size: int = 1):
+        if len(docs) == 0:
+            raise ValueError("classification loader: no documents")
+        if labels is not None and len(labels) != len(docs):
+            raise ValueError(f"classification loader: {len(docs)} documents but {len(labels)} labels")
+        self.docs = [self._prepare(d, backwards, max_tokens) for d in docs]
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+        self.batch_size, self.pad_id, self.bptt = batch_size, pad_id, bptt
+        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+        self.rank, self.world_size = rank, world_size
+        self.lengths = np.array([len(d) for d in self.docs])
+        self.device = torch.device("cpu")
+
+    @staticmethod
+    def _prepare(doc: np.ndarray, backwards: bool, max_tokens: int) -> np.ndarray:
+        doc = np.asarray(doc, dtype=np.int64)
+        if max_tokens and len(doc) > max_tokens:
+            doc = doc[:max_tokens]
+        return doc[::-1].copy() if backwards else doc
+
+    def to(self, device):
+        self.device = torch.device(device)
+        return self
+
+    def batch_indices(self, epoch: int) -> list[np.ndarray]:
+        n = len(self.docs)
+        if not self.shuffle:
+            order = np.argsort(-self.lengths, kind="stable")
+            batches = [order[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
+        else:
+            rng = np.random.RandomState(self.seed + epoch)
+            perm = rng.permutation(n)
+            pool = self.batch_size * 50
+            order = np.concatenate([p[np.argsort(-self.lengths[p], kind="stable")]
+                                    for p in np.array_split(perm, max(1, math.ceil(n / pool)))])
+            batches = [order[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
+            longest = int(np.argmax([self.lengths[b].max() for b in batches]))
+            first = batches.pop(longest)
+            rest = [batches[i] for i in rng.permutation(len(batches))]
+            batches = [first] + rest
+            # Within a batch, longest first: the sentence encoder relies on it for its
+            # real-batch-size shortcut at each chunk.
+            batches = [b[np.argsort(-self.lengths[b], kind="stable")] for b in batches]
+        if self.world_size > 1:
+            usable = len(batches) - len(batches) % self.world_size if self.shuffle else len(batches)
+            batches = batches[self.rank:usable:self.world_size]
+        return batches
+
+    def __len__(self) -> int:
+        n = math.ceil(len(self.docs) / self.batch_size)
+        if self.world_size > 1:
+            return (n // self.world_size) if self.shuffle else len(range(self.rank, n, self.world_size))
+        return n
+
+    @property
+    def order(self) -> np.ndarray:
+        """Dataset index of every row, in evaluation order."""
+        return np.concatenate(self.batch_indices(0))
+
+    def __iter__(self):
+        for batch in self.batch_indices(self.epoch):
+            x = torch.from_numpy(pad_chunked([self.docs[i] for i in batch], self.pad_id, self.bptt))
+            x = x.to(self.device)
+            if self.labels is None:
+                yield (x,)
+            else:
+                yield x, torch.from_numpy(self.labels[batch]).to(self.device)
+        if self.shuffle:
+            self.epoch += 1

@@ -1,0 +1,195 @@
+"""Stage 1: pretrain a general-domain AWD-LSTM language model, or load fastai's WT103 one.
+
+Entry points: :func:`pretrain` (train on a corpus; resumable, with a time or token budget) and
+:func:`import_fastai_lm` (turn fastai's published ``.pth`` + ``itos.pkl`` into a ulmtl checkpoint).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import Dataset
+from fastai.callback.core import Callback
+from fastai.metrics import Perplexity, accuracy
+
+from ulmtl.checkpoint import load_checkpoint, load_tensors, save_checkpoint, save_tensors
+from ulmtl.config import ModelConfig, PretrainConfig, TokenizerConfig, to_dict
+from ulmtl.data import DataError, build_vocab, cache_dir, load_corpus, load_wikitext103, numericalize, token_ids, tokenize
+from ulmtl.loaders import LanguageModelLoader
+from ulmtl.model import (
+    build_language_model, download_fastai_wt103, infer_model_config, lm_layer_groups, load_fastai_weights,
+    load_itos_pickle, load_lm_state,
+)
+from ulmtl.text import Vocab
+from ulmtl.training import (
+    ScheduledLR, StopAfter, TrainingLog, make_learner, optimizer_tensors, prepare_torch, restore_optimizer,
+    set_seed,
+)
+
+RESUME_DIR = "resume"
+OPTIMIZER_FILE = "optimizer.safetensors"
+
+
+class PeriodicCheckpoint(Callback):
+    """Every ``every_s`` seconds, save weights + optimizer + progress to ``folder`` (atomically)."""
+
+    order = 90
+
+    def __init__(self, folder: Path, vocab: Vocab, config: dict, every_s: float, progress: dict):
+        self.folder, self.vocab, self.config, self.every_s = folder, vocab, config, every_s
+        self.progress = dict(progress)
+
+    def before_fit(self):
+        self.last = time.time()
+        self.fit_start = time.time()
+
+    def after_batch(self):
+        if not self.training:
+            return
+        self.progress["batch"] += 1
+        self.progress["tokens"] += self.xb[0].numel()
+        if self.every_s and time.time() - self.last >= self.every_s:
+            self.save()
+
+    def after_epoch(self):
+        self.progress["epoch"] += 1
+        self.progress["batch"] = 0
+
+    def save(self):
+        progress = dict(self.progress, elapsed_s=self.progress["elapsed_s"] + time.time() - self.fit_start)
+        save_checkpoint(self.folder, self.model.state_dict(), self.vocab,
+                        dict(self.config, progress=progress))
+        tensors, values = optimizer_tensors(self.learn)
+        save_tensors(self.folder / OPTIMIZER_FILE, tensors, {"optimizer": values})
+        self.last = time.time()
+
+
+def _corpus(corpus) -> Dataset:
+    if isinstance(corpus, Dataset):
+        return corpus
+    if str(corpus) in ("wikitext-103", "wikitext103", "wt103"):
+        return load_wikitext103()
+    return load_corpus(corpus)
+
+
+def prepare_corpus(corpus, config: PretrainConfig, tokenizer: TokenizerConfig):
+    """Tokenized train / valid documents (cached) and the vocabulary built on train."""
+    raw = _corpus(corpus)
+    if config.max_docs and len(raw) > config.max_docs:
+        raw = raw.select(range(config.max_docs))
+    ds = tokenize(raw, num_proc=tokenizer.num_proc, batch_size=tokenizer.batch_size)
+    if len(ds) < 2:
+        raise DataError("pretraining corpus needs at least two non-empty documents")
+    split = ds.train_test_split(test_size=config.valid_fraction, seed=config.seed, shuffle=True)
+    vocab = build_vocab([split["train"]], max_size=config.max_vocab, min_freq=config.min_freq)
+    ids = numericalize(split, vocab, num_proc=tokenizer.num_proc)
+    return token_ids(ids["train"]), token_ids(ids["test"]), vocab
+
+
+def pretrain(corpus, output: str | Path, config: PretrainConfig | None = None,
+             model_config: ModelConfig | None = None, tokenizer: TokenizerConfig | None = None,
+             resume: bool = True) -> dict:
+    """Train an AWD-LSTM LM on ``corpus`` (folder / file of text, a Dataset, or 'wikitext-103').
+
+    Writes a checkpoint folder at ``output`` (and ``output/resume`` while training), returns the
+    metrics: tokens seen, tokens/s, validation loss and perplexity.
+    """
+    config = config or PretrainConfig()
+    model_config = model_config or ModelConfig()
+    tokenizer = tokenizer or TokenizerConfig()
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    set_seed(config.seed)
+    device = prepare_torch()
+    train_docs, valid_docs, vocab = prepare_corpus(corpus, config, tokenizer)
+    backwards = config.direction == "backward"
+    if config.direction not in ("forward", "backward"):
+        raise ValueError(f"pretrain.direction must be 'forward' or 'backward', got {config.direction!r}")
+    train = LanguageModelLoader(train_docs, config.batch_size, config.bptt, backwards, shuffle=True,
+                                seed=config.seed)
+    valid = LanguageModelLoader(valid_docs, min(config.batch_size, 16), config.bptt, backwards)
+    model = build_language_model(len(vocab), model_config, config.drop_mult)
+    learn = make_learner(train, valid, model, lm_layer_groups, config.betas, config.weight_decay,
+                         config.ar_alpha, config.tar_beta, config.clip, metrics=[accuracy, Perplexity()],
+                         device=device, progress=False)
+    saved = {"kind": "lm", "direction": config.direction, "model": to_dict(model_config),
+             "pretrain": to_dict(config), "tokenizer": to_dict(tokenizer), "stage": "pretrain"}
+    progress = {"epoch": 0, "batch": 0, "tokens": 0, "elapsed_s": 0.0}
+    resume_dir = output / RESUME_DIR
+    if resume and (resume_dir / OPTIMIZER_FILE).exists():
+        state = load_checkpoint(resume_dir)
+        if state.vocab.itos != vocab.itos:
+            raise DataError(f"{resume_dir}: saved vocabulary differs from this corpus; remove it to restart")
+        load_lm_state(learn.model, state.state_dict)
+        tensors, meta = load_tensors(resume_dir / OPTIMIZER_FILE)
+        restore_optimizer(learn, tensors, meta["optimizer"])
+        progress = state.config["progress"]
+        print(f"ulmtl: resuming pretraining from {resume_dir}: epoch {progress['epoch']}, "
+              f"batch {progress['batch']}, {progress['tokens']} tokens", flush=True)
+    total_batches = config.epochs * len(train)
+    if config.token_budget:
+        total_batches = min(total_batches, math.ceil(config.token_budget / (config.batch_size * config.bptt)))
+    done = progress["epoch"] * len(train) + progress["batch"]
+    train.epoch, train.start_batch = progress["epoch"], progress["batch"]
+    time_left = max(config.time_budget_s - progress["elapsed_s"], 1.0) if config.time_budget_s else 0.0
+    schedule = ScheduledLR([config.lr] * len(learn.opt.param_lists), "stlr", config.cut_frac, config.ratio,
+                           time_budget_s=time_left, total_batches=total_batches, done_before=done)
+    stopper = StopAfter(time_left, config.token_budget, tokens_before=progress["tokens"])
+    log = TrainingLog(output / "train_log.jsonl", every=config.log_every, label="pretrain",
+                      tokens_before=progress["tokens"])
+    saver = PeriodicCheckpoint(resume_dir, vocab, saved, config.checkpoint_every_s, progress)
+    started = time.time()
+    epochs_left = config.epochs - progress["epoch"]
+    if epochs_left > 0 and done < total_batches:
+        learn.fit(epochs_left, cbs=[schedule, stopper, log, saver])
+    train_seconds = time.time() - started
+    tokens = saver.progress["tokens"]
+    new_tokens = tokens - progress["tokens"]
+    valid_loss = float(learn.validate()[0])
+    metrics = {
+        "tokens_seen": int(tokens), "train_seconds": round(progress["elapsed_s"] + train_seconds, 1),
+        "tokens_per_s": round(new_tokens / max(train_seconds, 1e-9), 1),
+        "valid_loss": round(valid_loss, 4), "valid_perplexity": round(math.exp(valid_loss), 2),
+        "train_tokens_per_epoch": int(train.columns * config.batch_size), "vocab_size": len(vocab),
+        "stopped_by_budget": bool(stopper.stopped),
+    }
+    save_checkpoint(output, learn.model.state_dict(), vocab, dict(saved, metrics=metrics))
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(f"ulmtl: pretrained LM saved to {output}: {json.dumps(metrics)}", flush=True)
+    return metrics
+
+
+def import_fastai_lm(weights: str | Path, itos: str | Path, output: str | Path,
+                     direction: str = "forward") -> Path:
+    """Convert fastai's published LM (``.pth`` state dict + ``itos.pkl``) into a ulmtl checkpoint.
+
+    The weights are read with ``torch.load(weights_only=True)``; the vocabulary with an
+    unpickler that accepts only a list of strings.
+    """
+    state = load_fastai_weights(weights)
+    vocab = Vocab(load_itos_pickle(itos))
+    if state["0.encoder.weight"].shape[0] != len(vocab):
+        raise ValueError(f"{weights} has {state['0.encoder.weight'].shape[0]} embedding rows but "
+                         f"{itos} has {len(vocab)} tokens: they are not from the same model")
+    model_config = infer_model_config(state)
+    model = build_language_model(len(vocab), model_config)
+    load_lm_state(model, state)
+    config = {"kind": "lm", "direction": direction, "model": to_dict(model_config),
+              "stage": "fastai-wt103", "source": {"weights": str(weights), "itos": str(itos)}}
+    return save_checkpoint(output, model.state_dict(), vocab, config)
+
+
+def fetch_fastai_wt103(output: str | Path, direction: str = "forward") -> Path:
+    """Download fastai's WT103 LM (online users) and convert it to a ulmtl checkpoint at ``output``."""
+    output = Path(output)
+    weights, itos = download_fastai_wt103(direction, output.with_name(output.name + "-download"))
+    return import_fastai_lm(weights, itos, output, direction)
+
+
+def default_lm_dir(direction: str = "forward") -> Path:
+    """Where the stage-1 recipe writes, and the other recipes look for, the general-domain LM."""
+    return cache_dir() / "lm" / f"general-{direction}"

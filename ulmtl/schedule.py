@@ -1,0 +1,70 @@
+"""Learning-rate rules as small pure functions: STLR, discriminative LRs, the unfreezing plan."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def slanted_triangular(pct: float, max_lr, cut_frac: float = 0.1, ratio: float = 32.0):
+    """Slanted triangular learning rate (Howard & Ruder 2018, eq. 3) at training fraction ``pct``.
+
+    Rises linearly from ``max_lr / ratio`` to ``max_lr`` over the first ``cut_frac`` of training,
+    then decays linearly back to ``max_lr / ratio``. ``max_lr`` may be an array (one per group).
+    """
+    pct = min(max(float(pct), 0.0), 1.0)
+    if pct < cut_frac:
+        p = pct / cut_frac
+    else:
+        p = 1.0 - (pct - cut_frac) / (1.0 - cut_frac)
+    return np.asarray(max_lr, dtype=float) * (1.0 + p * (ratio - 1.0)) / ratio
+
+
+def slanted_triangular_at_step(step: int, total_steps: int, max_lr, cut_frac: float = 0.1,
+                               ratio: float = 32.0):
+    """The paper's formula in iterations: ``cut = floor(T * cut_frac)``."""
+    cut = max(int(np.floor(total_steps * cut_frac)), 1)
+    if step < cut:
+        p = step / cut
+    else:
+        p = 1.0 - (step - cut) / (cut * (1.0 / cut_frac - 1.0))
+    return np.asarray(max_lr, dtype=float) * (1.0 + max(p, 0.0) * (ratio - 1.0)) / ratio
+
+
+def one_cycle_cosine(pct: float, max_lr, pct_start: float = 0.25, div: float = 25.0,
+                     div_final: float = 1e5):
+    """fastai's one-cycle schedule (cosine warm-up then cosine annealing), for comparison."""
+    max_lr = np.asarray(max_lr, dtype=float)
+
+    def cos(start, end, p):
+        return start + (1 + np.cos(np.pi * (1 - p))) * (end - start) / 2
+
+    if pct < pct_start:
+        return cos(max_lr / div, max_lr, pct / pct_start)
+    return cos(max_lr, max_lr / div_final, (pct - pct_start) / (1 - pct_start))
+
+
+def discriminative_lrs(lr: float, n_groups: int, decay: float = 2.6) -> list[float]:
+    """One LR per layer group, lowest layers first: ``lr / decay**k`` for the k-th group from the top."""
+    if n_groups < 1:
+        raise ValueError("n_groups must be at least 1")
+    return [lr / decay ** (n_groups - 1 - i) for i in range(n_groups)]
+
+
+def schedule_value(name: str, pct: float, max_lr, cut_frac: float, ratio: float):
+    """The LR (per group) at training fraction ``pct`` for the named schedule."""
+    if name == "stlr":
+        return slanted_triangular(pct, max_lr, cut_frac, ratio)
+    if name == "one_cycle":
+        return one_cycle_cosine(pct, max_lr)
+    if name == "constant":
+        return np.asarray(max_lr, dtype=float)
+    raise ValueError(f"unknown schedule {name!r}; use 'stlr', 'one_cycle' or 'constant'")
+
+
+def unfreezing_stages(plan: tuple[int, ...], n_groups: int) -> list[int]:
+    """Number of trainable top groups at each stage (0 in the plan means all)."""
+    stages = []
+    for k in plan:
+        if k < 0:
+            raise ValueError(f"unfreeze plan entries must be >= 0, got {k}")
+        stages.append(n_groups if k == 0 else min(k, n_groups))
+    return stages

@@ -1,0 +1,126 @@
+"""Tokenization (spaCy + fastai's rules) and the vocabulary.
+
+The rules and special tokens are fastai's own (``fastai.text.core``), so token streams and
+vocabularies are compatible with fastai's published WikiText-103 models.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from fastai.text.core import (
+    BOS, EOS, FLD, PAD, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK,
+    fix_html, lowercase, replace_all_caps, replace_maj, replace_rep, replace_space,
+    replace_wrep, rm_useless_spaces, spec_add_spaces,
+)
+
+SPECIAL_TOKENS = [UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ]
+PRE_RULES = [fix_html, replace_rep, replace_wrep, spec_add_spaces, rm_useless_spaces,
+             replace_all_caps, replace_maj, lowercase]
+TOKENIZER_VERSION = "spacy-blank-en+fastai-rules-1"
+
+_NLP = None
+
+
+def _spacy_tokenizer():
+    """A blank English spaCy pipeline (no model download) that keeps special tokens whole."""
+    global _NLP
+    if _NLP is None:
+        import spacy
+        from spacy.symbols import ORTH
+        nlp = spacy.blank("en")
+        for token in SPECIAL_TOKENS:
+            nlp.tokenizer.add_special_case(token, [{ORTH: token}])
+        _NLP = nlp
+    return _NLP
+
+
+def apply_rules(text: str) -> str:
+    """fastai's text rules: html fixes, repetitions, case markers, lowercase, leading xxbos."""
+    for rule in PRE_RULES:
+        text = rule(text)
+    return text
+
+
+def tokenize_texts(texts: Iterable[str], batch_size: int = 1000) -> list[list[str]]:
+    """Tokenize raw strings into token lists starting with ``xxbos``."""
+    tokenizer = _spacy_tokenizer().tokenizer
+    prepared = (apply_rules(str(text)) for text in texts)
+    return [[replace_space(token.text) for token in doc]
+            for doc in tokenizer.pipe(prepared, batch_size=batch_size)]
+
+
+def tokenize_batch(batch: dict, text_column: str = "text") -> dict:
+    """``datasets.map(batched=True)`` function: adds a ``tokens`` column."""
+    return {"tokens": tokenize_texts(batch[text_column])}
+
+
+@dataclass
+class Vocab:
+    """Token list (``itos``) with special tokens first; unknown tokens map to ``xxunk`` (id 0)."""
+
+    itos: list[str]
+
+    def __post_init__(self):
+        if len(set(self.itos)) != len(self.itos):
+            raise ValueError("vocabulary has duplicate tokens")
+        self.stoi = {token: index for index, token in enumerate(self.itos)}
+        self.unk_id = self.stoi.get(UNK, 0)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    @property
+    def pad_id(self) -> int:
+        return self.stoi[PAD]
+
+    def numericalize(self, tokens: list[str]) -> list[int]:
+        stoi, unk = self.stoi, self.unk_id
+        return [stoi.get(token, unk) for token in tokens]
+
+    def textify(self, ids: Iterable[int]) -> list[str]:
+        return [self.itos[int(i)] for i in ids]
+
+    @classmethod
+    def build(cls, counts: Counter, max_size: int = 60000, min_freq: int = 2) -> "Vocab":
+        """Special tokens first, then tokens by decreasing frequency (ties alphabetical).
+
+        The size is padded to a multiple of 8 with ``xxfake`` tokens, as fastai does, for
+        faster matrix multiplies.
+        """
+        itos = list(SPECIAL_TOKENS)
+        seen = set(itos)
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        for token, count in ranked:
+            if len(itos) >= max_size:
+                break
+            if count >= min_freq and token not in seen:
+                itos.append(token)
+                seen.add(token)
+        fake = 0
+        while len(itos) % 8:
+            # Unique names even if the corpus itself holds a token like ``xxfake13``.
+            name = f"xxfake{len(itos) + fake}"
+            if name in seen:
+                fake += 1
+                continue
+            itos.append(name)
+            seen.add(name)
+        return cls(itos)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.itos, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Vocab":
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(data, list) or not all(isinstance(t, str) for t in data):
+            raise ValueError(f"{path}: a vocabulary must be a JSON list of strings")
+        return cls(data)
+
+
+__all__ = ["BOS", "EOS", "FLD", "PAD", "UNK", "SPECIAL_TOKENS", "Vocab", "apply_rules",
+           "tokenize_texts", "tokenize_batch"]

@@ -1,0 +1,226 @@
+"""What the three stages share: a fastai ``Learner`` set up for ULMFiT, and its callbacks.
+
+* :class:`ScheduledLR` sets per-group learning rates from a pure schedule function each batch
+  (slanted triangular by default), optionally advancing with wall-clock time under a time budget.
+* :class:`TrainingLog` prints and records progress (loss, LR, tokens/s) as JSON lines.
+* :class:`StopAfter` ends training when a time or token budget is spent.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from fastai.callback.core import Callback, CancelFitException
+from fastai.callback.progress import ProgressCallback
+from fastai.callback.rnn import rnn_cbs
+from fastai.callback.training import GradientClip
+from fastai.data.core import DataLoaders
+from fastai.learner import Learner
+from fastai.losses import CrossEntropyLossFlat
+from fastai.optimizer import Adam
+
+from ulmtl.schedule import schedule_value
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def prepare_torch() -> torch.device:
+    """Flush denormals (they slowed CPU training 3x here) and pick the device."""
+    torch.set_flush_denormal(True)
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def make_learner(train_loader, valid_loader, model, splitter, betas: tuple[float, float],
+                 weight_decay: float, ar_alpha: float = 0.0, tar_beta: float = 0.0, clip: float = 0.0,
+                 metrics=None, device: torch.device | None = None, progress: bool = True) -> Learner:
+    """A fastai Learner with Adam (ULMFiT's betas), AR/TAR regularization and optional clipping."""
+    device = device or torch.device("cpu")
+    dls = DataLoaders(train_loader, valid_loader, device=device)
+    callbacks = list(rnn_cbs(ar_alpha, tar_beta))
+    if clip:
+        callbacks.append(GradientClip(clip))
+    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(),
+                    opt_func=partial(Adam, mom=betas[0], sqr_mom=betas[1], wd=weight_decay),
+                    splitter=splitter, cbs=callbacks, metrics=metrics or [], moms=None)
+    if not progress:
+        learn.remove_cb(ProgressCallback)
+        learn.logger = _quiet
+    learn.create_opt()
+    return learn
+
+
+def _quiet(*args) -> None:
+    """Learner logger that prints nothing (TrainingLog reports instead)."""
+
+
+def freeze_top(learn: Learner, trainable_groups: int) -> None:
+    """Make only the top ``trainable_groups`` layer groups trainable."""
+    n_groups = len(learn.opt.param_lists)
+    if trainable_groups >= n_groups:
+        learn.unfreeze()
+    else:
+        learn.freeze_to(-trainable_groups)
+
+
+def group_lrs(learn: Learner) -> list[float]:
+    """The current learning rate of every parameter group, bottom first."""
+    return [h["lr"] for h in learn.opt.hypers]
+
+
+class ScheduledLR(Callback):
+    """Per-group LR from ``schedule_value(name, pct, max_lrs)`` before every training batch.
+
+    ``pct`` is the fraction of training done: batches done (``done_before`` of them in an earlier,
+    resumed run) over total batches, or, when ``time_budget_s`` is set, the larger of that and
+    elapsed time over the budget.
+    """
+
+    order = 60
+
+    def __init__(self, max_lrs, name: str = "stlr", cut_frac: float = 0.1, ratio: float = 32.0,
+                 time_budget_s: float = 0.0, total_batches: int = 0, done_before: int = 0):
+        self.max_lrs = np.asarray(max_lrs, dtype=float)
+        self.schedule_name, self.cut_frac, self.ratio = name, cut_frac, ratio
+        self.time_budget_s, self.total_batches, self.done_before = time_budget_s, total_batches, done_before
+        self.history: list[list[float]] = []
+
+    def before_fit(self):
+        self.started = time.time()
+        self.done = 0
+        if not self.total_batches:
+            self.total_batches = self.n_epoch * len(self.dls.train)
+
+    def pct(self) -> float:
+        total = max(self.total_batches, 1)
+        start = self.done_before / total
+        pct = (self.done_before + self.done) / total
+        if self.time_budget_s:
+            pct = max(pct, start + (1 - start) * (time.time() - self.started) / self.time_budget_s)
+        return min(pct, 1.0)
+
+    def before_batch(self):
+        if not self.training:
+            return
+        lrs = schedule_value(self.schedule_name, self.pct(), self.max_lrs, self.cut_frac, self.ratio)
+        self.opt.set_hyper("lr", list(np.atleast_1d(lrs)))
+        self.history.append([float(v) for v in np.atleast_1d(lrs)])
+
+    def after_batch(self):
+        if self.training:
+            self.done += 1
+
+
+class StopAfter(Callback):
+    """Cancel the fit once ``time_budget_s`` seconds or ``token_budget`` tokens are spent."""
+
+    order = 70
+
+    def __init__(self, time_budget_s: float = 0.0, token_budget: int = 0, tokens_before: int = 0):
+        self.time_budget_s, self.token_budget, self.tokens = time_budget_s, token_budget, tokens_before
+        self.stopped = False
+
+    def before_fit(self):
+        self.started = time.time()
+
+    def after_batch(self):
+        if not self.training:
+            return
+        self.tokens += self.xb[0].numel()
+        over_time = self.time_budget_s and time.time() - self.started >= self.time_budget_s
+        over_tokens = self.token_budget and self.tokens >= self.token_budget
+        if over_time or over_tokens:
+            self.stopped = True
+            raise CancelFitException()
+
+
+class TrainingLog(Callback):
+    """Every ``every`` batches: loss, LRs, tokens/s; per epoch: validation results. JSON lines."""
+
+    order = 80
+
+    def __init__(self, path: str | Path | None = None, every: int = 20, label: str = "train",
+                 tokens_before: int = 0):
+        self.path = Path(path) if path else None
+        self.every, self.label = every, label
+        self.tokens = tokens_before
+
+    def write(self, record: dict) -> None:
+        record = {"stage": self.label, "time": round(time.time(), 1), **record}
+        line = json.dumps(record)
+        print(f"[{self.label}] " + " ".join(f"{k}={v}" for k, v in record.items() if k not in ("stage", "time")),
+              flush=True)
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a") as handle:
+                handle.write(line + "\n")
+
+    def before_fit(self):
+        self.window_start, self.window_tokens = time.time(), 0
+        self.fit_start = time.time()
+        self.batches = 0
+
+    def after_batch(self):
+        if not self.training:
+            return
+        n = self.xb[0].numel()
+        self.tokens += n
+        self.window_tokens += n
+        self.batches += 1
+        if self.batches % self.every == 0:
+            elapsed = time.time() - self.window_start
+            self.write({"batch": self.batches, "epoch": self.epoch, "loss": round(float(self.loss), 4),
+                        "lr_top": float(f"{self.opt.hypers[-1]['lr']:.3g}"),
+                        "tokens": self.tokens, "tokens_per_s": round(self.window_tokens / max(elapsed, 1e-9), 1),
+                        "elapsed_s": round(time.time() - self.fit_start, 1)})
+            self.window_start, self.window_tokens = time.time(), 0
+
+    def after_epoch(self):
+        values = self.recorder.values[-1] if self.recorder.values else []
+        names = [n for n in self.recorder.metric_names[1:-1]]
+        record = {"epoch_done": self.epoch, "tokens": self.tokens,
+                  "elapsed_s": round(time.time() - self.fit_start, 1)}
+        record.update({n: round(float(v), 4) for n, v in zip(names, values) if v is not None})
+        self.write(record)
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment, (0, 1) otherwise."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def optimizer_tensors(learn: Learner) -> tuple[dict, dict]:
+    """fastai optimizer state as flat tensors + JSON-able values (for safetensors)."""
+    state = learn.opt.state_dict()
+    tensors, values = {}, {"hypers": [{k: float(v) if isinstance(v, (int, float, np.floating)) else v
+                                       for k, v in h.items()} for h in state["hypers"]]}
+    per_param = []
+    for i, param_state in enumerate(state["state"]):
+        plain = {}
+        for key, value in param_state.items():
+            if torch.is_tensor(value):
+                tensors[f"{i}.{key}"] = value
+            else:
+                plain[key] = value.item() if hasattr(value, "item") else value
+        per_param.append(plain)
+    values["state"] = per_param
+    return tensors, values
+
+
+def restore_optimizer(learn: Learner, tensors: dict, values: dict) -> None:
+    """Inverse of :func:`optimizer_tensors`."""
+    states = [dict(plain) for plain in values["state"]]
+    for name, tensor in tensors.items():
+        index, key = name.split(".", 1)
+        states[int(index)][key] = tensor
+    learn.opt.load_state_dict({"state": states, "hypers": values["hypers"]})
