@@ -18,6 +18,7 @@ from ulmtl.text import Vocab
 WEIGHTS_FILE = "weights.safetensors"
 VOCAB_FILE = "vocab.json"
 CONFIG_FILE = "config.json"
+CHECKPOINT_FILES = (WEIGHTS_FILE, VOCAB_FILE, CONFIG_FILE)
 PICKLE_SUFFIXES = {".pkl", ".pickle", ".pth", ".pt", ".bin", ".ckpt", ".joblib"}
 # Protocol 2+ pickles start with 0x80; zip-based torch files with "PK".
 PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")
@@ -74,11 +75,25 @@ def save_checkpoint(folder: str | Path, state_dict: dict, vocab: Vocab, config: 
             os.fsync(handle.fileno())
     old = folder.with_name(folder.name + f".old-{os.getpid()}")
     if folder.exists():
+        # Other things kept in the folder (logs, metrics, a resume state) move to the new one.
+        for entry in folder.iterdir():
+            if entry.name not in CHECKPOINT_FILES:
+                entry.rename(partial / entry.name)
         folder.rename(old)
     partial.rename(folder)
     if old.exists():
         shutil.rmtree(old)
     return folder
+
+
+def _recover(folder: Path) -> None:
+    """A save interrupted between its two renames leaves only ``<name>.old-<pid>``: put it back."""
+    if folder.exists():
+        return
+    for old in sorted(folder.parent.glob(folder.name + ".old-*")):
+        if (old / WEIGHTS_FILE).exists():
+            old.rename(folder)
+            return
 
 
 def check_no_pickle(folder: Path) -> None:
@@ -97,6 +112,7 @@ def check_no_pickle(folder: Path) -> None:
 def load_checkpoint(folder: str | Path) -> Checkpoint:
     """Read a folder written by :func:`save_checkpoint` (no unpickling)."""
     folder = Path(folder)
+    _recover(folder)
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: no such checkpoint folder")
     check_no_pickle(folder)

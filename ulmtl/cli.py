@@ -45,7 +45,9 @@ def parse_args(config, argv: list[str] | None, smoke_overrides: list[str] = (), 
         raise SystemExit(0)
     try:
         overrides = normalize_argv(argv)
-        if "--smoke=true" in overrides:
+        # Any spelling of a true value (--smoke, --smoke=1, --smoke=yes); the last one wins.
+        smoke = [item for item in overrides if item.split("=", 1)[0] == "--smoke"]
+        if smoke and apply_overrides(config, smoke[-1:]).smoke:
             config = apply_overrides(config, list(smoke_overrides))
         return apply_overrides(config, overrides)
     except ConfigError as err:

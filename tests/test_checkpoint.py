@@ -1,0 +1,206 @@
+"""Checkpoint folders: safetensors + JSON round trip, pickle refusal, atomic saves."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from collections import Counter
+
+import pytest
+import torch
+
+import ulmtl.checkpoint as checkpoint_module
+from ulmtl.checkpoint import (
+    CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, CheckpointError, load_checkpoint, load_tensors,
+    save_checkpoint, save_tensors,
+)
+from ulmtl.text import Vocab
+
+
+@pytest.fixture
+def vocab():
+    return Vocab.build(Counter({"movie": 5, "good": 4, "bad": 3}))
+
+
+def _tied_state_dict():
+    torch.manual_seed(0)
+    emb = torch.nn.Parameter(torch.randn(16, 4))
+    return {
+        "encoder.weight": emb,
+        "decoder.weight": emb,               # tied, as in the AWD-LSTM language model
+        "encoder_dp.emb.weight": emb,        # a third alias
+        "rnn.weight_hh": torch.randn(4, 4),
+        "rnn.weight_hh_t": None,             # filled below: a transposed *view*, not an alias
+        "decoder.bias": torch.zeros(16),
+        "steps": torch.tensor([3], dtype=torch.long),
+    }
+
+
+def _state():
+    sd = _tied_state_dict()
+    sd["rnn.weight_hh_t"] = sd["rnn.weight_hh"].t()
+    return sd
+
+
+def test_round_trip_with_tied_tensors(tmp_path, vocab):
+    sd = _state()
+    config = {"kind": "lm", "model": {"emb_size": 4}, "direction": "forward"}
+    folder = save_checkpoint(tmp_path / "lm", sd, vocab, config)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([WEIGHTS_FILE, VOCAB_FILE, CONFIG_FILE])
+    ckpt = load_checkpoint(folder)
+    assert set(ckpt.state_dict) == set(sd)
+    for key, tensor in sd.items():
+        loaded = ckpt.state_dict[key]
+        assert loaded.dtype == tensor.dtype and loaded.shape == tensor.shape
+        assert torch.equal(loaded, tensor.detach()), key
+    # Aliases come back as the very same tensor object.
+    assert ckpt.state_dict["decoder.weight"] is ckpt.state_dict["encoder.weight"]
+    assert ckpt.state_dict["encoder_dp.emb.weight"] is ckpt.state_dict["encoder.weight"]
+    # The tied tensor is stored once.
+    with open(folder / WEIGHTS_FILE, "rb") as handle:
+        header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
+    assert "encoder.weight" in header and "decoder.weight" not in header
+    assert ckpt.vocab.itos == vocab.itos
+    assert ckpt.config == config and ckpt.kind == "lm"
+
+
+def test_transposed_view_is_not_taken_for_an_alias(tmp_path, vocab):
+    w = torch.arange(9.0).reshape(3, 3)
+    sd = {"w": w, "w_t": w.t(), "e_float": torch.zeros(0), "e_long": torch.zeros(0, dtype=torch.long)}
+    ckpt = load_checkpoint(save_checkpoint(tmp_path / "c", sd, vocab, {}))
+    assert torch.equal(ckpt.state_dict["w_t"], w.t())
+    assert ckpt.state_dict["w_t"] is not ckpt.state_dict["w"]
+    assert ckpt.state_dict["e_long"].dtype == torch.long
+
+
+def test_round_trip_into_a_module_with_tied_weights(tmp_path, vocab):
+    def make():
+        m = torch.nn.Sequential(torch.nn.Embedding(16, 4), torch.nn.Linear(4, 16))
+        m[1].weight = m[0].weight
+        return m
+    src = make()
+    save_checkpoint(tmp_path / "m", src.state_dict(), vocab, {"kind": "lm"})
+    dst = make()
+    dst.load_state_dict(load_checkpoint(tmp_path / "m").state_dict)
+    assert dst[1].weight is dst[0].weight
+    for (k, a), (_, b) in zip(src.state_dict().items(), dst.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_overwrite_replaces_previous_checkpoint(tmp_path, vocab):
+    save_checkpoint(tmp_path / "c", {"a": torch.ones(2)}, vocab, {"v": 1})
+    save_checkpoint(tmp_path / "c", {"a": torch.zeros(2)}, vocab, {"v": 2})
+    ckpt = load_checkpoint(tmp_path / "c")
+    assert ckpt.config == {"v": 2} and torch.equal(ckpt.state_dict["a"], torch.zeros(2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"], "no .partial or .old folders left"
+
+
+class _Payload:
+    """Unpickling this runs a shell command that creates a marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch '{self.marker}'",))
+
+
+@pytest.mark.parametrize("name", ["extra.pkl", "model.pth", "pytorch_model.bin", "opt.PT", "x.ckpt"])
+def test_pickle_payload_is_refused_and_never_runs(tmp_path, vocab, name):
+    folder = save_checkpoint(tmp_path / "c", {"a": torch.ones(2)}, vocab, {})
+    marker = tmp_path / "pwned"
+    (folder / name).write_bytes(pickle.dumps(_Payload(marker)))
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_checkpoint(folder)
+    assert not marker.exists(), "the pickle payload ran"
+    # Sanity check of the test itself: the payload does run when unpickled.
+    pickle.loads((folder / name).read_bytes())
+    assert marker.exists()
+
+
+def test_pickle_payload_under_an_innocent_name_is_refused(tmp_path, vocab):
+    folder = save_checkpoint(tmp_path / "c", {"a": torch.ones(2)}, vocab, {})
+    marker = tmp_path / "pwned"
+    (folder / "notes.dat").write_bytes(pickle.dumps(_Payload(marker), protocol=4))
+    torch.save({"a": 1}, folder / "archive.txt")  # zip-based torch archive, renamed
+    with pytest.raises(CheckpointError):
+        load_checkpoint(folder)
+    (folder / "notes.dat").unlink()
+    with pytest.raises(CheckpointError, match="archive.txt"):
+        load_checkpoint(folder)
+    assert not marker.exists()
+
+
+def test_weights_file_that_is_a_pickle_is_refused(tmp_path, vocab):
+    folder = save_checkpoint(tmp_path / "c", {"a": torch.ones(2)}, vocab, {})
+    marker = tmp_path / "pwned"
+    (folder / WEIGHTS_FILE).write_bytes(pickle.dumps(_Payload(marker)))
+    with pytest.raises(CheckpointError, match="safetensors"):
+        load_checkpoint(folder)
+    assert not marker.exists()
+
+
+def test_missing_folder_and_files(tmp_path, vocab):
+    with pytest.raises(CheckpointError, match="no such checkpoint folder"):
+        load_checkpoint(tmp_path / "nope")
+    for name in (WEIGHTS_FILE, VOCAB_FILE, CONFIG_FILE):
+        folder = save_checkpoint(tmp_path / name, {"a": torch.ones(2)}, vocab, {})
+        (folder / name).unlink()
+        with pytest.raises(CheckpointError, match=name):
+            load_checkpoint(folder)
+
+
+def test_corrupt_files(tmp_path, vocab):
+    folder = save_checkpoint(tmp_path / "c", {"a": torch.ones(2)}, vocab, {})
+    (folder / CONFIG_FILE).write_text("{broken")
+    with pytest.raises(CheckpointError, match=CONFIG_FILE):
+        load_checkpoint(folder)
+    folder = save_checkpoint(tmp_path / "d", {"a": torch.ones(2)}, vocab, {})
+    (folder / VOCAB_FILE).write_text('{"not": "a list"}')
+    with pytest.raises(CheckpointError, match=VOCAB_FILE):
+        load_checkpoint(folder)
+
+
+def test_interrupted_save_leaves_previous_checkpoint_intact(tmp_path, vocab, monkeypatch):
+    folder = tmp_path / "c"
+    save_checkpoint(folder, {"a": torch.ones(3)}, vocab, {"version": 1})
+
+    def crash_mid_write(tensors, filename, metadata=None):
+        with open(filename, "wb") as handle:
+            handle.write(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": ")  # half a file
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(checkpoint_module, "save_file", crash_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(folder, {"a": torch.zeros(3)}, vocab, {"version": 2})
+    ckpt = load_checkpoint(folder)
+    assert ckpt.config == {"version": 1}
+    assert torch.equal(ckpt.state_dict["a"], torch.ones(3))
+
+    # The next successful save replaces it (and clears the leftover partial folder).
+    monkeypatch.undo()
+    save_checkpoint(folder, {"a": torch.zeros(3)}, vocab, {"version": 3})
+    assert load_checkpoint(folder).config == {"version": 3}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
+
+
+def test_interrupted_save_between_files(tmp_path, vocab, monkeypatch):
+    folder = tmp_path / "c"
+    save_checkpoint(folder, {"a": torch.ones(3)}, vocab, {"version": 1})
+
+    def fail(self, path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Vocab, "save", fail)
+    with pytest.raises(OSError):
+        save_checkpoint(folder, {"a": torch.zeros(3)}, vocab, {"version": 2})
+    assert load_checkpoint(folder).config == {"version": 1}
+
+
+def test_save_load_tensors(tmp_path):
+    tensors = {"exp_avg": torch.randn(3, 2), "step": torch.tensor(7)}
+    save_tensors(tmp_path / "opt.safetensors", tensors, metadata={"epoch": 2, "lrs": [0.1, 0.2]})
+    loaded, meta = load_tensors(tmp_path / "opt.safetensors")
+    assert meta == {"epoch": 2, "lrs": [0.1, 0.2]}
+    assert all(torch.equal(loaded[k], v) for k, v in tensors.items())
+    assert [p.name for p in tmp_path.iterdir()] == ["opt.safetensors"]

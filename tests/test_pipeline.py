@@ -1,0 +1,231 @@
+"""The three stages end to end with a tiny AWD-LSTM (2 layers, 16 units) on synthetic text."""
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from ulmtl import (
+    ClassifierConfig, FinetuneConfig, ModelConfig, PretrainConfig, TextClassifier, TokenizerConfig,
+    finetune_lm, import_fastai_lm, load_checkpoint, pretrain,
+)
+from ulmtl.checkpoint import CheckpointError
+from ulmtl.model import build_classifier, build_language_model, load_itos_pickle, remap_embeddings
+from ulmtl.schedule import discriminative_lrs
+
+TINY = ModelConfig(emb_size=16, hidden_size=16, n_layers=2)
+POSITIVE = ["good", "great", "excellent", "fine", "lovely", "superb"]
+NEGATIVE = ["bad", "awful", "terrible", "poor", "dreadful", "weak"]
+FILLER = ["the", "movie", "was", "really", "quite", "and", "plot", "acting", "a", "story", "very"]
+
+
+def synthetic(n: int, seed: int, lm_tail: bool = False) -> tuple[list[str], list[str]]:
+    """Sentences whose label is given by which sentiment words they contain.
+
+    With ``lm_tail`` each ends in "i loved it" / "i hated it": to predict that, a language model
+    has to carry the sentiment in its hidden state, which is what transfers to the classifier.
+    """
+    rng = np.random.RandomState(seed)
+    texts, labels = [], []
+    for i in range(n):
+        label = "pos" if i % 2 == 0 else "neg"
+        words = list(rng.choice(FILLER, size=rng.randint(4, 9)))
+        for _ in range(2):
+            words.insert(rng.randint(len(words) + 1), rng.choice(POSITIVE if label == "pos" else NEGATIVE))
+        tail = (" i loved it" if label == "pos" else " i hated it") if lm_tail else ""
+        texts.append(" ".join(words).capitalize() + tail + " .")
+        labels.append(label)
+    return texts, labels
+
+
+@pytest.fixture(scope="module")
+def stage1(tmp_path_factory):
+    out = tmp_path_factory.mktemp("stage1") / "lm"
+    texts, _ = synthetic(600, seed=1, lm_tail=True)
+    from datasets import Dataset
+    metrics = pretrain(Dataset.from_dict({"text": texts}), out,
+                       PretrainConfig(epochs=2, batch_size=8, bptt=10, max_vocab=500, min_freq=1, lr=1e-2,
+                                      checkpoint_every_s=0, valid_fraction=0.1),
+                       TINY, TokenizerConfig())
+    return out, metrics
+
+
+@pytest.fixture(scope="module")
+def stage2(stage1, tmp_path_factory):
+    out = tmp_path_factory.mktemp("stage2") / "lm"
+    texts, _ = synthetic(300, seed=2, lm_tail=True)
+    metrics = finetune_lm(texts, stage1[0], out, FinetuneConfig(epochs=2, batch_size=8, bptt=10),
+                          TokenizerConfig(min_freq=1))
+    return out, metrics
+
+
+def small_classifier_config(**changes) -> ClassifierConfig:
+    base = dict(batch_size=16, bptt=10, max_len=100, stage_epochs=(1, 1, 1, 2), lr=0.02)
+    base.update(changes)
+    return ClassifierConfig(**base)
+
+
+def test_pretraining_lowers_perplexity_and_writes_checkpoint(stage1):
+    out, metrics = stage1
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.kind == "lm" and checkpoint.config["model"]["hidden_size"] == 16
+    assert metrics["tokens_seen"] > 0 and metrics["tokens_per_s"] > 0
+    # A uniform guess over the vocabulary has perplexity len(vocab); training must beat it.
+    assert metrics["valid_perplexity"] < len(checkpoint.vocab) / 2
+    records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    per_epoch = [r["perplexity"] for r in records if "epoch_done" in r]
+    assert len(per_epoch) == 2 and per_epoch[1] < per_epoch[0]
+
+
+def test_lm_finetuning_lowers_perplexity_with_discriminative_lrs(stage2):
+    out, metrics = stage2
+    assert metrics["valid_perplexity"] < metrics["valid_perplexity_before"]
+    assert metrics["peak_lrs"] == pytest.approx(discriminative_lrs(4e-3, 3, 2.6))
+    last = metrics["last_lrs"]
+    # STLR ends near lr/ratio, with the same multiplier for every group: the 2.6 ratios survive.
+    assert last[1] / last[0] == pytest.approx(2.6) and last[2] / last[1] == pytest.approx(2.6)
+    assert last[-1] < metrics["peak_lrs"][-1] / 10
+
+
+def test_embedding_remap_keeps_known_rows_and_means_new_ones():
+    weight = torch.arange(12, dtype=torch.float32).reshape(4, 3)
+    new = remap_embeddings(weight, ["a", "b", "c", "d"], ["c", "zzz", "a"])
+    assert torch.equal(new[0], weight[2]) and torch.equal(new[2], weight[0])
+    assert torch.allclose(new[1], weight.mean(0))
+
+
+def test_gradual_unfreezing_trains_one_more_group_each_stage(stage2):
+    texts, labels = synthetic(200, seed=3)
+    clf = TextClassifier(small_classifier_config(), encoders=stage2[0], verbose=False).fit(texts, labels)
+    history = clf.history_["forward"]
+    assert [h["trainable_groups"] for h in history] == [1, 2, 3, 4]
+    groups = [set(h["trainable_params"]) for h in history]
+    assert all(name.startswith("1.") for name in groups[0])                 # the head only
+    assert any(n.startswith("0.module.rnns.1.") for n in groups[1])         # + the top LSTM
+    assert not any(n.startswith("0.module.rnns.0.") for n in groups[1])
+    assert any(n.startswith("0.module.rnns.0.") for n in groups[2])
+    assert not any(n.startswith("0.module.encoder") for n in groups[2])
+    assert any(n.startswith("0.module.encoder") for n in groups[3])         # everything
+    for stage, mult in zip(history, (2.0, 1.0, 0.5, 0.1)):
+        assert stage["peak_lrs"] == pytest.approx(discriminative_lrs(0.02 * mult, 4, 2.6))
+        final = stage["final_lrs"]
+        assert [final[i + 1] / final[i] for i in range(3)] == pytest.approx([2.6] * 3)
+
+
+def test_feature_extraction_keeps_encoder_frozen_and_scratch_trains_all(stage2):
+    texts, labels = synthetic(120, seed=4)
+    frozen = TextClassifier(small_classifier_config(strategy="feature_extraction"), encoders=stage2[0],
+                            verbose=False).fit(texts, labels)
+    (only,) = frozen.history_["forward"]
+    assert only["epochs"] == 5 and all(n.startswith("1.") for n in only["trainable_params"])
+    encoder = load_checkpoint(stage2[0]).state_dict["0.encoder.weight"]
+    assert torch.equal(frozen.models_["forward"][0].module.encoder.weight.detach(), encoder)
+    scratch = TextClassifier(small_classifier_config(strategy="scratch"), model_config=TINY,
+                             tokenizer=TokenizerConfig(min_freq=1), verbose=False).fit(texts, labels)
+    (all_stage,) = scratch.history_["forward"]
+    assert any(n.startswith("0.module.encoder") for n in all_stage["trainable_params"])
+
+
+def test_classifier_learns_and_round_trips(stage2, tmp_path):
+    texts, labels = synthetic(400, seed=5)
+    test_texts, test_labels = synthetic(100, seed=6)
+    # Unfreeze after one epoch, one LR for all groups: a 16-unit LM's features need the lower
+    # layers to move fast on this toy task (the paper's schedule is measured on real data instead).
+    config = small_classifier_config(unfreeze_plan=(1, 0), stage_epochs=(1, 4), stage_lr_mult=(1.0, 1.0),
+                                     discriminative=False)
+    clf = TextClassifier(config, encoders=stage2[0], verbose=False).fit(texts, labels)
+    assert list(clf.classes_) == ["neg", "pos"]
+    assert clf.score(test_texts, test_labels) >= 0.8
+    # predict keeps the input order although batches are sorted by length
+    shuffled = test_texts[::-1]
+    assert list(clf.predict(shuffled)) == list(clf.predict(test_texts))[::-1]
+    clf.save(tmp_path / "clf")
+    loaded = TextClassifier.load(tmp_path / "clf")
+    np.testing.assert_array_equal(loaded.predict_proba(test_texts), clf.predict_proba(test_texts))
+
+
+def test_forward_backward_ensemble_averages_probabilities(stage1, tmp_path):
+    texts, labels = synthetic(120, seed=7)
+    from datasets import Dataset
+    backward = tmp_path / "bwd"
+    pretrain(Dataset.from_dict({"text": texts}), backward,
+             PretrainConfig(direction="backward", epochs=1, batch_size=8, bptt=10, min_freq=1,
+                            checkpoint_every_s=0), TINY)
+    config = small_classifier_config(directions=("forward", "backward"), stage_epochs=(1, 1, 1, 1))
+    clf = TextClassifier(config, encoders={"forward": stage1[0], "backward": backward},
+                         verbose=False).fit(texts, labels)
+    parts = clf.predict_proba_by_direction(texts[:20])
+    assert set(parts) == {"forward", "backward"}
+    np.testing.assert_allclose(clf.predict_proba(texts[:20]), (parts["forward"] + parts["backward"]) / 2)
+    with pytest.raises(CheckpointError, match="backward LM cannot serve as the forward encoder"):
+        TextClassifier(config, encoders={"forward": backward, "backward": backward},
+                       verbose=False).fit(texts, labels)
+
+
+def test_bpt3c_reads_a_document_longer_than_bptt_in_chunks():
+    config = ClassifierConfig(bptt=5, max_len=100)
+    model = build_classifier(50, 2, TINY, config).eval()
+    calls = []
+    model[0].module.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[1]))
+    doc = torch.randint(10, 50, (1, 23))
+    with torch.no_grad():
+        out = model(doc)[0]
+        assert calls == [5, 5, 5, 5, 3]
+        changed = doc.clone()
+        changed[0, 0] = 9  # a token in the first chunk still changes the prediction
+        assert not torch.allclose(out, model(changed)[0])
+
+
+def test_bpt3c_pools_only_over_the_last_max_len_tokens():
+    config = ClassifierConfig(bptt=5, max_len=10)
+    model = build_classifier(50, 2, TINY, config).eval()
+    doc = torch.randint(10, 50, (1, 30))
+    with torch.no_grad():
+        encoded, mask = model[0](doc)
+    assert encoded.shape[1] == 10 and mask.shape == (1, 10)
+
+
+def test_fastai_format_weights_load_without_unpickling_code(tmp_path):
+    itos = ["xxunk", "xxpad", "xxbos", "xxeos", "xxfld", "xxrep", "xxwrep", "xxup", "xxmaj", "the", "a", "movie"]
+    model = build_language_model(len(itos), TINY)
+    state = model.state_dict()
+    torch.save({"model": state, "opt": {"lr": 0.01}}, tmp_path / "lstm_fwd.pth")
+    with open(tmp_path / "itos_wt103.pkl", "wb") as handle:
+        pickle.dump(itos, handle)
+    out = import_fastai_lm(tmp_path / "lstm_fwd.pth", tmp_path / "itos_wt103.pkl", tmp_path / "converted")
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.vocab.itos == itos
+    assert torch.equal(checkpoint.state_dict["0.encoder.weight"], state["0.encoder.weight"])
+    assert torch.equal(checkpoint.state_dict["1.decoder.bias"], state["1.decoder.bias"])
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            import os
+            return os.system, (f"touch {marker}",)
+
+    with open(tmp_path / "evil.pkl", "wb") as handle:
+        pickle.dump(Payload(), handle)
+    with pytest.raises(ValueError, match="refusing"):
+        load_itos_pickle(tmp_path / "evil.pkl")
+    torch.save({"model": state, "extra": Payload()}, tmp_path / "evil.pth")
+    with pytest.raises(ValueError, match="weights_only"):
+        import_fastai_lm(tmp_path / "evil.pth", tmp_path / "itos_wt103.pkl", tmp_path / "evil_out")
+    assert not marker.exists()
+
+
+def test_fit_rejects_bad_input(stage2):
+    from ulmtl.data import DataError
+    clf = TextClassifier(small_classifier_config(), encoders=stage2[0], verbose=False)
+    with pytest.raises(DataError, match="only one class"):
+        clf.fit(["a b", "c d"], ["x", "x"])
+    with pytest.raises(DataError, match="text 1 is empty"):
+        clf.fit(["a b", "  "], ["x", "y"])
+    with pytest.raises(DataError, match="2 texts but 3 labels"):
+        clf.fit(["a b", "c d"], ["x", "y", "z"])
+    with pytest.raises(RuntimeError, match="not fitted"):
+        clf.predict(["a"])

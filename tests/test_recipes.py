@@ -1,0 +1,94 @@
+"""Every recipe's ``--smoke`` run: tiny model, tiny subset, real files where the data is present."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def recipe(name: str):
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", RECIPES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def check_outputs(output: Path, n_classes: int) -> dict:
+    metrics = json.loads((output / "metrics.json").read_text())
+    config = json.loads((output / "config.json").read_text())
+    assert config["smoke"] is True
+    test = metrics["test"]
+    assert 0.0 <= test["accuracy"] <= 1.0 and test["error"] == pytest.approx(1 - test["accuracy"], abs=1e-3)
+    assert len(test["confusion_matrix"]) == n_classes and len(test["per_class"]) == n_classes
+    assert sum(map(sum, test["confusion_matrix"])) == test["n_test"]
+    assert (output / "model" / "forward" / "weights.safetensors").exists()
+    return metrics
+
+
+@pytest.mark.parametrize("name, n_classes", [("trec", 6), ("mr", 2)])
+def test_dataset_recipe_smoke(name, n_classes, shared_data, tmp_path):
+    out = tmp_path / name
+    recipe(name).main(["--smoke", "--output", str(out), "--data-dir", str(shared_data)])
+    metrics = check_outputs(out, n_classes)
+    assert metrics["lm_finetune"]["forward"]["valid_perplexity"] > 0
+    assert (out / "lm-forward" / "weights.safetensors").exists()
+
+
+def test_polarity_recipe_smoke_reads_long_documents(shared_data, tmp_path):
+    out = tmp_path / "polarity"
+    recipe("polarity").main(["--smoke", "--output", str(out), "--data-dir", str(shared_data), "--fold=3"])
+    check_outputs(out, 2)
+
+
+def test_recipe_with_scratch_strategy_and_override(shared_data, tmp_path):
+    out = tmp_path / "scratch"
+    recipe("trec").main(["--smoke", "--output", str(out), "--data-dir", str(shared_data),
+                         "--classifier.strategy=scratch", "--seed=7"])
+    metrics = check_outputs(out, 6)
+    assert metrics["strategy"] == "scratch" and metrics["seed"] == 7 and metrics["lm_finetune"] == {}
+
+
+def test_custom_recipe_on_a_csv_without_test_file(tmp_path):
+    rows = ["review,stars"]
+    for i in range(120):
+        good = i % 2 == 0
+        rows.append(f"\"{'great lovely film' if good else 'dull awful film'} number {i}\",{'5' if good else '1'}")
+    (tmp_path / "reviews.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "custom"
+    recipe("custom").main(["--smoke", "--train", str(tmp_path / "reviews.csv"), "--text-column", "review",
+                           "--label-column", "stars", "--output", str(out)])
+    metrics = check_outputs(out, 2)
+    assert metrics["test"]["n_test"] == 12
+    assert set(metrics["test"]["per_class"]) == {"1", "5"}
+
+
+def test_custom_recipe_reports_a_missing_column(tmp_path, capsys):
+    (tmp_path / "data.csv").write_text("text,label\nhello,1\nbye,0\n")
+    with pytest.raises(Exception, match="no column 'stars'"):
+        recipe("custom").main(["--smoke", "--train", str(tmp_path / "data.csv"), "--label-column", "stars",
+                               "--output", str(tmp_path / "out")])
+
+
+def test_recipe_rejects_unknown_override(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        recipe("trec").main(["--classifier.learning_rate=3", "--output", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "classifier.learning_rate" in capsys.readouterr().err
+
+
+def test_pretrain_general_smoke(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    lines = [f"The {w} sat on the mat near the {v} ." for w in ("cat", "dog", "bird", "man") for v in
+             ("door", "window", "tree", "river", "house")] * 12
+    (corpus / "a.txt").write_text("\n".join(lines) + "\n")
+    (corpus / "b.txt").write_text("\n\n" + "\n".join(reversed(lines)) + "\n")
+    out = tmp_path / "lm"
+    metrics = recipe("pretrain_general").main(["--smoke", "--corpus", str(corpus), "--output", str(out)])
+    assert metrics["tokens_seen"] > 0 and metrics["valid_perplexity"] > 1
+    config = json.loads((out / "config.json").read_text())
+    assert config["kind"] == "lm" and config["model"]["hidden_size"] == 16

@@ -1,0 +1,89 @@
+"""Learning-rate rules: STLR (continuous and the paper's per-iteration formula), discriminative
+learning rates and the gradual-unfreezing plan."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ulmtl.schedule import (
+    discriminative_lrs, schedule_value, slanted_triangular, slanted_triangular_at_step,
+    unfreezing_stages,
+)
+
+
+def test_stlr_endpoints_and_peak():
+    assert slanted_triangular(0.0, 0.01) == pytest.approx(0.01 / 32)
+    assert slanted_triangular(0.1, 0.01) == pytest.approx(0.01)
+    assert slanted_triangular(1.0, 0.01) == pytest.approx(0.01 / 32)
+    # Out-of-range fractions are clamped.
+    assert slanted_triangular(1.5, 0.01) == pytest.approx(0.01 / 32)
+    assert slanted_triangular(-0.5, 0.01) == pytest.approx(0.01 / 32)
+
+
+def test_stlr_is_linear_up_then_linear_down():
+    max_lr, cut, ratio = 0.02, 0.1, 32.0
+    up = np.linspace(0.0, cut, 11)
+    down = np.linspace(cut, 1.0, 19)
+    lr_up = np.array([slanted_triangular(p, max_lr, cut, ratio) for p in up])
+    lr_down = np.array([slanted_triangular(p, max_lr, cut, ratio) for p in down])
+    assert np.all(np.diff(lr_up) > 0) and np.all(np.diff(lr_down) < 0)
+    # Constant slopes: the second differences vanish.
+    np.testing.assert_allclose(np.diff(lr_up, 2), 0, atol=1e-12)
+    np.testing.assert_allclose(np.diff(lr_down, 2), 0, atol=1e-12)
+    np.testing.assert_allclose(lr_up[[0, -1]], [max_lr / ratio, max_lr])
+    np.testing.assert_allclose(lr_down[[0, -1]], [max_lr, max_lr / ratio])
+    # Mid-way up is mid-way between min and max.
+    assert slanted_triangular(cut / 2, max_lr, cut, ratio) == pytest.approx((max_lr + max_lr / ratio) / 2)
+
+
+@pytest.mark.parametrize("total,cut_frac,ratio", [(1000, 0.1, 32.0), (200, 0.25, 10.0), (50, 0.2, 32.0)])
+def test_stlr_matches_papers_iteration_formula(total, cut_frac, ratio):
+    for step in range(total + 1):
+        expected = slanted_triangular_at_step(step, total, 0.01, cut_frac, ratio)
+        assert slanted_triangular(step / total, 0.01, cut_frac, ratio) == pytest.approx(expected, rel=1e-9)
+
+
+def test_papers_formula_directly():
+    # Howard & Ruder eq. 3 with T=1000, cut_frac=0.1, ratio=32, eta_max=0.01.
+    T, eta = 1000, 0.01
+    cut = 100
+    for t in (0, 50, 99, 100, 101, 550, 1000):
+        p = t / cut if t < cut else 1 - (t - cut) / (cut * (1 / 0.1 - 1))
+        assert slanted_triangular_at_step(t, T, eta) == pytest.approx(eta * (1 + p * 31) / 32)
+
+
+def test_stlr_per_group_array():
+    max_lrs = np.array(discriminative_lrs(0.01, 4, 2.6))
+    for pct in (0.0, 0.05, 0.1, 0.6, 1.0):
+        out = slanted_triangular(pct, max_lrs)
+        assert out.shape == (4,)
+        np.testing.assert_allclose(out, [slanted_triangular(pct, m) for m in max_lrs])
+        # The ratio between groups stays the discriminative decay.
+        np.testing.assert_allclose(out[1:] / out[:-1], 2.6)
+    np.testing.assert_allclose(slanted_triangular_at_step(10, 100, max_lrs), max_lrs)
+
+
+def test_discriminative_lrs():
+    assert discriminative_lrs(0.01, 4, 2.6) == [0.01 / 2.6 ** 3, 0.01 / 2.6 ** 2, 0.01 / 2.6, 0.01]
+    assert discriminative_lrs(0.004, 1) == [0.004]
+    with pytest.raises(ValueError):
+        discriminative_lrs(0.01, 0)
+
+
+def test_unfreezing_stages():
+    assert unfreezing_stages((1, 2, 3, 0), 4) == [1, 2, 3, 4]
+    assert unfreezing_stages((1, 2, 3, 0), 3) == [1, 2, 3, 3]
+    assert unfreezing_stages((0,), 5) == [5]
+    assert unfreezing_stages((9,), 4) == [4]
+    with pytest.raises(ValueError):
+        unfreezing_stages((1, -1), 4)
+
+
+def test_schedule_value_names():
+    np.testing.assert_allclose(schedule_value("stlr", 0.1, 0.01, 0.1, 32), 0.01)
+    np.testing.assert_allclose(schedule_value("constant", 0.7, [0.1, 0.2], 0.1, 32), [0.1, 0.2])
+    start = schedule_value("one_cycle", 0.0, 0.01, 0.1, 32)
+    peak = schedule_value("one_cycle", 0.25, 0.01, 0.1, 32)
+    assert start < peak == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="unknown schedule"):
+        schedule_value("cosine", 0.5, 0.01, 0.1, 32)
