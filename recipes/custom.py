@@ -7,6 +7,7 @@ Without --test, a seeded stratified 90/10 split of --train is the test set.
 from __future__ import annotations
 
 from ulmtl import RecipeConfig, parse_args, run_recipe
+from ulmtl.cli import run_cli
 from ulmtl.recipe import SMOKE_RECIPE
 
 
@@ -17,4 +18,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from ulmtl import RecipeConfig, parse_args, run_cross_validation
+from ulmtl.cli import run_cli
 from ulmtl.recipe import SMOKE_RECIPE
 
 
@@ -16,4 +17,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

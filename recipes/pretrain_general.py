@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from ulmtl import PretrainRunConfig, default_lm_dir, parse_args, pretrain, resolve_data_dir
+from ulmtl.cli import run_cli
 
 SMOKE = ["--model.emb_size=16", "--model.hidden_size=16", "--model.n_layers=2",
          "--pretrain.max_docs=400", "--pretrain.batch_size=8", "--pretrain.bptt=20",
@@ -20,4 +21,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

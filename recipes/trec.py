@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from ulmtl import RecipeConfig, parse_args, run_recipe
+from ulmtl.cli import run_cli
 from ulmtl.recipe import SMOKE_RECIPE
 
 
@@ -15,4 +16,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -1,4 +1,9 @@
 """ulmtl: ULMFiT-style transfer learning for text classification."""
+import warnings
+
+# fastai's AWD-LSTM module calls torch.jit.script at import; torch 2.14 warns about it on every run.
+warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated", category=FutureWarning)
+
 from ulmtl.classify import TextClassifier
 from ulmtl.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from ulmtl.cli import parse_args

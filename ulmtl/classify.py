@@ -20,7 +20,7 @@ from fastai.callback.core import Callback, CancelValidException
 from fastai.metrics import accuracy
 
 from ulmtl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from ulmtl.config import ClassifierConfig, ModelConfig, TokenizerConfig, from_dict, to_dict
+from ulmtl.config import ClassifierConfig, ConfigError, ModelConfig, TokenizerConfig, from_dict, to_dict
 from ulmtl.data import DataError
 from ulmtl.loaders import ClassificationLoader
 from ulmtl.model import build_classifier, classifier_layer_groups, encoder_state, load_encoder
@@ -96,26 +96,26 @@ class TextClassifier:
     def _check_config(self) -> None:
         config = self.config
         if config.strategy not in STRATEGIES:
-            raise ValueError(f"classifier.strategy must be one of {STRATEGIES}, got {config.strategy!r}")
+            raise ConfigError(f"classifier.strategy must be one of {STRATEGIES}, got {config.strategy!r}")
         if not config.directions or any(d not in DIRECTIONS for d in config.directions):
-            raise ValueError(f"classifier.directions must be a non-empty subset of {DIRECTIONS}, "
+            raise ConfigError(f"classifier.directions must be a non-empty subset of {DIRECTIONS}, "
                              f"got {config.directions}")
         if len(config.unfreeze_plan) != len(config.stage_epochs) or \
                 len(config.stage_epochs) != len(config.stage_lr_mult):
-            raise ValueError("classifier.unfreeze_plan, stage_epochs and stage_lr_mult need one entry per stage")
+            raise ConfigError("classifier.unfreeze_plan, stage_epochs and stage_lr_mult need one entry per stage")
 
     def _encoder_paths(self) -> dict:
         if self.config.strategy == "scratch":
             return {}
         encoders = self.encoders
         if encoders is None:
-            raise ValueError(f"strategy {self.config.strategy!r} needs pretrained encoders "
+            raise ConfigError(f"strategy {self.config.strategy!r} needs pretrained encoders "
                              f"(encoders={{'forward': path}}); use strategy='scratch' to train without")
         if isinstance(encoders, (str, Path)):
             encoders = {"forward": encoders}
         missing = [d for d in self.config.directions if d not in encoders]
         if missing:
-            raise ValueError(f"no encoder given for direction(s) {missing}")
+            raise ConfigError(f"no encoder given for direction(s) {missing}")
         return {d: Path(encoders[d]) for d in self.config.directions}
 
     def fit(self, X, y=None, valid: tuple | None = None) -> "TextClassifier":

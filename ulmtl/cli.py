@@ -53,3 +53,18 @@ def parse_args(config, argv: list[str] | None, smoke_overrides: list[str] = (), 
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def run_cli(entry) -> None:
+    """Run a recipe's ``main``; bad input ends with its message on stderr and exit status 2,
+    not a traceback."""
+    from ulmtl.checkpoint import CheckpointError
+    from ulmtl.data import DataError
+    try:
+        entry()
+    except (ConfigError, DataError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None

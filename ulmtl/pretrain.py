@@ -17,7 +17,7 @@ from fastai.callback.core import Callback
 from fastai.metrics import Perplexity, accuracy
 
 from ulmtl.checkpoint import load_checkpoint, load_tensors, save_checkpoint, save_tensors
-from ulmtl.config import ModelConfig, PretrainConfig, TokenizerConfig, to_dict
+from ulmtl.config import ConfigError, ModelConfig, PretrainConfig, TokenizerConfig, to_dict
 from ulmtl.data import DataError, build_vocab, cache_dir, load_corpus, load_wikitext103, numericalize, token_ids, tokenize
 from ulmtl.loaders import LanguageModelLoader
 from ulmtl.model import (
@@ -108,7 +108,7 @@ def pretrain(corpus, output: str | Path, config: PretrainConfig | None = None,
     train_docs, valid_docs, vocab = prepare_corpus(corpus, config, tokenizer)
     backwards = config.direction == "backward"
     if config.direction not in ("forward", "backward"):
-        raise ValueError(f"pretrain.direction must be 'forward' or 'backward', got {config.direction!r}")
+        raise ConfigError(f"pretrain.direction must be 'forward' or 'backward', got {config.direction!r}")
     train = LanguageModelLoader(train_docs, config.batch_size, config.bptt, backwards, shuffle=True,
                                 seed=config.seed)
     valid = LanguageModelLoader(valid_docs, min(config.batch_size, 16), config.bptt, backwards)
