@@ -80,6 +80,25 @@ def test_pretraining_lowers_perplexity_and_writes_checkpoint(stage1):
     assert len(per_epoch) == 2 and per_epoch[1] < per_epoch[0]
 
 
+def test_pretraining_stops_at_a_token_budget_and_resumes(tmp_path):
+    from dataclasses import replace
+
+    from datasets import Dataset
+    texts, _ = synthetic(300, seed=8, lm_tail=True)
+    corpus = Dataset.from_dict({"text": texts})
+    config = PretrainConfig(epochs=2, batch_size=8, bptt=10, min_freq=1, valid_fraction=0.1,
+                            checkpoint_every_s=1e-6, token_budget=2000)
+    first = pretrain(corpus, tmp_path / "lm", config, TINY)
+    assert first["stopped_by_budget"] and 2000 <= first["tokens_seen"] < 2000 + 8 * 10
+    saved = load_checkpoint(tmp_path / "lm" / "resume").config["progress"]
+    assert saved["tokens"] == first["tokens_seen"] and saved["epoch"] == 0
+    second = pretrain(corpus, tmp_path / "lm", replace(config, token_budget=0), TINY)
+    # The resumed run picks up where the first stopped and ends after exactly two epochs of tokens.
+    assert not second["stopped_by_budget"]
+    assert second["tokens_seen"] == 2 * first["train_tokens_per_epoch"]
+    assert second["valid_perplexity"] < first["valid_perplexity"]
+
+
 def test_lm_finetuning_lowers_perplexity_with_discriminative_lrs(stage2):
     out, metrics = stage2
     assert metrics["valid_perplexity"] < metrics["valid_perplexity_before"]

@@ -35,9 +35,11 @@ OPTIMIZER_FILE = "optimizer.safetensors"
 
 
 class PeriodicCheckpoint(Callback):
-    """Every ``every_s`` seconds, save weights + optimizer + progress to ``folder`` (atomically)."""
+    """Every ``every_s`` seconds, and when training ends or is stopped by a budget, save weights +
+    optimizer + progress to ``folder`` (atomically). Runs before :class:`StopAfter` so that the
+    batch that spends the budget is counted."""
 
-    order = 90
+    order = 65
 
     def __init__(self, folder: Path, vocab: Vocab, config: dict, every_s: float, progress: dict):
         self.folder, self.vocab, self.config, self.every_s = folder, vocab, config, every_s
@@ -58,6 +60,10 @@ class PeriodicCheckpoint(Callback):
     def after_epoch(self):
         self.progress["epoch"] += 1
         self.progress["batch"] = 0
+
+    def after_fit(self):
+        if self.every_s:
+            self.save()
 
     def save(self):
         progress = dict(self.progress, elapsed_s=self.progress["elapsed_s"] + time.time() - self.fit_start)
