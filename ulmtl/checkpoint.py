@@ -22,6 +22,8 @@ CHECKPOINT_FILES = (WEIGHTS_FILE, VOCAB_FILE, CONFIG_FILE)
 PICKLE_SUFFIXES = {".pkl", ".pickle", ".pth", ".pt", ".bin", ".ckpt", ".joblib"}
 # Protocol 2+ pickles start with 0x80; zip-based torch files with "PK".
 PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")
+# The embedding of a language model and of a classifier: one row per vocabulary token.
+EMBEDDING_KEYS = ("0.encoder.weight", "0.module.encoder.weight")
 
 
 class CheckpointError(ValueError):
@@ -58,8 +60,13 @@ def _deduplicate(state_dict: dict) -> tuple[dict, dict]:
     return unique, aliases
 
 
-def save_checkpoint(folder: str | Path, state_dict: dict, vocab: Vocab, config: dict) -> Path:
-    """Write the folder atomically: everything goes to a temporary folder that is then renamed."""
+def save_checkpoint(folder: str | Path, state_dict: dict, vocab: Vocab, config: dict,
+                    extra_tensors: dict | None = None) -> Path:
+    """Write the folder atomically: everything goes to a temporary folder that is then renamed.
+
+    ``extra_tensors`` maps file names to ``(tensors, metadata)`` written in the same folder and
+    swapped in with it (a training state that must match the weights).
+    """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     partial = folder.with_name(folder.name + f".partial-{os.getpid()}")
@@ -70,6 +77,9 @@ def save_checkpoint(folder: str | Path, state_dict: dict, vocab: Vocab, config: 
     save_file(tensors, str(partial / WEIGHTS_FILE), metadata={"aliases": json.dumps(aliases)})
     vocab.save(partial / VOCAB_FILE)
     (partial / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
+    for name, (extra, metadata) in (extra_tensors or {}).items():
+        save_file({k: v.detach().cpu().contiguous() for k, v in extra.items()}, str(partial / name),
+                  metadata={k: json.dumps(v) for k, v in metadata.items()})
     for path in partial.iterdir():
         with open(path, "rb") as handle:
             os.fsync(handle.fileno())
@@ -77,7 +87,7 @@ def save_checkpoint(folder: str | Path, state_dict: dict, vocab: Vocab, config: 
     if folder.exists():
         # Other things kept in the folder (logs, metrics, a resume state) move to the new one.
         for entry in folder.iterdir():
-            if entry.name not in CHECKPOINT_FILES:
+            if entry.name not in CHECKPOINT_FILES and not (partial / entry.name).exists():
                 entry.rename(partial / entry.name)
         folder.rename(old)
     partial.rename(folder)
@@ -136,6 +146,11 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
         vocab = Vocab.load(folder / VOCAB_FILE)
     except (ValueError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{folder / VOCAB_FILE}: {err}") from None
+    for key in EMBEDDING_KEYS:
+        if key in tensors and tensors[key].shape[0] != len(vocab):
+            raise CheckpointError(f"{folder}: {WEIGHTS_FILE} has {tensors[key].shape[0]} embedding rows "
+                                  f"({key}) but {VOCAB_FILE} has {len(vocab)} tokens; the two files "
+                                  f"come from different stages or runs")
     return Checkpoint(state_dict=tensors, vocab=vocab, config=config)
 
 

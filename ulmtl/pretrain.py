@@ -16,7 +16,7 @@ from datasets import Dataset
 from fastai.callback.core import Callback
 from fastai.metrics import Perplexity, accuracy
 
-from ulmtl.checkpoint import load_checkpoint, load_tensors, save_checkpoint, save_tensors
+from ulmtl.checkpoint import load_checkpoint, load_tensors, save_checkpoint
 from ulmtl.config import ConfigError, ModelConfig, PretrainConfig, TokenizerConfig, to_dict
 from ulmtl.data import DataError, build_vocab, cache_dir, load_corpus, load_wikitext103, numericalize, token_ids, tokenize
 from ulmtl.loaders import LanguageModelLoader
@@ -67,11 +67,35 @@ class PeriodicCheckpoint(Callback):
 
     def save(self):
         progress = dict(self.progress, elapsed_s=self.progress["elapsed_s"] + time.time() - self.fit_start)
-        save_checkpoint(self.folder, self.model.state_dict(), self.vocab,
-                        dict(self.config, progress=progress))
         tensors, values = optimizer_tensors(self.learn)
-        save_tensors(self.folder / OPTIMIZER_FILE, tensors, {"optimizer": values})
+        state = {f"opt.{k}": v for k, v in tensors.items()}
+        # The dropout RNG and the LSTM's carried hidden state, so a resumed run continues exactly.
+        state["rng.torch"] = torch.get_rng_state()
+        for layer, (h, c) in enumerate(self.model[0].hidden):
+            state[f"hidden.{layer}.h"], state[f"hidden.{layer}.c"] = h, c
+        save_checkpoint(self.folder, self.model.state_dict(), self.vocab, dict(self.config, progress=progress),
+                        extra_tensors={OPTIMIZER_FILE: (state, {"optimizer": values})})
         self.last = time.time()
+
+
+class RestoreState(Callback):
+    """On the first training batch of a resumed run: the saved hidden state and dropout RNG."""
+
+    order = 1
+
+    def __init__(self, tensors: dict):
+        self.tensors = tensors
+        self.pending = True
+
+    def before_batch(self):
+        if not (self.training and self.pending):
+            return
+        encoder = self.model[0]
+        n_layers = len(encoder.hidden)
+        encoder.hidden = [(self.tensors[f"hidden.{i}.h"], self.tensors[f"hidden.{i}.c"]) for i in range(n_layers)]
+        encoder.bs = encoder.hidden[0][0].shape[1]
+        torch.set_rng_state(self.tensors["rng.torch"])
+        self.pending = False
 
 
 def _corpus(corpus) -> Dataset:
@@ -126,13 +150,16 @@ def pretrain(corpus, output: str | Path, config: PretrainConfig | None = None,
              "pretrain": to_dict(config), "tokenizer": to_dict(tokenizer), "stage": "pretrain"}
     progress = {"epoch": 0, "batch": 0, "tokens": 0, "elapsed_s": 0.0}
     resume_dir = output / RESUME_DIR
+    extra_callbacks = []
     if resume and (resume_dir / OPTIMIZER_FILE).exists():
         state = load_checkpoint(resume_dir)
         if state.vocab.itos != vocab.itos:
             raise DataError(f"{resume_dir}: saved vocabulary differs from this corpus; remove it to restart")
         load_lm_state(learn.model, state.state_dict)
         tensors, meta = load_tensors(resume_dir / OPTIMIZER_FILE)
-        restore_optimizer(learn, tensors, meta["optimizer"])
+        restore_optimizer(learn, {k[4:]: v for k, v in tensors.items() if k.startswith("opt.")},
+                          meta["optimizer"])
+        extra_callbacks.append(RestoreState(tensors))
         progress = state.config["progress"]
         print(f"ulmtl: resuming pretraining from {resume_dir}: epoch {progress['epoch']}, "
               f"batch {progress['batch']}, {progress['tokens']} tokens", flush=True)
@@ -151,7 +178,7 @@ def pretrain(corpus, output: str | Path, config: PretrainConfig | None = None,
     started = time.time()
     epochs_left = config.epochs - progress["epoch"]
     if epochs_left > 0 and done < total_batches:
-        learn.fit(epochs_left, cbs=[schedule, stopper, log, saver])
+        learn.fit(epochs_left, cbs=[schedule, stopper, log, saver] + extra_callbacks)
     train_seconds = time.time() - started
     tokens = saver.progress["tokens"]
     new_tokens = tokens - progress["tokens"]
