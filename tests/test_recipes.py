@@ -92,3 +92,28 @@ def test_pretrain_general_smoke(tmp_path):
     assert metrics["tokens_seen"] > 0 and metrics["valid_perplexity"] > 1
     config = json.loads((out / "config.json").read_text())
     assert config["kind"] == "lm" and config["model"]["hidden_size"] == 16
+
+
+def test_without_a_stage1_lm_the_recipe_says_how_to_make_one(shared_data, tmp_path, monkeypatch):
+    import ulmtl.recipe
+    from ulmtl.checkpoint import CheckpointError
+
+    def offline(output, direction):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(ulmtl.recipe, "fetch_fastai_wt103", offline)
+    monkeypatch.setenv("ULMTL_CACHE_DIR", str(tmp_path / "empty-cache"))
+    with pytest.raises(CheckpointError, match="pretrain_general.py"):
+        recipe("trec").main(["--output", str(tmp_path / "out"), "--data-dir", str(shared_data)])
+
+
+def test_recipe_uses_the_cached_stage1_lm(shared_data, tmp_path, monkeypatch):
+    from ulmtl import default_lm_dir
+    monkeypatch.setenv("ULMTL_CACHE_DIR", str(tmp_path / "cache"))
+    recipe("pretrain_general").main(["--smoke", "--corpus", str(shared_data / "general_corpus" / "inaugural.txt")])
+    assert (default_lm_dir("forward") / "weights.safetensors").exists()
+    out = tmp_path / "trec"
+    recipe("trec").main(["--smoke", "--output", str(out), "--data-dir", str(shared_data)])
+    assert not (out / "stage1-forward").exists()  # no tiny LM was trained: the cached one served
+    lm = json.loads((out / "lm-forward" / "config.json").read_text())
+    assert lm["pretrained"] == "pretrain"
