@@ -2,7 +2,9 @@
 
     python recipes/custom.py --train reviews.csv [--test test.csv] --text-column review \
         --label-column stars --output runs/reviews
-Without --test, a seeded stratified 90/10 split of --train is the test set.
+Without --test, a seeded stratified 90/10 split of --train is the test set. A row with empty text
+is an error naming its line; --skip-empty skips such rows instead (the count is printed and stored
+in metrics.json). --encoding latin-1 reads files that are not UTF-8.
 """
 from __future__ import annotations
 

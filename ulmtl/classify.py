@@ -22,6 +22,7 @@ from fastai.metrics import accuracy
 from ulmtl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ulmtl.config import ClassifierConfig, ConfigError, ModelConfig, TokenizerConfig, from_dict, to_dict
 from ulmtl.data import DataError
+from ulmtl.distributed import world
 from ulmtl.loaders import ClassificationLoader
 from ulmtl.model import build_classifier, classifier_layer_groups, encoder_state, load_encoder
 from ulmtl.schedule import discriminative_lrs, unfreezing_stages
@@ -58,13 +59,19 @@ def _texts_and_labels(X, y) -> tuple[list[str], list | None, list[str] | None]:
         X = X["text"]
     if isinstance(X, str):
         raise DataError("expected a list of texts, got a single string")
+    if X is None or not hasattr(X, "__iter__"):
+        raise DataError(f"expected a list of texts, got {type(X).__name__}")
     texts = list(X)
+    if not texts:
+        raise DataError("expected a list of texts, got an empty one")
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise DataError(f"text {i} is {type(text).__name__}, not a string")
         if not text.strip():
             raise DataError(f"text {i} is empty or whitespace only")
     if y is not None:
+        if isinstance(y, str) or not hasattr(y, "__iter__"):
+            raise DataError(f"expected a list of labels, got {type(y).__name__}")
         y = list(y)
         if len(y) != len(texts):
             raise DataError(f"{len(texts)} texts but {len(y)} labels")
@@ -183,8 +190,10 @@ class TextClassifier:
                                       f"vocabulary has {len(vocab)} tokens (from different stages?)")
         backwards = direction == "backward"
         docs = [np.asarray(vocab.numericalize(doc), dtype=np.int64) for doc in tokens]
+        rank, processes = world()
         train = ClassificationLoader(docs, label_ids, config.batch_size, vocab.pad_id, config.bptt,
-                                     shuffle=True, seed=config.seed, backwards=backwards)
+                                     shuffle=True, seed=config.seed, backwards=backwards,
+                                     rank=rank, world_size=processes)
         if valid_tokens is not None:
             valid_docs = [np.asarray(vocab.numericalize(d), dtype=np.int64) for d in valid_tokens]
             valid = ClassificationLoader(valid_docs, valid_ids, config.batch_size, vocab.pad_id, config.bptt,
@@ -277,6 +286,7 @@ class TextClassifier:
 
     def score(self, X, y=None) -> float:
         """Accuracy on texts ``X`` with labels ``y`` (or a labelled Dataset)."""
+        self._check_fitted()
         texts, labels, names = _texts_and_labels(X, y)
         if labels is None:
             raise DataError("score needs labels")
@@ -320,7 +330,11 @@ class TextClassifier:
                 clf.vocabs_, clf.models_, clf.model_configs_, clf.history_ = {}, {}, {}, {}
             model_config = from_dict(ModelConfig, checkpoint.config["model"])
             model = build_classifier(len(checkpoint.vocab), len(clf.classes_), model_config, clf.config)
-            result = model.load_state_dict(checkpoint.state_dict, strict=False)
+            try:
+                result = model.load_state_dict(checkpoint.state_dict, strict=False)
+            except RuntimeError as err:  # tensors of other shapes than the saved config makes
+                raise CheckpointError(f"{folder / direction}: weights do not fit the saved config "
+                                      f"({str(err).splitlines()[-1].strip()[:300]})") from None
             if result.missing_keys or result.unexpected_keys:
                 raise CheckpointError(f"{folder / direction}: weights do not fit the saved config "
                                       f"(missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]})")

@@ -5,10 +5,11 @@ import sys
 
 from ulmtl.config import ConfigError, apply_overrides
 
-FLAG_KEYS = {"--smoke": "smoke"}
+FLAG_KEYS = {"--smoke": "smoke", "--skip-empty": "skip_empty"}
 VALUE_KEYS = {"--output": "output", "--pretrained": "pretrained", "--data-dir": "data_dir",
               "--train": "train_file", "--test": "test_file", "--text-column": "text_column",
-              "--label-column": "label_column", "--corpus": "corpus", "--folds": "folds"}
+              "--label-column": "label_column", "--corpus": "corpus", "--folds": "folds",
+              "--encoding": "encoding"}
 
 
 def normalize_argv(argv: list[str]) -> list[str]:

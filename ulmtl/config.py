@@ -151,6 +151,10 @@ class RecipeConfig:
     test_file: str = ""
     text_column: str = "text"
     label_column: str = "label"
+    # Your own files: their encoding, and whether rows with empty text are skipped (and counted)
+    # rather than an error.
+    encoding: str = "utf-8"
+    skip_empty: bool = False
     model: ModelConfig = field(default_factory=ModelConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)

@@ -30,6 +30,9 @@ class DataError(ValueError):
     """Input data that cannot be used; the message names the file, line and field."""
 
 
+LATIN1_HINT = "pass encoding='latin-1' (a recipe: --encoding=latin-1) if the file is Latin-1"
+
+
 # --------------------------------------------------------------------------- folders
 
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
@@ -103,7 +106,7 @@ def _decode_line(raw: bytes, path: Path, line_no: int, encoding: str) -> str:
         return raw.decode(encoding)
     except UnicodeDecodeError as err:
         raise DataError(f"{path}, line {line_no}: bytes are not valid {encoding} ({err.reason} at "
-                        f"byte {err.start}); pass encoding='latin-1' if the file is Latin-1") from None
+                        f"byte {err.start}); {LATIN1_HINT}") from None
 
 
 def _bad_bytes_at(path: Path, encoding: str) -> str:
@@ -403,31 +406,44 @@ def _read_table(path: Path, text_column: str, label_column: str, encoding: str,
     """Rows of a CSV / TSV / JSON-lines / parquet file: texts, labels, number skipped."""
     suffix = path.suffix.lower()
     rows: list[tuple[int, dict]] = []
+    # A byte-order mark (Excel writes one) is not part of the first column's name.
+    read_encoding = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
     if suffix in (".csv", ".tsv"):
+        last = 0  # the line the previous row ended on
         try:
-            with open(path, newline="", encoding=encoding) as handle:
+            with open(path, newline="", encoding=read_encoding) as handle:
                 reader = csv.reader(handle, delimiter="\t" if suffix == ".tsv" else ",")
                 header = next(reader, None)
                 if header is None:
                     raise DataError(f"{path}: the file is empty (no header row)")
+                repeated = sorted({c for c in header if header.count(c) > 1})
+                if repeated:
+                    raise DataError(f"{path}, line 1: the header names column(s) {repeated} more than once")
+                last = reader.line_num
                 for row in reader:
+                    # A quoted field may span lines: a row is named by the line it starts on.
+                    first, last = last + 1, reader.line_num
                     if not row:
                         continue
                     if len(row) != len(header):
-                        raise DataError(f"{path}, line {reader.line_num}: {len(row)} fields, but the "
-                                        f"header has {len(header)}")
-                    rows.append((reader.line_num, dict(zip(header, row))))
+                        spans = (f" (the row runs on to line {last}: is a quote left open?)"
+                                 if last > first else "")
+                        raise DataError(f"{path}, line {first}: {len(row)} fields, but the "
+                                        f"header has {len(header)}{spans}")
+                    rows.append((first, dict(zip(header, row))))
         except UnicodeDecodeError as err:
             raise DataError(f"{path}, {_bad_bytes_at(path, encoding)}: bytes are not valid {encoding} "
-                            f"({err.reason}); pass encoding='latin-1' if the file is Latin-1") from None
+                            f"({err.reason}); {LATIN1_HINT}") from None
         except csv.Error as err:
-            raise DataError(f"{path}: malformed {suffix[1:].upper()} ({err})") from None
+            raise DataError(f"{path}, line {last + 1}: malformed {suffix[1:].upper()} ({err})") from None
         columns = header
     elif suffix in (".jsonl", ".json"):
         columns = None
         raw_lines = path.read_bytes().splitlines()
         for line_no, raw in enumerate(raw_lines, 1):
             text = _decode_line(raw, path, line_no, encoding).strip()
+            if line_no == 1:
+                text = text.lstrip("\ufeff")
             if not text:
                 continue
             try:
@@ -459,8 +475,8 @@ def _read_table(path: Path, text_column: str, label_column: str, encoding: str,
             if skip_empty:
                 skipped += 1
                 continue
-            raise DataError(f"{where}: field {text_column!r} is empty (pass skip_empty=True to skip "
-                            f"such rows; the count is reported)")
+            raise DataError(f"{where}: field {text_column!r} is empty (pass skip_empty=True, or "
+                            f"--skip-empty to a recipe, to skip such rows; the count is reported)")
         if label_column and (label is None or str(label).strip() == ""):
             raise DataError(f"{where}: field {label_column!r} (the label) is missing")
         texts.append(str(text))
@@ -481,7 +497,7 @@ def _read_class_folder(folder: Path, encoding: str, skip_empty: bool) -> tuple[l
                 text = path.read_text(encoding=encoding)
             except UnicodeDecodeError as err:
                 raise DataError(f"{path}: bytes are not valid {encoding} (byte {err.start}); "
-                                f"pass encoding='latin-1' if the file is Latin-1") from None
+                                f"{LATIN1_HINT}") from None
             if not text.strip():
                 if skip_empty:
                     skipped += 1
@@ -533,6 +549,10 @@ def load_files(train: str | Path, test: str | Path | None = None, text_column: s
         test_ids = [index[x] for x in test_labels]
     else:
         tr, te = stratified_split(train_ids, test_fraction, seed)
+        if not te:
+            raise DataError(f"{train}: holding out {test_fraction:g} of each class leaves no test rows "
+                            f"({len(train_ids)} rows in all); add rows or pass a test file (--test to "
+                            f"a recipe)")
         test_texts, test_ids = [train_texts[i] for i in te], [train_ids[i] for i in te]
         train_texts, train_ids = [train_texts[i] for i in tr], [train_ids[i] for i in tr]
     result = DatasetDict({"train": _split(train_texts, train_ids, names),

@@ -17,6 +17,7 @@ from fastai.metrics import Perplexity, accuracy
 from ulmtl.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ulmtl.config import FinetuneConfig, ModelConfig, TokenizerConfig, from_dict, to_dict
 from ulmtl.data import DataError, build_vocab, numericalize, token_ids, tokenize
+from ulmtl.distributed import barrier, is_main, world
 from ulmtl.loaders import LanguageModelLoader
 from ulmtl.model import build_language_model, lm_layer_groups, load_lm_state, remap_lm_state
 from ulmtl.schedule import discriminative_lrs
@@ -62,13 +63,18 @@ def finetune_lm(data, pretrained: str | Path | Checkpoint, output: str | Path,
     texts = target_texts(data)
     if len(texts) < 2:
         raise DataError("LM fine-tuning needs at least two target-domain texts")
+    rank, processes = world()
+    if not is_main():
+        barrier()  # rank 0 tokenizes first; the others then read its cache
     tokens = tokenize(texts, num_proc=tokenizer.num_proc, batch_size=tokenizer.batch_size)
     split = tokens.train_test_split(test_size=config.valid_fraction, seed=config.seed, shuffle=True)
     vocab = build_vocab([split["train"]], max_size=tokenizer.max_vocab, min_freq=tokenizer.min_freq)
     ids = numericalize(split, vocab, num_proc=tokenizer.num_proc)
+    if is_main():
+        barrier()
     backwards = direction == "backward"
     train = LanguageModelLoader(token_ids(ids["train"]), config.batch_size, config.bptt, backwards,
-                                shuffle=True, seed=config.seed)
+                                shuffle=True, seed=config.seed, rank=rank, world_size=processes)
     valid = LanguageModelLoader(token_ids(ids["test"]), min(config.batch_size, 16), config.bptt, backwards)
 
     model = build_language_model(len(vocab), model_config, config.drop_mult)
@@ -87,14 +93,17 @@ def finetune_lm(data, pretrained: str | Path | Checkpoint, output: str | Path,
         "valid_perplexity_before": round(math.exp(before), 2),
         "valid_perplexity": round(math.exp(after), 2),
         "valid_loss": round(after, 4), "train_tokens": int(train.n_tokens), "vocab_size": len(vocab),
+        "processes": processes,
         "peak_lrs": [float(x) for x in max_lrs], "last_lrs": [float(x) for x in group_lrs(learn)],
         "known_tokens": int(np.sum([t in source.vocab.stoi for t in vocab.itos])),
     }
     saved = {"kind": "lm", "stage": "finetune", "direction": direction, "model": to_dict(model_config),
              "finetune": to_dict(config), "tokenizer": to_dict(tokenizer), "metrics": metrics,
              "pretrained": source.config.get("stage", "")}
-    save_checkpoint(output, learn.model.state_dict(), vocab, saved)
-    (Path(output) / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    print(f"ulmtl: fine-tuned LM ({direction}) saved to {output}: perplexity "
-          f"{metrics['valid_perplexity_before']} -> {metrics['valid_perplexity']}", flush=True)
+    if is_main():
+        save_checkpoint(output, learn.model.state_dict(), vocab, saved)
+        (Path(output) / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        print(f"ulmtl: fine-tuned LM ({direction}) saved to {output}: perplexity "
+              f"{metrics['valid_perplexity_before']} -> {metrics['valid_perplexity']}", flush=True)
+    barrier()
     return metrics

@@ -19,6 +19,7 @@ from fastai.metrics import Perplexity, accuracy
 from ulmtl.checkpoint import load_checkpoint, load_tensors, save_checkpoint
 from ulmtl.config import ConfigError, ModelConfig, PretrainConfig, TokenizerConfig, to_dict
 from ulmtl.data import DataError, build_vocab, cache_dir, load_corpus, load_wikitext103, numericalize, token_ids, tokenize
+from ulmtl.distributed import barrier, is_main, world
 from ulmtl.loaders import LanguageModelLoader
 from ulmtl.model import (
     build_language_model, download_fastai_wt103, infer_model_config, lm_layer_groups, load_fastai_weights,
@@ -53,7 +54,7 @@ class PeriodicCheckpoint(Callback):
         if not self.training:
             return
         self.progress["batch"] += 1
-        self.progress["tokens"] += self.xb[0].numel()
+        self.progress["tokens"] += self.xb[0].numel() * world()[1]
         if self.every_s and time.time() - self.last >= self.every_s:
             self.save()
 
@@ -66,6 +67,8 @@ class PeriodicCheckpoint(Callback):
             self.save()
 
     def save(self):
+        if not is_main():
+            return
         progress = dict(self.progress, elapsed_s=self.progress["elapsed_s"] + time.time() - self.fit_start)
         tensors, values = optimizer_tensors(self.learn)
         state = {f"opt.{k}": v for k, v in tensors.items()}
@@ -135,12 +138,17 @@ def pretrain(corpus, output: str | Path, config: PretrainConfig | None = None,
     output.mkdir(parents=True, exist_ok=True)
     set_seed(config.seed)
     device = prepare_torch()
+    rank, processes = world()
+    if not is_main():
+        barrier()  # rank 0 tokenizes first; the others then read its cache
     train_docs, valid_docs, vocab = prepare_corpus(corpus, config, tokenizer)
+    if is_main():
+        barrier()
     backwards = config.direction == "backward"
     if config.direction not in ("forward", "backward"):
         raise ConfigError(f"pretrain.direction must be 'forward' or 'backward', got {config.direction!r}")
     train = LanguageModelLoader(train_docs, config.batch_size, config.bptt, backwards, shuffle=True,
-                                seed=config.seed)
+                                seed=config.seed, rank=rank, world_size=processes)
     valid = LanguageModelLoader(valid_docs, min(config.batch_size, 16), config.bptt, backwards)
     model = build_language_model(len(vocab), model_config, config.drop_mult)
     learn = make_learner(train, valid, model, lm_layer_groups, config.betas, config.weight_decay,
@@ -165,7 +173,8 @@ def pretrain(corpus, output: str | Path, config: PretrainConfig | None = None,
               f"batch {progress['batch']}, {progress['tokens']} tokens", flush=True)
     total_batches = config.epochs * len(train)
     if config.token_budget:
-        total_batches = min(total_batches, math.ceil(config.token_budget / (config.batch_size * config.bptt)))
+        total_batches = min(total_batches,
+                            math.ceil(config.token_budget / (config.batch_size * config.bptt * processes)))
     done = progress["epoch"] * len(train) + progress["batch"]
     train.epoch, train.start_batch = progress["epoch"], progress["batch"]
     time_left = max(config.time_budget_s - progress["elapsed_s"], 1.0) if config.time_budget_s else 0.0
@@ -187,12 +196,14 @@ def pretrain(corpus, output: str | Path, config: PretrainConfig | None = None,
         "tokens_seen": int(tokens), "train_seconds": round(progress["elapsed_s"] + train_seconds, 1),
         "tokens_per_s": round(new_tokens / max(train_seconds, 1e-9), 1),
         "valid_loss": round(valid_loss, 4), "valid_perplexity": round(math.exp(valid_loss), 2),
-        "train_tokens_per_epoch": int(train.columns * config.batch_size), "vocab_size": len(vocab),
-        "stopped_by_budget": bool(stopper.stopped),
+        "train_tokens_per_epoch": int(train.columns * config.batch_size * processes), "vocab_size": len(vocab),
+        "stopped_by_budget": bool(stopper.stopped), "processes": processes,
     }
-    save_checkpoint(output, learn.model.state_dict(), vocab, dict(saved, metrics=metrics))
-    (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    print(f"ulmtl: pretrained LM saved to {output}: {json.dumps(metrics)}", flush=True)
+    if is_main():
+        save_checkpoint(output, learn.model.state_dict(), vocab, dict(saved, metrics=metrics))
+        (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        print(f"ulmtl: pretrained LM saved to {output}: {json.dumps(metrics)}", flush=True)
+    barrier()
     return metrics
 
 

@@ -19,6 +19,7 @@ from ulmtl.checkpoint import CheckpointError
 from ulmtl.classify import TextClassifier
 from ulmtl.config import PretrainConfig, RecipeConfig, save_config, to_dict
 from ulmtl.data import DataError, load_dataset, load_files, stratified_split
+from ulmtl.distributed import barrier, is_main
 from ulmtl.finetune import finetune_lm
 from ulmtl.model import FASTAI_WT103_URLS
 from ulmtl.pretrain import default_lm_dir, fetch_fastai_wt103, import_fastai_lm, pretrain
@@ -39,7 +40,8 @@ def load_recipe_data(config: RecipeConfig) -> DatasetDict:
         if not config.train_file:
             raise DataError("the custom recipe needs --train FILE_OR_FOLDER")
         data = load_files(config.train_file, config.test_file or None, config.text_column,
-                          config.label_column, seed=config.seed)
+                          config.label_column, seed=config.seed, encoding=config.encoding,
+                          skip_empty=config.skip_empty)
     else:
         data = load_dataset(config.dataset, config.data_dir or None, fold=config.fold, fine=config.fine)
     for split, limit in (("train", config.max_train), ("test", config.max_test)):
@@ -51,6 +53,13 @@ def load_recipe_data(config: RecipeConfig) -> DatasetDict:
     return data
 
 
+def skipped_empty_rows(data: DatasetDict) -> int:
+    """How many rows :func:`load_files` skipped as empty (``skip_empty``); 0 for named datasets."""
+    description = data["train"].info.description or ""
+    prefix = "skipped_empty_rows="
+    return int(description[len(prefix):]) if description.startswith(prefix) else 0
+
+
 def resolve_pretrained(config: RecipeConfig, direction: str, data: DatasetDict, output: Path) -> Path:
     """Where the stage-1 LM comes from: ``--pretrained``, else the cached stage-1 checkpoint, else
     fastai's WT103 (online), else (``--smoke`` only) a tiny LM trained here on the task's texts."""
@@ -60,7 +69,10 @@ def resolve_pretrained(config: RecipeConfig, direction: str, data: DatasetDict, 
             return path
         pth, pkl = sorted(path.glob("*.pth")) if path.is_dir() else [], sorted(path.glob("*.pkl")) if path.is_dir() else []
         if pth and pkl:
-            return import_fastai_lm(pth[0], pkl[0], output / f"stage1-{direction}", direction)
+            try:
+                return import_fastai_lm(pth[0], pkl[0], output / f"stage1-{direction}", direction)
+            except ValueError as err:  # unreadable, unsafe or mismatched files: the message names them
+                raise CheckpointError(f"--pretrained {path}: {err}") from None
         raise CheckpointError(f"--pretrained {path}: not a ulmtl checkpoint folder, nor a folder with "
                               f"fastai's .pth weights and itos .pkl")
     cached = default_lm_dir(direction)
@@ -106,12 +118,18 @@ def run_recipe(config: RecipeConfig) -> dict:
     started = time.time()
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
-    save_config(config, output / "config.json")
+    if is_main():
+        save_config(config, output / "config.json")
     log_path = output / "train_log.jsonl"
+    if not is_main():
+        barrier()  # under torchrun, rank 0 parses and caches the data first
     data = load_recipe_data(config)
+    if is_main():
+        barrier()
     classes = data["train"].features["label"].names
-    print(f"ulmtl: {config.dataset}: {len(data['train'])} train, {len(data['test'])} test texts, "
-          f"{len(classes)} classes; strategy {config.classifier.strategy}", flush=True)
+    if is_main():
+        print(f"ulmtl: {config.dataset}: {len(data['train'])} train, {len(data['test'])} test texts, "
+              f"{len(classes)} classes; strategy {config.classifier.strategy}", flush=True)
     classifier_config = replace(config.classifier, seed=config.seed)
     encoders, lm_metrics = {}, {}
     if classifier_config.strategy != "scratch":
@@ -126,19 +144,23 @@ def run_recipe(config: RecipeConfig) -> dict:
                 encoders[direction] = stage1
     clf = TextClassifier(classifier_config, encoders, config.model, config.tokenizer, log_path)
     clf.fit(data["train"])
-    clf.save(output / "model")
+    if is_main():
+        clf.save(output / "model")
     truth = np.asarray(data["test"]["label"])
     by_direction = clf.predict_proba_by_direction(data["test"]["text"])
     metrics = {d: classification_metrics(truth, p.argmax(1), classes) for d, p in by_direction.items()}
     ensemble = sum(by_direction.values()) / len(by_direction)
     result = {"dataset": config.dataset, "strategy": classifier_config.strategy, "seed": config.seed,
               "directions": list(clf.models_), "n_train": len(data["train"]),
+              "skipped_empty_rows": skipped_empty_rows(data),
               "test": classification_metrics(truth, ensemble.argmax(1), classes), "per_direction": metrics,
               "lm_finetune": lm_metrics, "seconds": round(time.time() - started, 1),
               "config": to_dict(config)}
-    (output / "metrics.json").write_text(json.dumps(result, indent=2))
-    print(f"ulmtl: {config.dataset} test accuracy {result['test']['accuracy']} "
-          f"(macro-F1 {result['test']['macro_f1']}); outputs in {output}", flush=True)
+    if is_main():
+        (output / "metrics.json").write_text(json.dumps(result, indent=2))
+        print(f"ulmtl: {config.dataset} test accuracy {result['test']['accuracy']} "
+              f"(macro-F1 {result['test']['macro_f1']}); outputs in {output}", flush=True)
+    barrier()
     return result
 
 

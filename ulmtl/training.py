@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from functools import partial
@@ -25,6 +24,7 @@ from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 from fastai.optimizer import Adam
 
+from ulmtl.distributed import AverageGradients, is_main, setup, world
 from ulmtl.schedule import schedule_value
 
 
@@ -36,9 +36,13 @@ def set_seed(seed: int) -> None:
 
 
 def prepare_torch() -> torch.device:
-    """Flush denormals (they slowed CPU training 3x here) and pick the device."""
+    """Flush denormals (they slowed CPU training 3x here), join the process group when launched
+    by torchrun, and pick the device."""
     torch.set_flush_denormal(True)
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    setup()
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def make_learner(train_loader, valid_loader, model, splitter, betas: tuple[float, float],
@@ -48,6 +52,8 @@ def make_learner(train_loader, valid_loader, model, splitter, betas: tuple[float
     device = device or torch.device("cpu")
     dls = DataLoaders(train_loader, valid_loader, device=device)
     callbacks = list(rnn_cbs(ar_alpha, tar_beta))
+    if world()[1] > 1:
+        callbacks.append(AverageGradients())
     if clip:
         callbacks.append(GradientClip(clip))
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(),
@@ -129,6 +135,7 @@ class StopAfter(Callback):
     def __init__(self, time_budget_s: float = 0.0, token_budget: int = 0, tokens_before: int = 0):
         self.time_budget_s, self.token_budget, self.tokens = time_budget_s, token_budget, tokens_before
         self.stopped = False
+        self.processes = world()[1]
 
     def before_fit(self):
         self.started = time.time()
@@ -136,7 +143,7 @@ class StopAfter(Callback):
     def after_batch(self):
         if not self.training:
             return
-        self.tokens += self.xb[0].numel()
+        self.tokens += self.xb[0].numel() * self.processes
         over_time = self.time_budget_s and time.time() - self.started >= self.time_budget_s
         over_tokens = self.token_budget and self.tokens >= self.token_budget
         if over_time or over_tokens:
@@ -154,8 +161,12 @@ class TrainingLog(Callback):
         self.path = Path(path) if path else None
         self.every, self.label = every, label
         self.tokens = tokens_before
+        # Under torchrun every process reads the same number of tokens: report the global count.
+        self.processes = world()[1]
 
     def write(self, record: dict) -> None:
+        if not is_main():
+            return
         record = {"stage": self.label, "time": round(time.time(), 1), **record}
         line = json.dumps(record)
         print(f"[{self.label}] " + " ".join(f"{k}={v}" for k, v in record.items() if k not in ("stage", "time")),
@@ -173,7 +184,7 @@ class TrainingLog(Callback):
     def after_batch(self):
         if not self.training:
             return
-        n = self.xb[0].numel()
+        n = self.xb[0].numel() * self.processes
         self.tokens += n
         self.window_tokens += n
         self.batches += 1
@@ -192,11 +203,6 @@ class TrainingLog(Callback):
                   "elapsed_s": round(time.time() - self.fit_start, 1)}
         record.update({n: round(float(v), 4) for n, v in zip(names, values) if v is not None})
         self.write(record)
-
-
-def world() -> tuple[int, int]:
-    """(rank, world size) from torchrun's environment, (0, 1) otherwise."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 def optimizer_tensors(learn: Learner) -> tuple[dict, dict]:

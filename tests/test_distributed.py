@@ -1,0 +1,58 @@
+"""Two CPU processes (gloo, launched by torchrun) train like one process with the same global batch."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ulmtl import load_checkpoint
+
+SCRIPT = """
+import sys
+from ulmtl import ModelConfig, PretrainConfig, pretrain
+corpus, out, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
+# Dropout off (weight dropout at 1e-9: fastai's WeightDropout needs p > 0), so the only
+# difference between the runs is how the global batch is spread over processes.
+model = ModelConfig(emb_size=16, hidden_size=16, n_layers=2, lm_output_p=0.0, lm_hidden_p=0.0,
+                    lm_input_p=0.0, lm_embed_p=0.0, lm_weight_p=1e-9)
+pretrain(corpus, out, PretrainConfig(epochs=2, batch_size=batch, bptt=10, min_freq=1, valid_fraction=0.1,
+                                     checkpoint_every_s=0, log_every=5), model)
+"""
+
+
+def write_corpus(path: Path) -> Path:
+    words = ["the", "cat", "dog", "sat", "ran", "on", "a", "mat", "hill", "quickly", "slowly", "red", "big"]
+    lines = [" ".join(words[(i * 5 + j * 3) % len(words)] for j in range(5 + i % 4)) + " ." for i in range(300)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not available")
+def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_path, ulmtl_cache_dir):
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    single, double = tmp_path / "single", tmp_path / "double"
+    subprocess.run([sys.executable, str(script), str(corpus), str(single), "8"], env=env, check=True,
+                   timeout=300, capture_output=True)
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                             "--master_port=29533", str(script), str(corpus), str(double), "4"],
+                            env=env, timeout=300, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    one, two = load_checkpoint(single), load_checkpoint(double)
+    assert two.config["metrics"]["processes"] == 2
+    assert one.config["metrics"]["valid_perplexity"] < len(one.vocab)  # better than a uniform guess
+    assert two.config["metrics"]["tokens_seen"] == one.config["metrics"]["tokens_seen"]
+    assert two.config["metrics"]["valid_loss"] == pytest.approx(one.config["metrics"]["valid_loss"], rel=1e-3)
+    for key, tensor in one.state_dict.items():
+        assert torch.allclose(tensor, two.state_dict[key], atol=1e-3), key
+    # Written once: one log line per epoch, no leftover temporary folders.
+    records = [json.loads(line) for line in (double / "train_log.jsonl").read_text().splitlines()]
+    assert [r["epoch_done"] for r in records if "epoch_done" in r] == [0, 1]
+    assert not list(tmp_path.glob("double.*"))

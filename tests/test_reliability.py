@@ -1,0 +1,404 @@
+"""Bad input at every public entry point: a clear message naming the file, line and field, a
+non-zero exit from a recipe, no traceback from inside a library, and no row dropped silently.
+Also: the same seed, data and config give the same results on CPU.
+
+RELIABILITY.md lists every case here, by test name. Models are tiny (2 layers, 16 units); the
+recipe runs are subprocesses that fail while loading data, before any training.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+
+from ulmtl import (
+    CheckpointError, ClassifierConfig, DataError, FinetuneConfig, ModelConfig, PretrainConfig,
+    TextClassifier, TokenizerConfig, finetune_lm, load_checkpoint, load_files, pretrain,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ModelConfig(emb_size=16, hidden_size=16, n_layers=2)
+POSITIVE = ["good", "great", "lovely", "superb"]
+NEGATIVE = ["bad", "awful", "poor", "weak"]
+FILLER = ["the", "movie", "was", "really", "quite", "and", "plot", "a", "story"]
+
+
+def synthetic(n: int, seed: int) -> tuple[list[str], list[str]]:
+    """Short sentences labelled by the sentiment words they hold."""
+    rng = np.random.RandomState(seed)
+    texts, labels = [], []
+    for i in range(n):
+        label = "pos" if i % 2 == 0 else "neg"
+        words = list(rng.choice(FILLER, size=rng.randint(3, 7)))
+        words.insert(rng.randint(len(words) + 1), rng.choice(POSITIVE if label == "pos" else NEGATIVE))
+        texts.append(" ".join(words).capitalize() + " .")
+        labels.append(label)
+    return texts, labels
+
+
+# =========================================================================== A. the custom recipe
+
+def recipe_cli(tmp_path: Path, *args: str, recipe: str = "custom", smoke: bool = True):
+    """Run ``recipes/<recipe>.py`` as a user would, in a fresh process."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", ULMTL_CACHE_DIR=str(tmp_path / "cache"),
+               HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
+    command = [sys.executable, str(REPO / "recipes" / f"{recipe}.py")] + (["--smoke"] if smoke else [])
+    command += [*args, "--output", str(tmp_path / "out")]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+
+
+def assert_clean_error(result, *fragments: str) -> str:
+    """Exit status 2, one ``error: ...`` line holding every fragment, and no traceback."""
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], (fragment, errors[0])
+    return errors[0]
+
+
+def write(path: Path, content: str | bytes) -> Path:
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+GOOD_ROWS = "text,label\ngood film,pos\nbad film,neg\nlovely plot,pos\nawful plot,neg\n"
+
+
+def test_cli_missing_file(tmp_path):
+    assert_clean_error(recipe_cli(tmp_path, "--train", str(tmp_path / "nope.csv")),
+                       str(tmp_path / "nope.csv"), "no such file")
+
+
+def test_cli_empty_file(tmp_path):
+    path = write(tmp_path / "empty.csv", "")
+    assert_clean_error(recipe_cli(tmp_path, "--train", str(path)), str(path), "the file is empty")
+
+
+def test_cli_header_without_rows(tmp_path):
+    path = write(tmp_path / "header.csv", "text,label\n")
+    assert_clean_error(recipe_cli(tmp_path, "--train", str(path)), str(path), "no data rows")
+
+
+def test_cli_missing_text_column(tmp_path):
+    path = write(tmp_path / "d.csv", GOOD_ROWS)
+    assert_clean_error(recipe_cli(tmp_path, "--train", str(path), "--text-column", "review"),
+                       str(path), "no column 'review'", "columns are text, label")
+
+
+def test_cli_missing_label_column(tmp_path):
+    path = write(tmp_path / "d.csv", GOOD_ROWS)
+    assert_clean_error(recipe_cli(tmp_path, "--train", str(path), "--label-column", "stars"),
+                       str(path), "no column 'stars'")
+
+
+def test_cli_repeated_column_name(tmp_path):
+    path = write(tmp_path / "d.csv", "text,text,label\na,b,pos\nc,d,neg\n")
+    assert_clean_error(recipe_cli(tmp_path, "--train", str(path)), str(path), "line 1", "['text']")
+
+
+def test_cli_whitespace_only_text(tmp_path):
+    path = write(tmp_path / "d.csv", GOOD_ROWS + "   ,neg\n")
+    assert_clean_error(recipe_cli(tmp_path, "--train", str(path)),
+                       str(path), "line 6", "field 'text' is empty", "--skip-empty")
+
+
+def test_cli_skip_empty_counts_the_rows_it_skips(tmp_path):
+    """The good path of --skip-empty (scratch strategy: no LM stages, seconds on a tiny model)."""
+    texts, labels = synthetic(60, seed=11)
+    rows = [f"{t},{y}" for t, y in zip(texts, labels)]
+    rows[5], rows[40] = ",pos", "  ,neg"
+    path = write(tmp_path / "d.csv", "text,label\n" + "\n".join(rows) + "\n")
+    result = recipe_cli(tmp_path, "--train", str(path), "--skip-empty", "--classifier.strategy=scratch")
+    assert result.returncode == 0, result.stderr
+    assert "skipped 2 rows with empty text" in result.stdout
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["skipped_empty_rows"] == 2
+    # Every other row is used: none is dropped without being counted.
+    assert metrics["n_train"] + metrics["test"]["n_test"] == 60 - 2
+
+
+def test_cli_missing_label_value(tmp_path):
+    path = write(tmp_path / "d.csv", GOOD_ROWS + "so so film,\n")
+    assert_clean_error(recipe_cli(tmp_path, "--train", str(path)),
+                       str(path), "line 6", "field 'label' (the label) is missing")
+
+
+def test_cli_test_label_never_seen_in_training(tmp_path):
+    train = write(tmp_path / "train.csv", GOOD_ROWS)
+    test = write(tmp_path / "test.csv", "text,label\nfine film,pos\nso so,neutral\n")
+    assert_clean_error(recipe_cli(tmp_path, "--train", str(train), "--test", str(test)),
+                       str(test), "['neutral']", f"never appear in the training data {train}")
+
+
+def test_cli_single_class(tmp_path):
+    path = write(tmp_path / "d.csv", "text,label\ngood film,pos\nlovely plot,pos\n")
+    assert_clean_error(recipe_cli(tmp_path, "--train", str(path)),
+                       str(path), "only one class ('pos')", "two or more classes")
+
+
+def test_cli_non_utf8_bytes(tmp_path):
+    path = write(tmp_path / "d.csv", GOOD_ROWS.encode() + b"tr\xe8s bien,pos\n")
+    assert_clean_error(recipe_cli(tmp_path, "--train", str(path)),
+                       str(path), "line 6", "not valid utf-8", "--encoding=latin-1")
+
+
+def test_cli_ragged_row(tmp_path):
+    path = write(tmp_path / "d.csv", "text,label\ngood film,pos\nbad film,neg,extra\nfine,pos\n")
+    assert_clean_error(recipe_cli(tmp_path, "--train", str(path)),
+                       str(path), "line 3", "3 fields, but the header has 2")
+
+
+def test_cli_unclosed_quote_names_the_line_it_opens_on(tmp_path):
+    # The open quote swallows the rest of the file into one field: the row starts on line 3.
+    path = write(tmp_path / "d.csv", 'text,label\ngood film,pos\n"bad film,neg\nfine,pos\nworse,neg\n')
+    assert_clean_error(recipe_cli(tmp_path, "--train", str(path)),
+                       str(path), "line 3", "1 fields", "runs on to line 5", "quote left open")
+
+
+def test_cli_wrong_typed_override(tmp_path):
+    path = write(tmp_path / "d.csv", GOOD_ROWS)
+    assert_clean_error(recipe_cli(tmp_path, "--train", str(path), "--classifier.lr=abc"),
+                       "config key 'classifier.lr' expects float, got 'abc'")
+
+
+def test_cli_unknown_override_key(tmp_path):
+    path = write(tmp_path / "d.csv", GOOD_ROWS)
+    assert_clean_error(recipe_cli(tmp_path, "--train", str(path), "--classifier.nope=1"),
+                       "unknown config key 'classifier.nope'", "known here:")
+
+
+def test_cli_too_few_rows_to_hold_out_a_test_split(tmp_path):
+    path = write(tmp_path / "d.csv", GOOD_ROWS)
+    assert_clean_error(recipe_cli(tmp_path, "--train", str(path)),
+                       str(path), "leaves no test rows", "--test")
+
+
+def test_cli_pretrained_folder_holding_a_pickle(tmp_path):
+    path = write(tmp_path / "d.csv", GOOD_ROWS)
+    test = write(tmp_path / "test.csv", GOOD_ROWS)
+    folder = tmp_path / "lm"
+    folder.mkdir()
+    write(folder / "weights.safetensors", b"not really")
+    marker = tmp_path / "pwned"
+    write(folder / "model.pkl", pickle.dumps(_Payload(marker)))
+    assert_clean_error(recipe_cli(tmp_path, "--train", str(path), "--test", str(test),
+                                  "--pretrained", str(folder)),
+                       str(folder / "model.pkl"), "refusing")
+    assert not marker.exists()
+
+
+def test_cli_pretrained_fastai_weights_holding_a_pickle_payload(tmp_path):
+    path = write(tmp_path / "d.csv", GOOD_ROWS)
+    folder = tmp_path / "wt103"
+    folder.mkdir()
+    marker = tmp_path / "pwned"
+    torch.save({"model": {"0.encoder.weight": torch.zeros(2, 2)}, "x": _Payload(marker)}, folder / "fwd.pth")
+    write(folder / "itos.pkl", pickle.dumps(["xxunk", "xxpad"]))
+    assert_clean_error(recipe_cli(tmp_path, "--train", str(path), "--test", str(path),
+                                  "--pretrained", str(folder)),
+                       f"--pretrained {folder}", str(folder / "fwd.pth"), "weights_only=True")
+    assert not marker.exists()
+
+
+def test_cli_named_dataset_missing_from_the_data_dir(tmp_path):
+    assert_clean_error(recipe_cli(tmp_path, "--data-dir", str(tmp_path / "nodata"), recipe="trec"),
+                       "dataset 'trec' not found", str(tmp_path / "nodata" / "trec"))
+
+
+def test_load_files_reads_a_csv_with_a_byte_order_mark(tmp_path):
+    path = write(tmp_path / "excel.csv", b"\xef\xbb\xbf" + GOOD_ROWS.encode())
+    data = load_files(path, path)
+    assert data["test"]["text"][0] == "good film" and data["train"].num_rows == 4
+    path = write(tmp_path / "excel.jsonl", b'\xef\xbb\xbf{"text": "good", "label": "pos"}\n'
+                                           b'{"text": "bad", "label": "neg"}\n')
+    assert load_files(path, path)["train"].num_rows == 2
+
+
+# =========================================================================== B. the Python API
+
+class _Payload:
+    """Unpickling this creates a marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch '{self.marker}'",))
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory) -> Path:
+    """A tiny stage-2 LM: pretrained, then fine-tuned, on synthetic text (a few seconds)."""
+    root = tmp_path_factory.mktemp("lm")
+    texts, _ = synthetic(200, seed=1)
+    pretrain(Dataset.from_dict({"text": texts}), root / "stage1",
+             PretrainConfig(epochs=1, batch_size=8, bptt=10, max_vocab=500, min_freq=1,
+                            checkpoint_every_s=0, valid_fraction=0.1), TINY, TokenizerConfig())
+    texts, _ = synthetic(100, seed=2)
+    finetune_lm(texts, root / "stage1", root / "stage2", FinetuneConfig(epochs=1, batch_size=8, bptt=10),
+                TokenizerConfig(min_freq=1))
+    return root / "stage2"
+
+
+def tiny_config(**changes) -> ClassifierConfig:
+    base = dict(batch_size=16, bptt=10, max_len=100, unfreeze_plan=(1, 0), stage_epochs=(1, 1),
+                stage_lr_mult=(1.0, 1.0))
+    base.update(changes)
+    return ClassifierConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_lm) -> TextClassifier:
+    texts, labels = synthetic(60, seed=3)
+    return TextClassifier(tiny_config(), encoders=tiny_lm, verbose=False).fit(texts, labels)
+
+
+BAD_TEXTS = [
+    pytest.param([1, 2], "text 0 is int, not a string", id="non-string"),
+    pytest.param(["good film", None], "text 1 is NoneType, not a string", id="none-text"),
+    pytest.param([], "got an empty one", id="empty-list"),
+    pytest.param("good film", "got a single string", id="single-string"),
+    pytest.param(None, "got NoneType", id="none"),
+    pytest.param(["good film", " \n"], "text 1 is empty or whitespace only", id="whitespace"),
+]
+
+
+@pytest.mark.parametrize("texts, message", BAD_TEXTS)
+def test_api_fit_rejects_bad_texts(tiny_lm, texts, message):
+    clf = TextClassifier(tiny_config(), encoders=tiny_lm, verbose=False)
+    with pytest.raises(DataError, match=message):
+        clf.fit(texts, ["pos", "neg"])
+
+
+@pytest.mark.parametrize("texts, message", BAD_TEXTS)
+def test_api_predict_and_score_reject_bad_texts(fitted, texts, message):
+    with pytest.raises(DataError, match=message):
+        fitted.predict(texts)
+    with pytest.raises(DataError, match=message):
+        fitted.score(texts, ["pos", "neg"])
+
+
+@pytest.mark.parametrize("labels, message", [
+    (["pos", "neg", "pos"], "2 texts but 3 labels"),
+    (["pos", None], "label 1 is missing"),
+    ([1.0, float("nan")], "label 1 is missing"),
+    ("pn", "expected a list of labels, got str"),
+    (7, "expected a list of labels, got int"),
+])
+def test_api_fit_and_score_reject_bad_labels(tiny_lm, fitted, labels, message):
+    clf = TextClassifier(tiny_config(), encoders=tiny_lm, verbose=False)
+    with pytest.raises(DataError, match=message):
+        clf.fit(["good film", "bad film"], labels)
+    with pytest.raises(DataError, match=message):
+        fitted.score(["good film", "bad film"], labels)
+
+
+def test_api_score_rejects_labels_never_seen_in_training(fitted):
+    with pytest.raises(DataError, match=r"scored labels \['neutral'\] never appear in the training labels"):
+        fitted.score(["good film", "so so"], ["pos", "neutral"])
+
+
+def test_api_use_before_fit_is_a_runtime_error(tmp_path):
+    clf = TextClassifier(tiny_config(), verbose=False)
+    for call in (lambda: clf.predict_proba(["a"]), lambda: clf.score(["a"], ["x"]),
+                 lambda: clf.save(tmp_path / "clf")):
+        with pytest.raises(RuntimeError, match="not fitted yet"):
+            call()
+    assert not (tmp_path / "clf").exists()
+
+
+def _copy(folder: Path, target: Path) -> Path:
+    shutil.copytree(folder, target)
+    return target
+
+
+def test_api_encoder_vocab_from_another_stage(tiny_lm, tmp_path):
+    folder = _copy(tiny_lm, tmp_path / "lm")
+    itos = json.loads((folder / "vocab.json").read_text())
+    (folder / "vocab.json").write_text(json.dumps(itos[:-8]))
+    texts, labels = synthetic(20, seed=4)
+    message = rf"{len(itos)} embedding rows .* {len(itos) - 8} tokens; .*different stages"
+    with pytest.raises(CheckpointError, match=message):
+        TextClassifier(tiny_config(), encoders=folder, verbose=False).fit(texts, labels)
+    with pytest.raises(CheckpointError, match=message):
+        finetune_lm(texts, folder, tmp_path / "out", FinetuneConfig(epochs=1, batch_size=4, bptt=5))
+    (folder / "vocab.json").write_text(json.dumps(itos[:-1] + [itos[0]]))
+    with pytest.raises(CheckpointError, match="duplicate tokens"):
+        TextClassifier(tiny_config(), encoders=folder, verbose=False).fit(texts, labels)
+
+
+def test_api_encoder_folder_holding_a_pickle(tiny_lm, tmp_path):
+    folder = _copy(tiny_lm, tmp_path / "lm")
+    marker = tmp_path / "pwned"
+    (folder / "optimizer.pkl").write_bytes(pickle.dumps(_Payload(marker)))
+    texts, labels = synthetic(20, seed=4)
+    with pytest.raises(CheckpointError, match="optimizer.pkl: refusing to load a pickle"):
+        TextClassifier(tiny_config(), encoders=folder, verbose=False).fit(texts, labels)
+    assert not marker.exists()
+
+
+def test_api_saved_classifier_whose_config_no_longer_fits(fitted, tmp_path):
+    folder = fitted.save(tmp_path / "clf")
+    config_path = folder / "forward" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["model"]["hidden_size"] = 32
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="forward: weights do not fit the saved config"):
+        TextClassifier.load(folder)
+    itos = json.loads((folder / "forward" / "vocab.json").read_text())
+    (folder / "forward" / "vocab.json").write_text(json.dumps(itos[:-8]))
+    with pytest.raises(CheckpointError, match="different stages"):
+        TextClassifier.load(folder)
+
+
+def test_api_huge_document_is_read_in_chunks(fitted):
+    huge = " ".join(["the movie was good and"] * 4000)  # 20,000 words
+    probs = fitted.predict_proba([huge, "bad film ."])
+    assert probs.shape == (2, 2) and np.allclose(probs.sum(axis=1), 1.0)
+    assert fitted.predict([huge])[0] in ("neg", "pos")
+
+
+# =========================================================================== C. determinism
+
+def test_same_seed_same_classifier_probabilities(tiny_lm):
+    texts, labels = synthetic(60, seed=5)
+    test_texts, _ = synthetic(20, seed=6)
+    runs = [TextClassifier(tiny_config(), encoders=tiny_lm, verbose=False).fit(texts, labels)
+            .predict_proba(test_texts) for _ in range(2)]
+    np.testing.assert_array_equal(runs[0], runs[1])
+    other = TextClassifier(tiny_config(seed=7), encoders=tiny_lm, verbose=False).fit(texts, labels)
+    assert not np.array_equal(other.predict_proba(test_texts), runs[0])  # the seed does matter
+
+
+TIMING_KEYS = ("train_seconds", "tokens_per_s")
+
+
+def test_same_seed_same_pretraining_and_lm_finetuning(tmp_path):
+    texts, _ = synthetic(120, seed=8)
+    corpus = Dataset.from_dict({"text": texts})
+    config = PretrainConfig(epochs=1, batch_size=8, bptt=10, min_freq=1, checkpoint_every_s=0)
+    metrics = [pretrain(corpus, tmp_path / f"lm{i}", config, TINY) for i in range(2)]
+    for m in metrics:
+        for key in TIMING_KEYS:
+            m.pop(key)
+    assert metrics[0] == metrics[1]
+    weights = [load_checkpoint(tmp_path / f"lm{i}").state_dict for i in range(2)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    tuned = [finetune_lm(texts[:60], tmp_path / "lm0", tmp_path / f"ft{i}",
+                         FinetuneConfig(epochs=1, batch_size=8, bptt=10), TokenizerConfig(min_freq=1))
+             for i in range(2)]
+    assert tuned[0] == tuned[1]

@@ -1,0 +1,86 @@
+"""Data-parallel training on ``torch.distributed``: the smallest layer ulmtl needs.
+
+Launch any stage or recipe with ``torchrun --nproc_per_node=N recipes/<name>.py ...``. Each process
+reads its own rows of the LM stream (or its own classification batches); after every backward pass
+the gradients are averaged across processes with one all-reduce over a flat buffer, so every process
+takes the same optimizer step (the same result as one process with the global batch). gloo on CPU,
+nccl on GPUs, chosen automatically. Only rank 0 writes checkpoints, metrics and logs.
+
+fastai's own ``DistributedTrainer`` wraps the model in ``DistributedDataParallel`` and assumes CUDA;
+averaging gradients in a callback keeps the model unwrapped, so fastai's RNN callbacks
+(``ModelResetter``, AR/TAR) work unchanged on CPU and GPU.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+from fastai.callback.core import Callback
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of this process: from torchrun's environment, (0, 1) otherwise."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def setup() -> tuple[int, int]:
+    """Join the process group when launched by torchrun (gloo on CPU, nccl with CUDA)."""
+    rank, size = world()
+    if size > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group(backend=backend)
+    return world()
+
+
+def is_main() -> bool:
+    """True on rank 0 (and in a plain single process): the process that writes files."""
+    return world()[0] == 0
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def broadcast_parameters(model: torch.nn.Module) -> None:
+    """Start every process from rank 0's weights."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        dist.broadcast(tensor.data, src=0)
+
+
+def mean_across_processes(value: float) -> float:
+    """The mean of a number over all processes."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    tensor = torch.tensor([float(value)], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        tensor = tensor.cuda()
+    dist.all_reduce(tensor)
+    return float(tensor.item()) / dist.get_world_size()
+
+
+class AverageGradients(Callback):
+    """After each backward pass, replace every gradient by its mean over all processes."""
+
+    order = -5
+
+    def before_fit(self):
+        broadcast_parameters(self.learn.model)
+
+    def after_backward(self):
+        grads = [p.grad for p in self.learn.model.parameters() if p.grad is not None]
+        if not grads:
+            return
+        flat = _flatten_dense_tensors(grads)
+        dist.all_reduce(flat)
+        flat /= dist.get_world_size()
+        for grad, averaged in zip(grads, _unflatten_dense_tensors(flat, grads)):
+            grad.copy_(averaged)
