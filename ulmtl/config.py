@@ -142,6 +142,9 @@ class RecipeConfig:
     seed: int = 42
     smoke: bool = False
     finetune_lm: bool = True
+    # LM fine-tuning texts: "task" (the run's train + test [+ unsup] texts) or "all" (every text
+    # of the dataset even when max_train keeps fewer labelled examples: semi-supervised).
+    lm_texts: str = "task"
     max_train: int = 0
     max_test: int = 0
     fold: int = 0

@@ -17,7 +17,7 @@ from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_
 
 from ulmtl.checkpoint import CheckpointError
 from ulmtl.classify import TextClassifier
-from ulmtl.config import PretrainConfig, RecipeConfig, save_config, to_dict
+from ulmtl.config import ConfigError, PretrainConfig, RecipeConfig, save_config, to_dict
 from ulmtl.data import DataError, load_dataset, load_files, stratified_split
 from ulmtl.distributed import barrier, is_main
 from ulmtl.finetune import finetune_lm
@@ -34,8 +34,9 @@ SMOKE_RECIPE = [
 ]
 
 
-def load_recipe_data(config: RecipeConfig) -> DatasetDict:
-    """The dataset of the run, cut down to ``max_train`` / ``max_test`` examples (stratified)."""
+def load_recipe_data(config: RecipeConfig, subset: bool = True) -> DatasetDict:
+    """The dataset of the run, cut down to ``max_train`` / ``max_test`` examples (stratified)
+    unless ``subset`` is False."""
     if config.dataset == "custom":
         if not config.train_file:
             raise DataError("the custom recipe needs --train FILE_OR_FOLDER")
@@ -44,6 +45,8 @@ def load_recipe_data(config: RecipeConfig) -> DatasetDict:
                           skip_empty=config.skip_empty)
     else:
         data = load_dataset(config.dataset, config.data_dir or None, fold=config.fold, fine=config.fine)
+    if not subset:
+        return data
     for split, limit in (("train", config.max_train), ("test", config.max_test)):
         if limit and len(data[split]) > limit:
             keep, _ = stratified_split(data[split]["label"], 1 - limit / len(data[split]), config.seed)
@@ -131,13 +134,18 @@ def run_recipe(config: RecipeConfig) -> dict:
         print(f"ulmtl: {config.dataset}: {len(data['train'])} train, {len(data['test'])} test texts, "
               f"{len(classes)} classes; strategy {config.classifier.strategy}", flush=True)
     classifier_config = replace(config.classifier, seed=config.seed)
+    # The semi-supervised setting: the LM is fine-tuned on every text of the dataset (labels
+    # unused), the classifier sees only the max_train labelled examples.
+    lm_data = load_recipe_data(config, subset=False) if config.lm_texts == "all" else data
+    if config.lm_texts not in ("task", "all"):
+        raise ConfigError(f"lm_texts must be 'task' or 'all', got {config.lm_texts!r}")
     encoders, lm_metrics = {}, {}
     if classifier_config.strategy != "scratch":
         for direction in classifier_config.directions:
             stage1 = resolve_pretrained(config, direction, data, output)
             if classifier_config.strategy == "finetune" and config.finetune_lm:
                 target = output / f"lm-{direction}"
-                lm_metrics[direction] = finetune_lm(data, stage1, target, replace(config.finetune, seed=config.seed),
+                lm_metrics[direction] = finetune_lm(lm_data, stage1, target, replace(config.finetune, seed=config.seed),
                                                     config.tokenizer, log_path)
                 encoders[direction] = target
             else:

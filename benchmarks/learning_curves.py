@@ -1,0 +1,130 @@
+"""Test error against the number of labelled examples (the paper's Figure 3): ULMFiT fine-tuning,
+feature extraction, training from scratch, the semi-supervised variant (LM fine-tuned on every text
+of the dataset, classifier on the few labels) and the TF-IDF / fastText baselines, several seeds.
+
+    python benchmarks/learning_curves.py --pretrained runs/lm-general-forward --datasets trec,mr \
+        --sizes 50,100,250,500,1000,2000,all --seeds 0,1,2 [--quick] [--section.key=value ...]
+    python benchmarks/learning_curves.py --plot          # table + PNG from results.jsonl only
+
+Rows go to benchmarks/results.jsonl (benchmark "learning_curve"); --plot writes
+benchmarks/learning_curves.png and prints the markdown table (mean error and std over seeds).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from baselines import METHODS, hardware
+from ulmtl.checkpoint import load_checkpoint
+from ulmtl.cli import parse_args
+from ulmtl.config import RecipeConfig
+from ulmtl.recipe import load_recipe_data, run_recipe
+
+RESULTS = Path(__file__).with_name("results.jsonl")
+PLOT = Path(__file__).with_name("learning_curves.png")
+QUICK = ["--finetune.epochs=1", "--classifier.stage_epochs=1,1,1,1"]
+ULMFIT_VARIANTS = {
+    "finetune": ["--classifier.strategy=finetune"],
+    "semi_supervised": ["--classifier.strategy=finetune", "--lm_texts=all"],
+    "feature_extraction": ["--classifier.strategy=feature_extraction"],
+    "scratch": ["--classifier.strategy=scratch"],
+}
+
+
+def run(args, overrides: list[str]) -> None:
+    stage1 = load_checkpoint(args.pretrained)
+    size_overrides = [f"--model.{k}={stage1.config['model'][k]}" for k in ("emb_size", "hidden_size", "n_layers")]
+    for dataset in args.datasets.split(","):
+        for size in args.sizes.split(","):
+            for seed in [int(s) for s in args.seeds.split(",")]:
+                n = 0 if size == "all" else int(size)
+                base = size_overrides + (QUICK if args.quick else []) + overrides + [
+                    f"--max_train={n}", f"--seed={seed}", f"--pretrained={args.pretrained}"]
+                for variant in args.variants.split(","):
+                    output = Path(args.output) / f"{dataset}-{size}-{variant}-s{seed}"
+                    argv = base + [f"--output={output}"]
+                    if variant in ULMFIT_VARIANTS:
+                        config = parse_args(RecipeConfig(dataset=dataset), argv + ULMFIT_VARIANTS[variant])
+                        result = run_recipe(config)
+                        accuracy, n_train = result["test"]["accuracy"], result["n_train"]
+                    else:
+                        config = parse_args(RecipeConfig(dataset=dataset), argv)
+                        data = load_recipe_data(config)
+                        predicted = METHODS[variant](data["train"]["text"], data["train"]["label"],
+                                                     data["test"]["text"], seed)
+                        if predicted is None:
+                            continue
+                        accuracy = round(float(np.mean(predicted == np.asarray(data["test"]["label"]))), 4)
+                        n_train = len(data["train"])
+                    row = {"benchmark": "learning_curve", "dataset": dataset, "size": size, "n_train": n_train,
+                           "variant": variant, "seed": seed, "accuracy": accuracy,
+                           "error": round(1 - accuracy, 4), "quick": args.quick, "date": date.today().isoformat(),
+                           "hardware": hardware(), "command": "python benchmarks/learning_curves.py " +
+                           " ".join(sys.argv[1:])}
+                    with open(args.results, "a") as handle:
+                        handle.write(json.dumps(row) + "\n")
+                    print(f"== {dataset} n={n_train} {variant} seed {seed}: error {row['error']}", flush=True)
+
+
+def plot(results: Path, quick: bool) -> str:
+    """Mean (std) error per dataset, variant and training size; a PNG with one panel per dataset."""
+    groups: dict = defaultdict(list)
+    for line in results.read_text().splitlines():
+        row = json.loads(line)
+        if row.get("benchmark") == "learning_curve" and row.get("quick", False) == quick:
+            groups[(row["dataset"], row["variant"], row["n_train"])].append(row["error"])
+    datasets = sorted({k[0] for k in groups})
+    lines = ["| dataset | variant | labelled examples | test error mean (std) | seeds |", "|---|---|---|---|---|"]
+    for key in sorted(groups):
+        errors = groups[key]
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {np.mean(errors):.3f} ({np.std(errors):.3f}) | {len(errors)} |")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, max(len(datasets), 1), figsize=(6 * max(len(datasets), 1), 4), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        for variant in sorted({k[1] for k in groups if k[0] == dataset}):
+            sizes = sorted(k[2] for k in groups if k[0] == dataset and k[1] == variant)
+            means = [np.mean(groups[(dataset, variant, n)]) for n in sizes]
+            stds = [np.std(groups[(dataset, variant, n)]) for n in sizes]
+            ax.errorbar(sizes, means, yerr=stds, marker="o", capsize=3, label=variant)
+        ax.set_xscale("log")
+        ax.set_xlabel("labelled training examples")
+        ax.set_ylabel("test error")
+        ax.set_title(dataset)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=100)
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pretrained")
+    parser.add_argument("--datasets", default="trec,mr")
+    parser.add_argument("--sizes", default="50,100,250,500,1000,2000,all")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--variants", default="finetune,semi_supervised,feature_extraction,scratch,"
+                                              "tfidf_logreg,fasttext")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--plot", action="store_true")
+    parser.add_argument("--output", default="runs/learning_curves")
+    parser.add_argument("--results", default=str(RESULTS))
+    args, overrides = parser.parse_known_args(argv)
+    if not args.plot:
+        if not args.pretrained:
+            parser.error("--pretrained is required to run (or pass --plot)")
+        run(args, overrides)
+    print(plot(Path(args.results), args.quick))
+    print(f"plot: {PLOT}")
+
+
+if __name__ == "__main__":
+    main()
