@@ -1,0 +1,102 @@
+"""The paper's ablations (Howard & Ruder 2018, Tables 6 and 7) on TREC-6 and MR, several seeds.
+
+    python benchmarks/ablations.py --pretrained runs/lm-general-forward --datasets trec,mr \
+        --seeds 0,1,2 [--variants lm_full,clas_freez_discr_stlr,...] [--quick] [--section.key=value ...]
+    python benchmarks/ablations.py --table        # mean and std per variant from results.jsonl
+
+Every variant is a set of config overrides on the TREC / MR recipe. Chain-thaw (Table 7) is not
+here: ulmtl unfreezes from the top down and has no "train one inner layer alone" step.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from baselines import hardware
+from ulmtl.checkpoint import load_checkpoint
+from ulmtl.cli import parse_args
+from ulmtl.config import RecipeConfig
+from ulmtl.recipe import run_recipe
+
+RESULTS = Path(__file__).with_name("results.jsonl")
+QUICK = ["--max_train=500", "--finetune.epochs=1", "--classifier.stage_epochs=1,1,1,1"]
+CONSTANT_CLASSIFIER = ["--classifier.schedule=constant", "--classifier.stage_lr_mult=0.1,0.1,0.1,0.1"]
+VARIANTS = {
+    # Table 6: LM fine-tuning (the classifier is full ULMFiT in each).
+    "lm_none": ["--finetune_lm=false"],
+    "lm_full": ["--finetune.discriminative=false", "--finetune.schedule=constant", "--finetune.lr=1e-3"],
+    "lm_full_discr": ["--finetune.schedule=constant", "--finetune.lr=1e-3"],
+    "lm_full_discr_stlr": [],
+    # Table 7: classifier fine-tuning (the LM is fine-tuned with discr + STLR in each).
+    "clas_scratch": ["--classifier.strategy=scratch"],
+    "clas_last": ["--classifier.strategy=feature_extraction"],
+    "clas_full": ["--classifier.unfreeze_plan=0,0,0,0", "--classifier.discriminative=false"] + CONSTANT_CLASSIFIER,
+    "clas_full_discr": ["--classifier.unfreeze_plan=0,0,0,0"] + CONSTANT_CLASSIFIER,
+    "clas_freez": ["--classifier.discriminative=false"] + CONSTANT_CLASSIFIER,
+    "clas_freez_discr": CONSTANT_CLASSIFIER,
+    "clas_freez_stlr": ["--classifier.discriminative=false"],
+    "clas_freez_discr_stlr": [],
+}
+
+
+def run(args, overrides: list[str]) -> None:
+    stage1 = load_checkpoint(args.pretrained)
+    size = [f"--model.{k}={stage1.config['model'][k]}" for k in ("emb_size", "hidden_size", "n_layers")]
+    for dataset in args.datasets.split(","):
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            for variant in args.variants.split(","):
+                output = Path(args.output) / f"{dataset}-{variant}-s{seed}"
+                argv = size + (QUICK if args.quick else []) + overrides + VARIANTS[variant] + [
+                    f"--seed={seed}", f"--pretrained={args.pretrained}", f"--output={output}"]
+                result = run_recipe(parse_args(RecipeConfig(dataset=dataset), argv))
+                row = {"benchmark": "ablation", "dataset": dataset, "variant": variant, "seed": seed,
+                       "accuracy": result["test"]["accuracy"], "error": result["test"]["error"],
+                       "quick": args.quick, "date": date.today().isoformat(), "hardware": hardware(),
+                       "command": "python benchmarks/ablations.py " + " ".join(sys.argv[1:])}
+                with open(args.results, "a") as handle:
+                    handle.write(json.dumps(row) + "\n")
+                print(f"== {dataset} {variant} seed {seed}: error {row['error']}", flush=True)
+
+
+def table(results: Path, quick: bool) -> str:
+    groups: dict = defaultdict(list)
+    for line in results.read_text().splitlines():
+        row = json.loads(line)
+        if row.get("benchmark") == "ablation" and row.get("quick", False) == quick:
+            groups[(row["dataset"], row["variant"])].append(row["error"])
+    lines = ["| dataset | variant | test error mean (std) | seeds |", "|---|---|---|---|"]
+    for (dataset, variant), errors in sorted(groups.items()):
+        lines.append(f"| {dataset} | {variant} | {np.mean(errors):.3f} ({np.std(errors):.3f}) | {len(errors)} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pretrained")
+    parser.add_argument("--datasets", default="trec,mr")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--table", action="store_true")
+    parser.add_argument("--output", default="runs/ablations")
+    parser.add_argument("--results", default=str(RESULTS))
+    args, overrides = parser.parse_known_args(argv)
+    unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    if not args.table:
+        if not args.pretrained:
+            parser.error("--pretrained is required to run (or pass --table)")
+        run(args, overrides)
+    print(table(Path(args.results), args.quick))
+
+
+if __name__ == "__main__":
+    main()
