@@ -1,0 +1,71 @@
+"""The benchmark scripts' pure parts: every variant is a valid config, tables and plots render."""
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from ulmtl.config import RecipeConfig, apply_overrides
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+
+def bench(name: str):
+    return importlib.import_module(name)
+
+
+@pytest.mark.parametrize("variant", sorted(bench("ablations").VARIANTS))
+def test_every_ablation_variant_is_a_valid_config(variant):
+    ablations = bench("ablations")
+    config = apply_overrides(RecipeConfig(dataset="trec"), ablations.VARIANTS[variant] + ablations.QUICK)
+    if variant == "clas_full":
+        assert config.classifier.unfreeze_plan == (0, 0, 0, 0) and not config.classifier.discriminative
+        assert config.classifier.schedule == "constant"
+    if variant == "lm_none":
+        assert config.finetune_lm is False
+
+
+def test_learning_curve_variants_and_quick_settings_are_valid_configs():
+    curves = bench("learning_curves")
+    for overrides in curves.ULMFIT_VARIANTS.values():
+        apply_overrides(RecipeConfig(), overrides + curves.QUICK)
+    assert apply_overrides(RecipeConfig(), curves.ULMFIT_VARIANTS["semi_supervised"]).lm_texts == "all"
+    apply_overrides(RecipeConfig(), bench("strategies").QUICK)
+
+
+def test_tfidf_baseline_learns_an_easy_task():
+    baselines = bench("baselines")
+    texts = [f"{w} movie {i}" for i, w in enumerate(["great", "awful"] * 40)]
+    labels = [i % 2 for i in range(80)]
+    predicted = baselines.tfidf_logreg(texts[:60], labels[:60], texts[60:], seed=0)
+    assert (predicted == labels[60:]).mean() == 1.0
+
+
+def test_learning_curve_table_and_plot(tmp_path, monkeypatch):
+    curves = bench("learning_curves")
+    monkeypatch.setattr(curves, "PLOT", tmp_path / "curves.png")
+    rows = [{"benchmark": "learning_curve", "dataset": "trec", "variant": v, "n_train": n, "seed": s,
+             "error": e, "quick": False} for v, n, s, e in
+            [("finetune", 100, 0, 0.3), ("finetune", 100, 1, 0.5), ("scratch", 100, 0, 0.6), ("finetune", 500, 0, 0.2)]]
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = curves.plot(results, quick=False)
+    assert "| trec | finetune | 100 | 0.400 (0.100) | 2 |" in table
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_paper_table_rewrites_only_its_block(tmp_path, monkeypatch):
+    paper = bench("paper_table")
+    monkeypatch.setattr(paper, "RESULTS_MD", tmp_path / "RESULTS.md")
+    (tmp_path / "RESULTS.md").write_text(f"intro\n{paper.START}\nold\n{paper.END}\noutro\n")
+    results = tmp_path / "results.jsonl"
+    results.write_text(json.dumps({"benchmark": "paper_table", "dataset": "trec", "forward_error": 9.0,
+                                   "ensemble_error": 9.0, "quick": False, "date": "2026-11-29",
+                                   "n_train": 5452, "command": "x"}) + "\n")
+    paper.write_table(paper.table(results))
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
+    assert "| trec | 3.6 | 9.0 |  | 9.0 |" in text
