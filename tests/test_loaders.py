@@ -218,3 +218,23 @@ def test_classification_loader_input_checks():
         ClassificationLoader([], None)
     with pytest.raises(ValueError, match="labels"):
         ClassificationLoader(_class_docs([2, 3]), np.array([0]))
+
+
+def test_flat_memory_mapped_stream_gives_the_same_batches_as_documents(tmp_path, monkeypatch):
+    from datasets import Dataset
+
+    from ulmtl.data import token_stream
+    monkeypatch.setenv("ULMTL_CACHE_DIR", str(tmp_path))
+    docs = [np.arange(start, start + length) for start, length in [(1, 7), (100, 13), (300, 40), (500, 25)]]
+    ds = Dataset.from_dict({"ids": [d.tolist() for d in docs]}).select([0, 1, 2, 3])  # with an index map
+    stream = token_stream(ds)
+    assert isinstance(stream, np.memmap) and stream.dtype == np.int32
+    assert token_stream(ds).filename == stream.filename  # second call maps the same file
+    for backwards in (False, True):
+        from_docs = LanguageModelLoader(docs, batch_size=3, bptt=4, backwards=backwards)
+        from_stream = LanguageModelLoader(stream, batch_size=3, bptt=4, backwards=backwards)
+        assert len(from_docs) == len(from_stream)
+        for (x1, y1), (x2, y2) in zip(from_docs, from_stream):
+            assert torch.equal(x1, x2) and torch.equal(y1, y2) and x2.dtype == torch.int64
+    with pytest.raises(ValueError, match="read in order"):
+        LanguageModelLoader(stream, batch_size=3, bptt=4, shuffle=True)

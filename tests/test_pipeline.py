@@ -99,6 +99,18 @@ def test_pretraining_stops_at_a_token_budget_and_resumes(tmp_path):
     assert second["valid_perplexity"] < first["valid_perplexity"]
 
 
+def test_pretraining_from_a_memory_mapped_stream(tmp_path):
+    from datasets import Dataset
+    texts, _ = synthetic(300, seed=9, lm_tail=True)
+    metrics = pretrain(Dataset.from_dict({"text": texts}), tmp_path / "lm",
+                       PretrainConfig(epochs=2, batch_size=8, bptt=10, min_freq=1, stream=True,
+                                      checkpoint_every_s=0), TINY)
+    assert metrics["tokens_seen"] == 2 * metrics["train_tokens_per_epoch"]
+    records = [json.loads(line) for line in (tmp_path / "lm" / "train_log.jsonl").read_text().splitlines()]
+    per_epoch = [r["perplexity"] for r in records if "epoch_done" in r]
+    assert per_epoch[1] < per_epoch[0]
+
+
 def test_lm_finetuning_lowers_perplexity_with_discriminative_lrs(stage2):
     out, metrics = stage2
     assert metrics["valid_perplexity"] < metrics["valid_perplexity_before"]

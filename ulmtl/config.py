@@ -70,6 +70,9 @@ class PretrainConfig:
     max_vocab: int = 30000
     min_freq: int = 3
     max_docs: int = 0
+    # Read the training tokens from a memory-mapped file in corpus order instead of shuffling
+    # documents in memory: for corpora larger than RAM.
+    stream: bool = False
     time_budget_s: float = 0.0
     token_budget: int = 0
     checkpoint_every_s: float = 600.0

@@ -670,3 +670,25 @@ def token_ids(ds: Dataset) -> list[np.ndarray]:
     offsets = np.asarray(flat.offsets)
     values = np.asarray(flat.values, dtype=np.int64)
     return [values[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+
+
+def token_stream(ds: Dataset) -> np.ndarray:
+    """The ``ids`` column as one memory-mapped int32 array on disk, for corpora larger than RAM.
+
+    Written chunk by chunk from the arrow table (never whole in memory) into the cache, keyed by
+    the dataset's fingerprint, so a second call only maps the file.
+    """
+    folder = cache_dir() / "streams"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{ds._fingerprint}.int32"
+    if not path.exists():
+        if ds._indices is not None:
+            ds = ds.flatten_indices()
+        partial = path.with_name(path.name + f".partial-{os.getpid()}")
+        with open(partial, "wb") as handle:
+            for chunk in ds.data.column("ids").chunks:
+                offsets = np.asarray(chunk.offsets)
+                values = np.asarray(chunk.values)[offsets[0]:offsets[-1]]
+                handle.write(values.astype(np.int32).tobytes())
+        partial.replace(path)
+    return np.memmap(path, dtype=np.int32, mode="r")

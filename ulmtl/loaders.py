@@ -18,18 +18,23 @@ class LanguageModelLoader:
     its end (the stream reversed). With ``shuffle``, document order changes every epoch.
     """
 
-    def __init__(self, docs: list[np.ndarray], batch_size: int = 64, bptt: int = 70,
+    def __init__(self, docs: list[np.ndarray] | np.ndarray, batch_size: int = 64, bptt: int = 70,
                  backwards: bool = False, shuffle: bool = False, seed: int = 0,
                  rank: int = 0, world_size: int = 1):
-        if not docs:
+        if len(docs) == 0:
             raise ValueError("language model loader: no documents")
+        # A flat array (e.g. the memory map of ulmtl.data.token_stream) is read in place, in its
+        # order: nothing is copied but the batches, so it may be larger than RAM.
+        self.flat = isinstance(docs, np.ndarray) and docs.ndim == 1
+        if self.flat and shuffle:
+            raise ValueError("language model loader: a flat token stream is read in order (shuffle=False)")
         self.docs, self.batch_size, self.bptt = docs, batch_size, bptt
         self.backwards, self.shuffle, self.seed = backwards, shuffle, seed
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
         self.start_batch = 0
         self.device = torch.device("cpu")
-        self.n_tokens = int(sum(len(d) for d in docs))
+        self.n_tokens = len(docs) if self.flat else int(sum(len(d) for d in docs))
         rows = batch_size * world_size
         self.columns = (self.n_tokens - 1) // rows
         if self.columns < 1:
@@ -44,6 +49,8 @@ class LanguageModelLoader:
         return self
 
     def stream(self, epoch: int) -> np.ndarray:
+        if self.flat:
+            return self.docs[::-1] if self.backwards else self.docs
         order = np.arange(len(self.docs))
         if self.shuffle:
             order = np.random.RandomState(self.seed + epoch).permutation(len(self.docs))
@@ -67,8 +74,8 @@ class LanguageModelLoader:
         for index, (x, y) in enumerate(self.batches(self.epoch)):
             if index < skip:
                 continue
-            yield (torch.from_numpy(np.ascontiguousarray(x)).to(self.device),
-                   torch.from_numpy(np.ascontiguousarray(y)).to(self.device))
+            yield (torch.from_numpy(np.ascontiguousarray(x, dtype=np.int64)).to(self.device),
+                   torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64)).to(self.device))
         self.epoch += 1
 
 

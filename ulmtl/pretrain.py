@@ -18,7 +18,10 @@ from fastai.metrics import Perplexity, accuracy
 
 from ulmtl.checkpoint import load_checkpoint, load_tensors, save_checkpoint
 from ulmtl.config import ConfigError, ModelConfig, PretrainConfig, TokenizerConfig, to_dict
-from ulmtl.data import DataError, build_vocab, cache_dir, load_corpus, load_wikitext103, numericalize, token_ids, tokenize
+from ulmtl.data import (
+    DataError, build_vocab, cache_dir, load_corpus, load_wikitext103, numericalize, token_ids, token_stream,
+    tokenize,
+)
 from ulmtl.distributed import barrier, is_main, world
 from ulmtl.loaders import LanguageModelLoader
 from ulmtl.model import (
@@ -120,7 +123,8 @@ def prepare_corpus(corpus, config: PretrainConfig, tokenizer: TokenizerConfig):
     split = ds.train_test_split(test_size=config.valid_fraction, seed=config.seed, shuffle=True)
     vocab = build_vocab([split["train"]], max_size=config.max_vocab, min_freq=config.min_freq)
     ids = numericalize(split, vocab, num_proc=tokenizer.num_proc)
-    return token_ids(ids["train"]), token_ids(ids["test"]), vocab
+    train = token_stream(ids["train"]) if config.stream else token_ids(ids["train"])
+    return train, token_ids(ids["test"]), vocab
 
 
 def pretrain(corpus, output: str | Path, config: PretrainConfig | None = None,
@@ -147,7 +151,7 @@ def pretrain(corpus, output: str | Path, config: PretrainConfig | None = None,
     backwards = config.direction == "backward"
     if config.direction not in ("forward", "backward"):
         raise ConfigError(f"pretrain.direction must be 'forward' or 'backward', got {config.direction!r}")
-    train = LanguageModelLoader(train_docs, config.batch_size, config.bptt, backwards, shuffle=True,
+    train = LanguageModelLoader(train_docs, config.batch_size, config.bptt, backwards, shuffle=not config.stream,
                                 seed=config.seed, rank=rank, world_size=processes)
     valid = LanguageModelLoader(valid_docs, min(config.batch_size, 16), config.bptt, backwards)
     model = build_language_model(len(vocab), model_config, config.drop_mult)
