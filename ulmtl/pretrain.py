@@ -10,7 +10,6 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from datasets import Dataset
 from fastai.callback.core import Callback
