@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from baselines import hardware
-from ulmtl.checkpoint import load_checkpoint
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
-from ulmtl.recipe import run_recipe
+from ulmtl.recipe import architecture_overrides, run_recipe
 
 RESULTS = Path(__file__).with_name("results.jsonl")
 QUICK = ["--max_train=500", "--finetune.epochs=1", "--classifier.stage_epochs=1,1,1,1"]
@@ -46,8 +45,7 @@ VARIANTS = {
 
 
 def run(args, overrides: list[str]) -> None:
-    stage1 = load_checkpoint(args.pretrained)
-    size = [f"--model.{k}={stage1.config['model'][k]}" for k in ("emb_size", "hidden_size", "n_layers")]
+    size = architecture_overrides(args.pretrained)
     for dataset in args.datasets.split(","):
         for seed in [int(s) for s in args.seeds.split(",")]:
             for variant in args.variants.split(","):

@@ -21,10 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from baselines import METHODS, hardware
-from ulmtl.checkpoint import load_checkpoint
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
-from ulmtl.recipe import load_recipe_data, run_recipe
+from ulmtl.recipe import architecture_overrides, load_recipe_data, run_recipe
 
 RESULTS = Path(__file__).with_name("results.jsonl")
 PLOT = Path(__file__).with_name("learning_curves.png")
@@ -38,8 +37,7 @@ ULMFIT_VARIANTS = {
 
 
 def run(args, overrides: list[str]) -> None:
-    stage1 = load_checkpoint(args.pretrained)
-    size_overrides = [f"--model.{k}={stage1.config['model'][k]}" for k in ("emb_size", "hidden_size", "n_layers")]
+    size_overrides = architecture_overrides(args.pretrained)
     for dataset in args.datasets.split(","):
         for size in args.sizes.split(","):
             for seed in [int(s) for s in args.seeds.split(",")]:

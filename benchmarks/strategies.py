@@ -22,7 +22,7 @@ import torch
 from ulmtl.checkpoint import load_checkpoint
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
-from ulmtl.recipe import run_recipe
+from ulmtl.recipe import architecture_overrides, run_recipe
 
 RESULTS = Path(__file__).with_name("results.jsonl")
 QUICK = ["--max_train=500", "--finetune.epochs=1", "--classifier.stage_epochs=1,1,1,1"]
@@ -42,7 +42,7 @@ def main(argv=None) -> list[dict]:
     stage1 = load_checkpoint(args.pretrained)
     model = stage1.config["model"]
     # Training from scratch uses the same architecture as the pretrained LM.
-    size = [f"--model.{key}={model[key]}" for key in ("emb_size", "hidden_size", "n_layers")]
+    size = architecture_overrides(args.pretrained)
     rows = []
     for dataset in args.datasets.split(","):
         for strategy in args.strategies.split(","):

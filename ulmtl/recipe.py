@@ -15,7 +15,7 @@ import numpy as np
 from datasets import DatasetDict
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
-from ulmtl.checkpoint import CheckpointError
+from ulmtl.checkpoint import CheckpointError, load_checkpoint
 from ulmtl.classify import TextClassifier
 from ulmtl.config import ConfigError, PretrainConfig, RecipeConfig, save_config, to_dict
 from ulmtl.data import DataError, load_dataset, load_files, stratified_split
@@ -98,6 +98,12 @@ def resolve_pretrained(config: RecipeConfig, direction: str, data: DatasetDict, 
             f"could not be downloaded from {FASTAI_WT103_URLS[direction]} ({err}). Make one with "
             f"`python recipes/pretrain_general.py` (or pass --pretrained PATH)."
         ) from None
+
+
+def architecture_overrides(pretrained: str | Path) -> list[str]:
+    """``--model.*`` overrides that give a run (e.g. one from scratch) the stage-1 LM's size."""
+    model = load_checkpoint(pretrained).config["model"]
+    return [f"--model.{key}={model[key]}" for key in ("emb_size", "hidden_size", "n_layers")]
 
 
 def classification_metrics(truth: np.ndarray, predicted: np.ndarray, classes: list[str]) -> dict:
