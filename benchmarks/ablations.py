@@ -10,7 +10,6 @@ here: ulmtl unfreezes from the top down and has no "train one inner layer alone"
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 from datetime import date
@@ -18,12 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from baselines import hardware
+from results_log import RESULTS, append_result, hardware, read_results
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
 from ulmtl.recipe import architecture_overrides, run_recipe
 
-RESULTS = Path(__file__).with_name("results.jsonl")
 QUICK = ["--max_train=500", "--finetune.epochs=1", "--classifier.stage_epochs=1,1,1,1"]
 CONSTANT_CLASSIFIER = ["--classifier.schedule=constant", "--classifier.stage_lr_mult=0.1,0.1,0.1,0.1"]
 VARIANTS = {
@@ -57,17 +55,14 @@ def run(args, overrides: list[str]) -> None:
                        "accuracy": result["test"]["accuracy"], "error": result["test"]["error"],
                        "quick": args.quick, "date": date.today().isoformat(), "hardware": hardware(),
                        "command": "python benchmarks/ablations.py " + " ".join(sys.argv[1:])}
-                with open(args.results, "a") as handle:
-                    handle.write(json.dumps(row) + "\n")
+                append_result(args.results, row)
                 print(f"== {dataset} {variant} seed {seed}: error {row['error']}", flush=True)
 
 
 def table(results: Path, quick: bool) -> str:
     groups: dict = defaultdict(list)
-    for line in results.read_text().splitlines():
-        row = json.loads(line)
-        if row.get("benchmark") == "ablation" and row.get("quick", False) == quick:
-            groups[(row["dataset"], row["variant"])].append(row["error"])
+    for row in read_results(results, "ablation", quick):
+        groups[(row["dataset"], row["variant"])].append(row["error"])
     lines = ["| dataset | variant | test error mean (std) | seeds |", "|---|---|---|---|"]
     for (dataset, variant), errors in sorted(groups.items()):
         lines.append(f"| {dataset} | {variant} | {np.mean(errors):.3f} ({np.std(errors):.3f}) | {len(errors)} |")

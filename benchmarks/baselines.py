@@ -8,8 +8,6 @@ Appends one JSON line per (dataset, method) to benchmarks/results.jsonl and prin
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import tempfile
 import time
 from datetime import date
@@ -20,9 +18,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
+from results_log import RESULTS, append_result, hardware
 from ulmtl.data import load_dataset
 
-RESULTS = Path(__file__).with_name("results.jsonl")
 
 
 def tfidf_logreg(train_texts, train_labels, test_texts, seed: int) -> np.ndarray:
@@ -58,11 +56,6 @@ def fasttext_supervised(train_texts, train_labels, test_texts, seed: int) -> np.
 METHODS = {"tfidf_logreg": tfidf_logreg, "fasttext": fasttext_supervised}
 
 
-def hardware() -> str:
-    import os
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-
-
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default="trec,mr")
@@ -88,8 +81,7 @@ def main(argv=None) -> list[dict]:
                    "command": f"python benchmarks/baselines.py --datasets {name} --seed {args.seed}"}
             rows.append(row)
             print(f"{name:8s} {method:14s} accuracy {row['accuracy']:.4f}  ({row['seconds']} s)")
-            with open(args.results, "a") as handle:
-                handle.write(json.dumps(row) + "\n")
+            append_result(args.results, row)
     return rows
 
 

@@ -12,7 +12,6 @@ benchmarks/learning_curves.png and prints the markdown table (mean error and std
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 from datetime import date
@@ -20,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from baselines import METHODS, hardware
+from baselines import METHODS
+from results_log import RESULTS, append_result, hardware, read_results
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
 from ulmtl.recipe import architecture_overrides, load_recipe_data, run_recipe
 
-RESULTS = Path(__file__).with_name("results.jsonl")
 PLOT = Path(__file__).with_name("learning_curves.png")
 QUICK = ["--finetune.epochs=1", "--classifier.stage_epochs=1,1,1,1"]
 ULMFIT_VARIANTS = {
@@ -65,18 +64,15 @@ def run(args, overrides: list[str]) -> None:
                            "error": round(1 - accuracy, 4), "quick": args.quick, "date": date.today().isoformat(),
                            "hardware": hardware(), "command": "python benchmarks/learning_curves.py " +
                            " ".join(sys.argv[1:])}
-                    with open(args.results, "a") as handle:
-                        handle.write(json.dumps(row) + "\n")
+                    append_result(args.results, row)
                     print(f"== {dataset} n={n_train} {variant} seed {seed}: error {row['error']}", flush=True)
 
 
 def plot(results: Path, quick: bool) -> str:
     """Mean (std) error per dataset, variant and training size; a PNG with one panel per dataset."""
     groups: dict = defaultdict(list)
-    for line in results.read_text().splitlines():
-        row = json.loads(line)
-        if row.get("benchmark") == "learning_curve" and row.get("quick", False) == quick:
-            groups[(row["dataset"], row["variant"], row["n_train"])].append(row["error"])
+    for row in read_results(results, "learning_curve", quick):
+        groups[(row["dataset"], row["variant"], row["n_train"])].append(row["error"])
     datasets = sorted({k[0] for k in groups})
     lines = ["| dataset | variant | labelled examples | test error mean (std) | seeds |", "|---|---|---|---|---|"]
     for key in sorted(groups):

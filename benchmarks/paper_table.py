@@ -11,19 +11,17 @@ Appends one JSON line per run to benchmarks/results.jsonl and rewrites the table
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import date
 from pathlib import Path
 
-from baselines import hardware
+from results_log import RESULTS, append_result, hardware, read_results
 from ulmtl.checkpoint import CheckpointError
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
 from ulmtl.data import DataError, load_dataset
 from ulmtl.recipe import run_recipe
 
-RESULTS = Path(__file__).with_name("results.jsonl")
 RESULTS_MD = Path(__file__).with_name("RESULTS.md")
 PAPER_ERRORS = {"imdb": 4.6, "yelp_polarity": 2.16, "yelp_full": 29.98, "ag_news": 5.01, "dbpedia": 0.80,
                 "trec": 3.6}
@@ -50,17 +48,12 @@ def run(args, overrides: list[str]) -> None:
             row["n_train"] = result["n_train"]
         except (DataError, CheckpointError) as err:
             row["not_run"] = str(err).split(". ")[0][:200]
-        with open(args.results, "a") as handle:
-            handle.write(json.dumps(row) + "\n")
+        append_result(args.results, row)
         print(f"== {dataset}: {row.get('ensemble_error', row.get('not_run'))}", flush=True)
 
 
 def table(results: Path) -> str:
-    latest = {}
-    for line in results.read_text().splitlines() if results.exists() else []:
-        row = json.loads(line)
-        if row.get("benchmark") == "paper_table":
-            latest[row["dataset"]] = row
+    latest = {row["dataset"]: row for row in read_results(results, "paper_table")}
     lines = ["| dataset | paper error (%) | ulmtl forward | ulmtl backward | ulmtl ensemble | run |",
              "|---|---|---|---|---|---|"]
     for dataset in PAPER_ERRORS:

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from results_log import RESULTS, append_result
 
-RESULTS = Path(__file__).with_name("results.jsonl")
 
 
 def peak_rss_mb() -> float:
@@ -216,8 +216,7 @@ def main(argv=None) -> dict:
            "lm_vocab": {"ulmtl": vocab, "fastai": fastai_vocab}, "date": date.today().isoformat(),
            "hardware": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
            "command": "python benchmarks/speed.py" + (" --quick" if args.quick else "")}
-    with open(RESULTS, "a") as handle:
-        handle.write(json.dumps(row) + "\n")
+    append_result(RESULTS, row)
     print(json.dumps({k: round(v, 3) for k, v in summary.items()}))
     return row
 

@@ -10,7 +10,6 @@ own pretraining metrics, the exact command); each run's outputs go to runs/strat
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -19,12 +18,12 @@ from pathlib import Path
 
 import torch
 
+from results_log import RESULTS, append_result
 from ulmtl.checkpoint import load_checkpoint
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
 from ulmtl.recipe import architecture_overrides, run_recipe
 
-RESULTS = Path(__file__).with_name("results.jsonl")
 QUICK = ["--max_train=500", "--finetune.epochs=1", "--classifier.stage_epochs=1,1,1,1"]
 
 
@@ -61,8 +60,7 @@ def main(argv=None) -> list[dict]:
                                f"{torch.get_num_threads()}",
                    "command": "python benchmarks/strategies.py " + " ".join(argv), "output": str(output)}
             rows.append(row)
-            with open(args.results, "a") as handle:
-                handle.write(json.dumps(row) + "\n")
+            append_result(args.results, row)
             print(f"== {dataset} {strategy}: accuracy {row['accuracy']} ({row['seconds']} s)", flush=True)
     return rows
 

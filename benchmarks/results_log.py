@@ -1,0 +1,25 @@
+"""benchmarks/results.jsonl: one JSON object per run, appended by every benchmark script."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+RESULTS = Path(__file__).with_name("results.jsonl")
+
+
+def hardware() -> str:
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+def append_result(path: str | Path, row: dict) -> None:
+    with open(path, "a") as handle:
+        handle.write(json.dumps(row) + "\n")
+
+
+def read_results(path: str | Path, benchmark: str, quick: bool | None = None) -> list[dict]:
+    """The rows of one benchmark (and, if given, of its --quick mode or not)."""
+    path = Path(path)
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [r for r in rows if r.get("benchmark") == benchmark and (quick is None or r.get("quick", False) == quick)]
