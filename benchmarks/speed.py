@@ -177,9 +177,10 @@ def main(argv=None) -> dict:
     n_paragraphs, lm_batches = (3000, 6) if args.quick else (20000, 30)
     n_predict, n_single = (2000, 50) if args.quick else (10000, 200)
     workdir = Path(tempfile.mkdtemp(prefix="ulmtl-speed-"))
-    corpus = load_corpus(root / "general_corpus")["text"][:n_paragraphs]
+    corpus = list(load_corpus(root / "general_corpus")["text"][:n_paragraphs])
     trec = load_dataset("trec", root)
-    predict_texts = (trec["train"]["text"] * 3)[:n_predict]
+    train_texts, train_labels = list(trec["train"]["text"]), list(trec["train"]["label"])
+    predict_texts = (train_texts * 3)[:n_predict]
     memory, out = {}, {}
 
     out["fp32_gflops"] = matmul_gflops(torch.float32)
@@ -192,8 +193,8 @@ def main(argv=None) -> dict:
     flops = lm_flops_per_token(400, 1152, 3, vocab)
     out["lm_limit_fp32_tokens_per_s"] = out["fp32_gflops"] * 1e9 / flops
     out["lm_limit_bf16_tokens_per_s"] = out["bf16_gflops"] * 1e9 / flops
-    out.update(classifier(trec["train"]["text"][:2000 if args.quick else 5452],
-                          trec["train"]["label"][:2000 if args.quick else 5452], predict_texts, n_single))
+    n_train = 2000 if args.quick else len(train_texts)
+    out.update(classifier(train_texts[:n_train], train_labels[:n_train], predict_texts, n_single))
     memory["classifier"] = peak_rss_mb()
     out.update(tokenization(corpus, workdir))
     memory["tokenization"] = peak_rss_mb()

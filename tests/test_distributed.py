@@ -56,3 +56,64 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     records = [json.loads(line) for line in (double / "train_log.jsonl").read_text().splitlines()]
     assert [r["epoch_done"] for r in records if "epoch_done" in r] == [0, 1]
     assert not list(tmp_path.glob("double.*"))
+
+
+RESUMABLE = """
+import sys
+from ulmtl import ModelConfig, PretrainConfig, pretrain
+corpus, out, every = sys.argv[1], sys.argv[2], float(sys.argv[3])
+pretrain(corpus, out, PretrainConfig(epochs=2, batch_size=4, bptt=10, min_freq=1, valid_fraction=0.1,
+                                     checkpoint_every_s=every, log_every=1000),
+         ModelConfig(emb_size=16, hidden_size=16, n_layers=2))
+"""
+
+
+def launch(script: Path, corpus: Path, out: Path, every: float, port: int, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                             f"--master_port={port}", str(script), str(corpus), str(out), str(every)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=open(out.with_suffix(".err"), "w"),
+                            start_new_session=True)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not available")
+def test_killed_two_process_run_resumes_to_the_same_weights(tmp_path, ulmtl_cache_dir):
+    """SIGKILL to the whole torchrun group mid-training; a second launch continues every process
+    from its own saved hidden state and RNG and ends where an uninterrupted run ends."""
+    import signal
+    import time
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    script = tmp_path / "train.py"
+    script.write_text(RESUMABLE)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    process = launch(script, corpus, straight, 0.0, 29541, env)
+    assert process.wait(timeout=300) == 0, straight.with_suffix(".err").read_text()[-3000:]
+
+    process = launch(script, corpus, interrupted, 1e-6, 29542, env)  # resume checkpoint every batch
+    progress_file = interrupted / "resume" / "config.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        try:
+            progress = json.loads(progress_file.read_text())["progress"]
+        except (ValueError, KeyError, FileNotFoundError):
+            progress = {"batch": 0, "epoch": 0}
+        if progress["epoch"] == 1 or progress["batch"] >= 12:
+            break
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (interrupted / "weights.safetensors").exists(), "killed before the end, as intended"
+    saved = load_checkpoint(interrupted / "resume")
+    assert saved.config["progress"]["processes"] == 2
+    from ulmtl.checkpoint import load_tensors
+    tensors, _ = load_tensors(interrupted / "resume" / "optimizer.safetensors")
+    assert "hidden.0.h" in tensors and "rank1.hidden.0.h" in tensors  # each process's own state
+    assert not torch.equal(tensors["hidden.0.h"], tensors["rank1.hidden.0.h"])
+
+    process = launch(script, corpus, interrupted, 1e-6, 29543, env)
+    assert process.wait(timeout=300) == 0, interrupted.with_suffix(".err").read_text()[-3000:]
+    a, b = load_checkpoint(straight), load_checkpoint(interrupted)
+    assert b.config["metrics"]["tokens_seen"] == a.config["metrics"]["tokens_seen"]
+    assert 0 < saved.config["progress"]["tokens"] < a.config["metrics"]["tokens_seen"]
+    for key, tensor in a.state_dict.items():
+        assert torch.allclose(tensor, b.state_dict[key], atol=1e-6, rtol=0), key

@@ -190,3 +190,18 @@ def test_numericalize_textify_round_trip(tokens, data):
     assert all(0 <= i < len(vocab) for i in ids)
     assert vocab.textify(ids) == sample
     assert vocab.textify(vocab.numericalize(vocab.itos)) == vocab.itos
+
+
+def test_special_tokens_stay_whole_without_spacy_special_cases():
+    from ulmtl.text import SPECIAL_TOKENS, tokenize_texts
+    text = " ".join(SPECIAL_TOKENS) + " (xxmaj) xxbos, " + "xxunk."
+    tokens = tokenize_texts([text])[0]
+    assert tokens[:1 + len(SPECIAL_TOKENS)] == ["xxbos"] + SPECIAL_TOKENS
+    assert tokens[1 + len(SPECIAL_TOKENS):] == ["(", "xxmaj", ")", "xxbos", ",", "xxunk", "."]
+
+
+def test_tokens_with_spaces_are_joined_with_fastai_space_marker():
+    from ulmtl.text import tokenize_texts
+    tokens = tokenize_texts(["a\n\nb"])[0]
+    assert all(" " not in token for token in tokens)
+    assert tokens[0] == "xxbos" and "a" in tokens and "b" in tokens

@@ -24,6 +24,7 @@ from ulmtl.config import ClassifierConfig, ConfigError, ModelConfig, TokenizerCo
 from ulmtl.data import DataError
 from ulmtl.distributed import world
 from ulmtl.loaders import ClassificationLoader
+from ulmtl.lstm import autocast, resolve_precision, use_autocast_lstm
 from ulmtl.model import build_classifier, classifier_layer_groups, encoder_state, load_encoder
 from ulmtl.schedule import discriminative_lrs, unfreezing_stages
 from ulmtl.text import Vocab, tokenize_texts
@@ -205,7 +206,7 @@ class TextClassifier:
             load_encoder(model, state)
         learn = make_learner(train, valid, model, classifier_layer_groups, config.betas, config.weight_decay,
                              config.ar_alpha, config.tar_beta, config.clip, metrics=[accuracy],
-                             device=self.device_, progress=False)
+                             device=self.device_, progress=False, precision=model_config.precision)
         if valid_tokens is None:
             learn.add_cb(SkipValidation())
         history = []
@@ -269,9 +270,12 @@ class TextClassifier:
         loader = ClassificationLoader(docs, None, batch_size or self.config.batch_size * 2, vocab.pad_id,
                                       self.config.bptt, backwards=direction == "backward")
         device = next(model.parameters()).device
+        precision = resolve_precision(self.model_configs_[direction].precision, device)
+        if precision == "bf16":
+            use_autocast_lstm(model)
         outputs = []
         model.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(precision, device):
             for (x,) in loader:
                 model.reset()
                 logits = model(x.to(device))[0]

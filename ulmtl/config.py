@@ -37,6 +37,10 @@ class ModelConfig:
     clas_input_p: float = 0.4
     clas_embed_p: float = 0.05
     clas_weight_p: float = 0.5
+    # Matmul precision for training and prediction: "fp32", "bf16" (autocast; on the CPU the LSTM
+    # runs its matmuls in bf16 too, see ulmtl.lstm) or "auto": bf16 where the hardware runs it
+    # fast (a CUDA GPU with bf16, a CPU with AMX or AVX-512-BF16), fp32 elsewhere.
+    precision: str = "auto"
 
 
 @dataclass

@@ -67,6 +67,32 @@ def mean_across_processes(value: float) -> float:
     return float(tensor.item()) / dist.get_world_size()
 
 
+def _collective_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.cuda() if dist.get_backend() == "nccl" else tensor
+
+
+def any_process(flag: bool) -> bool:
+    """True on every process when ``flag`` is true on any of them.
+
+    Decisions that lead to a collective operation (stop on a time budget, save a checkpoint) must
+    be taken by all processes together, or one waits forever for the others."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return bool(flag)
+    tensor = _collective_tensor(torch.tensor([1.0 if flag else 0.0]))
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item() > 0)
+
+
+def gather_from_processes(tensor: torch.Tensor) -> list[torch.Tensor]:
+    """Every process's copy of a same-shaped tensor, in rank order (CPU tensors)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [tensor.detach().cpu()]
+    local = _collective_tensor(tensor.detach().contiguous())
+    copies = [torch.empty_like(local) for _ in range(dist.get_world_size())]
+    dist.all_gather(copies, local)
+    return [copy.cpu() for copy in copies]
+
+
 class AverageGradients(Callback):
     """After each backward pass, replace every gradient by its mean over all processes."""
 

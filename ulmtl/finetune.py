@@ -81,7 +81,7 @@ def finetune_lm(data, pretrained: str | Path | Checkpoint, output: str | Path,
     load_lm_state(model, remap_lm_state(source.state_dict, source.vocab.itos, vocab.itos))
     learn = make_learner(train, valid, model, lm_layer_groups, config.betas, config.weight_decay,
                          config.ar_alpha, config.tar_beta, config.clip, metrics=[accuracy, Perplexity()],
-                         device=device, progress=False)
+                         device=device, progress=False, precision=model_config.precision)
     before = float(learn.validate()[0])
     learn.unfreeze()
     max_lrs = lm_learning_rates(config, len(learn.opt.param_lists))

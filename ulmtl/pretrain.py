@@ -21,7 +21,7 @@ from ulmtl.data import (
     DataError, build_vocab, cache_dir, load_corpus, load_wikitext103, numericalize, token_ids, token_stream,
     tokenize,
 )
-from ulmtl.distributed import barrier, is_main, world
+from ulmtl.distributed import any_process, barrier, gather_from_processes, is_main, world
 from ulmtl.loaders import LanguageModelLoader
 from ulmtl.model import (
     build_language_model, download_fastai_wt103, infer_model_config, lm_layer_groups, load_fastai_weights,
@@ -57,7 +57,10 @@ class PeriodicCheckpoint(Callback):
             return
         self.progress["batch"] += 1
         self.progress["tokens"] += self.xb[0].numel() * world()[1]
-        if self.every_s and time.time() - self.last >= self.every_s:
+        due = bool(self.every_s) and time.time() - self.last >= self.every_s
+        if world()[1] > 1:
+            due = any_process(due and is_main())  # rank 0's clock decides for every process
+        if due:
             self.save()
 
     def after_epoch(self):
@@ -69,22 +72,35 @@ class PeriodicCheckpoint(Callback):
             self.save()
 
     def save(self):
+        # Every process's dropout RNG and carried LSTM hidden state (each reads other rows of the
+        # stream), so that a resumed run, distributed or not, continues exactly.
+        own = {"rng.torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            own["rng.cuda"] = torch.cuda.get_rng_state()
+        for layer, (h, c) in enumerate(self.model[0].hidden):
+            own[f"hidden.{layer}.h"], own[f"hidden.{layer}.c"] = h, c
+        gathered = {key: gather_from_processes(value) for key, value in own.items()}
         if not is_main():
             return
-        progress = dict(self.progress, elapsed_s=self.progress["elapsed_s"] + time.time() - self.fit_start)
+        progress = dict(self.progress, elapsed_s=self.progress["elapsed_s"] + time.time() - self.fit_start,
+                        processes=world()[1])
         tensors, values = optimizer_tensors(self.learn)
         state = {f"opt.{k}": v for k, v in tensors.items()}
-        # The dropout RNG and the LSTM's carried hidden state, so a resumed run continues exactly.
-        state["rng.torch"] = torch.get_rng_state()
-        for layer, (h, c) in enumerate(self.model[0].hidden):
-            state[f"hidden.{layer}.h"], state[f"hidden.{layer}.c"] = h, c
+        for key, copies in gathered.items():
+            for rank, copy in enumerate(copies):
+                state[rank_key(key, rank)] = copy
         save_checkpoint(self.folder, self.model.state_dict(), self.vocab, dict(self.config, progress=progress),
                         extra_tensors={OPTIMIZER_FILE: (state, {"optimizer": values})})
         self.last = time.time()
 
 
+def rank_key(key: str, rank: int) -> str:
+    """Name of one process's saved tensor (rank 0 keeps the plain name)."""
+    return key if rank == 0 else f"rank{rank}.{key}"
+
+
 class RestoreState(Callback):
-    """On the first training batch of a resumed run: the saved hidden state and dropout RNG."""
+    """On the first training batch of a resumed run: this process's saved hidden state and RNG."""
 
     order = 1
 
@@ -95,11 +111,16 @@ class RestoreState(Callback):
     def before_batch(self):
         if not (self.training and self.pending):
             return
+        rank = world()[0]
         encoder = self.model[0]
         n_layers = len(encoder.hidden)
-        encoder.hidden = [(self.tensors[f"hidden.{i}.h"], self.tensors[f"hidden.{i}.c"]) for i in range(n_layers)]
+        device = encoder.hidden[0][0].device
+        encoder.hidden = [(self.tensors[rank_key(f"hidden.{i}.h", rank)].to(device),
+                           self.tensors[rank_key(f"hidden.{i}.c", rank)].to(device)) for i in range(n_layers)]
         encoder.bs = encoder.hidden[0][0].shape[1]
-        torch.set_rng_state(self.tensors["rng.torch"])
+        torch.set_rng_state(self.tensors[rank_key("rng.torch", rank)])
+        if torch.cuda.is_available() and rank_key("rng.cuda", rank) in self.tensors:
+            torch.cuda.set_rng_state(self.tensors[rank_key("rng.cuda", rank)])
         self.pending = False
 
 
@@ -156,7 +177,7 @@ def pretrain(corpus, output: str | Path, config: PretrainConfig | None = None,
     model = build_language_model(len(vocab), model_config, config.drop_mult)
     learn = make_learner(train, valid, model, lm_layer_groups, config.betas, config.weight_decay,
                          config.ar_alpha, config.tar_beta, config.clip, metrics=[accuracy, Perplexity()],
-                         device=device, progress=False)
+                         device=device, progress=False, precision=model_config.precision)
     saved = {"kind": "lm", "direction": config.direction, "model": to_dict(model_config),
              "pretrain": to_dict(config), "tokenizer": to_dict(tokenizer), "stage": "pretrain"}
     progress = {"epoch": 0, "batch": 0, "tokens": 0, "elapsed_s": 0.0}
@@ -172,6 +193,10 @@ def pretrain(corpus, output: str | Path, config: PretrainConfig | None = None,
                           meta["optimizer"])
         extra_callbacks.append(RestoreState(tensors))
         progress = state.config["progress"]
+        saved_processes = progress.get("processes", 1)
+        if saved_processes != processes:
+            raise ConfigError(f"{resume_dir} was written by a run with {saved_processes} process(es); resume it "
+                              f"with the same number (now {processes}), or remove it to restart")
         print(f"ulmtl: resuming pretraining from {resume_dir}: epoch {progress['epoch']}, "
               f"batch {progress['batch']}, {progress['tokens']} tokens", flush=True)
     total_batches = config.epochs * len(train)

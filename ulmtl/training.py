@@ -24,7 +24,8 @@ from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 from fastai.optimizer import Adam
 
-from ulmtl.distributed import AverageGradients, is_main, setup, world
+from ulmtl.distributed import AverageGradients, any_process, is_main, setup, world
+from ulmtl.lstm import autocast, resolve_precision, use_autocast_lstm
 from ulmtl.schedule import schedule_value
 
 
@@ -47,11 +48,16 @@ def prepare_torch() -> torch.device:
 
 def make_learner(train_loader, valid_loader, model, splitter, betas: tuple[float, float],
                  weight_decay: float, ar_alpha: float = 0.0, tar_beta: float = 0.0, clip: float = 0.0,
-                 metrics=None, device: torch.device | None = None, progress: bool = True) -> Learner:
-    """A fastai Learner with Adam (ULMFiT's betas), AR/TAR regularization and optional clipping."""
+                 metrics=None, device: torch.device | None = None, progress: bool = True,
+                 precision: str = "fp32") -> Learner:
+    """A fastai Learner with Adam (ULMFiT's betas), AR/TAR regularization and optional clipping;
+    ``precision`` "bf16" (or "auto" on hardware with fast bf16) trains under bf16 autocast."""
     device = device or torch.device("cpu")
     dls = DataLoaders(train_loader, valid_loader, device=device)
     callbacks = list(rnn_cbs(ar_alpha, tar_beta))
+    if resolve_precision(precision, device) == "bf16":
+        use_autocast_lstm(model)
+        callbacks.append(BF16Autocast())
     if world()[1] > 1:
         callbacks.append(AverageGradients())
     if clip:
@@ -64,6 +70,34 @@ def make_learner(train_loader, valid_loader, model, splitter, betas: tuple[float
         learn.logger = _quiet
     learn.create_opt()
     return learn
+
+
+class BF16Autocast(Callback):
+    """Forward pass and loss under ``torch.autocast(bfloat16)``; weights, gradients and the
+    optimizer stay fp32 (bf16 has fp32's exponent range, so no loss scaling is needed)."""
+
+    order = 10
+
+    def before_batch(self):
+        self.context = autocast("bf16", self.dls.device)
+        self.context.__enter__()
+
+    def after_pred(self):
+        if isinstance(self.learn.pred, tuple):
+            self.learn.pred = tuple(p.float() if torch.is_tensor(p) else p for p in self.learn.pred)
+        elif torch.is_tensor(self.learn.pred):
+            self.learn.pred = self.learn.pred.float()
+
+    def after_loss(self):
+        self._leave()
+
+    def after_cancel_batch(self):
+        self._leave()
+
+    def _leave(self):
+        if getattr(self, "context", None) is not None:
+            self.context.__exit__(None, None, None)
+            self.context = None
 
 
 def _quiet(*args) -> None:
@@ -144,8 +178,11 @@ class StopAfter(Callback):
         if not self.training:
             return
         self.tokens += self.xb[0].numel() * self.processes
-        over_time = self.time_budget_s and time.time() - self.started >= self.time_budget_s
-        over_tokens = self.token_budget and self.tokens >= self.token_budget
+        over_time = bool(self.time_budget_s) and time.time() - self.started >= self.time_budget_s
+        over_tokens = bool(self.token_budget) and self.tokens >= self.token_budget
+        # Under torchrun, rank 0's clock decides for all (the token count is the same everywhere).
+        if self.time_budget_s and self.processes > 1:
+            over_time = any_process(over_time and is_main())
         if over_time or over_tokens:
             self.stopped = True
             raise CancelFitException()
