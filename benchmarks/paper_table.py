@@ -20,7 +20,7 @@ from ulmtl.checkpoint import CheckpointError
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
 from ulmtl.data import DataError, load_dataset
-from ulmtl.recipe import run_recipe
+from ulmtl.recipe import architecture_overrides, run_recipe
 
 RESULTS_MD = Path(__file__).with_name("RESULTS.md")
 PAPER_ERRORS = {"imdb": 4.6, "yelp_polarity": 2.16, "yelp_full": 29.98, "ag_news": 5.01, "dbpedia": 0.80,
@@ -31,6 +31,8 @@ START, END = "<!-- paper_table:start -->", "<!-- paper_table:end -->"
 
 def run(args, overrides: list[str]) -> None:
     directions = args.directions.split(",")
+    first = Path(args.pretrained.replace("{direction}", directions[0]))
+    size = architecture_overrides(first) if args.pretrained and (first / "weights.safetensors").exists() else []
     for dataset in args.datasets.split(","):
         command = (f"python recipes/{dataset}.py --pretrained '{args.pretrained}' "
                    f"--classifier.directions={args.directions}")
@@ -39,7 +41,7 @@ def run(args, overrides: list[str]) -> None:
                "command": command}
         try:
             load_dataset(dataset, args.data_dir)
-            config = parse_args(RecipeConfig(dataset=dataset), (QUICK if args.quick else []) + overrides + [
+            config = parse_args(RecipeConfig(dataset=dataset), size + (QUICK if args.quick else []) + overrides + [
                 f"--pretrained={args.pretrained}", f"--classifier.directions={args.directions}",
                 f"--output={Path(args.output) / dataset}"] + ([f"--data_dir={args.data_dir}"] if args.data_dir else []))
             result = run_recipe(config)

@@ -23,8 +23,20 @@ import sys
 import tempfile
 import time
 from datetime import date
+from pathlib import Path
 
 from results_log import RESULTS, append_result
+
+
+def memory_status() -> dict:
+    """Resident memory now, split into private (anonymous) pages and file-backed pages (shared
+    libraries, memory-mapped arrow and stream files: page cache the kernel can drop), in MB."""
+    fields = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("RssAnon", "RssFile", "VmHWM"):
+            fields[key] = round(int(value.split()[0]) / 1024, 1)
+    return {"rss_private_mb_at_end": fields.get("RssAnon"), "rss_file_mb_at_end": fields.get("RssFile")}
 
 
 def child(fraction: float, cap_mb: int, num_proc: int, stream: bool, data_dir: str | None) -> dict:
@@ -58,7 +70,7 @@ def child(fraction: float, cap_mb: int, num_proc: int, stream: bool, data_dir: s
         "peak_rss_mb_after_prepare": round(after_prepare_mb, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "peak_rss_mb_workers": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
-        "cap_mb": cap_mb,
+        "cap_mb": cap_mb, **memory_status(),
     }
 
 
@@ -93,13 +105,14 @@ def main(argv=None) -> list[dict]:
         rows.append(row)
         print(json.dumps(row), flush=True)
     print(f"{'fraction':>8} {'stream':>6} {'train tokens':>12} {'prepare s':>9} {'peak RSS MB':>11} "
-          f"{'workers MB':>10} {'stream file MB':>14}")
+          f"{'workers MB':>10} {'stream file MB':>14} {'private MB':>10} {'file MB':>8}")
     for row in rows:
         if "failed" in row:
             print(f"{row['fraction']:>8} {str(row['stream']):>6} FAILED")
             continue
         print(f"{row['fraction']:>8} {str(row['stream']):>6} {row['train_tokens']:>12} {row['prepare_s']:>9} "
-              f"{row['peak_rss_mb']:>11} {row['peak_rss_mb_workers']:>10} {str(row['stream_file_mb']):>14}")
+              f"{row['peak_rss_mb']:>11} {row['peak_rss_mb_workers']:>10} {str(row['stream_file_mb']):>14} "
+              f"{row['rss_private_mb_at_end']:>10} {row['rss_file_mb_at_end']:>8}")
     append_result(RESULTS, {
         "benchmark": "streaming_memory", "runs": rows, "cap_mb": args.cap_mb, "num_proc": args.num_proc,
         "date": date.today().isoformat(),

@@ -38,8 +38,8 @@ class ModelConfig:
     clas_embed_p: float = 0.05
     clas_weight_p: float = 0.5
     # Matmul precision for training and prediction: "fp32", "bf16" (autocast; on the CPU the LSTM
-    # runs its matmuls in bf16 too, see ulmtl.lstm) or "auto": bf16 where the hardware runs it
-    # fast (a CUDA GPU with bf16, a CPU with AMX or AVX-512-BF16), fp32 elsewhere.
+    # runs its matmuls in bf16 too, see ulmtl.lstm) or "auto": bf16 on a CUDA GPU with bf16, fp32
+    # on the CPU (CPU bf16 is opt-in: only worth it with AMX / AVX-512-BF16).
     precision: str = "auto"
 
 

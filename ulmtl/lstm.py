@@ -15,6 +15,8 @@ unchanged); on CUDA, cuDNN already honours autocast.
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -126,22 +128,26 @@ class AutocastLSTM(nn.LSTM):
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-def fast_bf16_available(device: torch.device) -> bool:
-    """Whether bf16 matmuls run fast here: CUDA with bf16, or a CPU with AMX / AVX-512-BF16.
-
-    (On a CPU without them, e.g. AVX2 only, a bf16 matmul was measured ~400x *slower* than fp32.)"""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+def cpu_has_bf16_units() -> bool:
+    """Whether this CPU has AMX or AVX-512-BF16 (without them, e.g. AVX2 only, a bf16 matmul was
+    measured ~400x *slower* than fp32 here)."""
     probes = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
     return any(probe() for probe in probes if probe is not None)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """"fp32" or "bf16" for a config value of "auto", "fp32" or "bf16" on ``device``."""
+    """"fp32" or "bf16" for a config value of "auto", "fp32" or "bf16" on ``device``.
+
+    "auto" is bf16 on a CUDA GPU with bf16 and fp32 on the CPU: the CPU bf16 path is tested for
+    correctness, but its speed could not be measured on a CPU with AMX yet, so it is opt-in
+    (``--model.precision=bf16``; ``benchmarks/speed.py --precision bf16`` measures it)."""
     if precision not in PRECISIONS:
         raise ValueError(f"model.precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "auto":
-        return "bf16" if fast_bf16_available(device) else "fp32"
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16_units():
+        warnings.warn("model.precision=bf16 on a CPU without AMX / AVX-512-BF16: bf16 matmuls are far "
+                      "slower than fp32 here", RuntimeWarning, stacklevel=2)
     return precision
 
 
