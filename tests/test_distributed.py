@@ -52,6 +52,13 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     assert two.config["metrics"]["valid_loss"] == pytest.approx(one.config["metrics"]["valid_loss"], rel=1e-3)
     for key, tensor in one.state_dict.items():
         assert torch.allclose(tensor, two.state_dict[key], atol=1e-3), key
+    # The logged training loss is the global batch's (the mean over processes), as in one process.
+    def losses(folder):
+        return {r["batch"] + 1000 * r["epoch"]: r["loss"] for r in
+                map(json.loads, (folder / "train_log.jsonl").read_text().splitlines()) if "loss" in r}
+    assert losses(double) and losses(double).keys() == losses(single).keys()
+    for batch, loss in losses(single).items():
+        assert losses(double)[batch] == pytest.approx(loss, rel=2e-3, abs=2e-3), batch
     # Written once: one log line per epoch, no leftover temporary folders.
     records = [json.loads(line) for line in (double / "train_log.jsonl").read_text().splitlines()]
     assert [r["epoch_done"] for r in records if "epoch_done" in r] == [0, 1]

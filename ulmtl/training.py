@@ -24,7 +24,7 @@ from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 from fastai.optimizer import Adam
 
-from ulmtl.distributed import AverageGradients, any_process, is_main, setup, world
+from ulmtl.distributed import AverageGradients, any_process, is_main, mean_across_processes, setup, world
 from ulmtl.lstm import autocast, resolve_precision, use_autocast_lstm
 from ulmtl.schedule import schedule_value
 
@@ -227,7 +227,10 @@ class TrainingLog(Callback):
         self.batches += 1
         if self.batches % self.every == 0:
             elapsed = time.time() - self.window_start
-            self.write({"batch": self.batches, "epoch": self.epoch, "loss": round(float(self.loss), 4),
+            # Every process reaches this batch (equal batch counts per process): the logged loss
+            # is the mean over processes, i.e. the loss of the global batch.
+            loss = mean_across_processes(float(self.loss))
+            self.write({"batch": self.batches, "epoch": self.epoch, "loss": round(loss, 4),
                         "lr_top": float(f"{self.opt.hypers[-1]['lr']:.3g}"),
                         "tokens": self.tokens, "tokens_per_s": round(self.window_tokens / max(elapsed, 1e-9), 1),
                         "elapsed_s": round(time.time() - self.fit_start, 1)})
