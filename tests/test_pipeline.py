@@ -260,3 +260,23 @@ def test_fit_rejects_bad_input(stage2):
         clf.fit(["a b", "c d"], ["x", "y", "z"])
     with pytest.raises(RuntimeError, match="not fitted"):
         clf.predict(["a"])
+
+
+def test_resume_with_another_number_of_processes_is_refused(tmp_path):
+    from dataclasses import replace
+
+    from datasets import Dataset
+
+    from ulmtl.config import ConfigError
+    texts, _ = synthetic(200, seed=9, lm_tail=True)
+    corpus = Dataset.from_dict({"text": texts})
+    config = PretrainConfig(epochs=2, batch_size=8, bptt=10, min_freq=1, valid_fraction=0.1,
+                            checkpoint_every_s=1e-6, token_budget=800)
+    pretrain(corpus, tmp_path / "lm", config, TINY)
+    saved = tmp_path / "lm" / "resume" / "config.json"
+    state = json.loads(saved.read_text())
+    assert state["progress"]["processes"] == 1
+    state["progress"]["processes"] = 2  # as if written by `torchrun --nproc_per_node=2`
+    saved.write_text(json.dumps(state))
+    with pytest.raises(ConfigError, match=r"written by a run with 2 process\(es\).*now 1"):
+        pretrain(corpus, tmp_path / "lm", replace(config, token_budget=0), TINY)
