@@ -124,3 +124,21 @@ def test_killed_two_process_run_resumes_to_the_same_weights(tmp_path, ulmtl_cach
     assert 0 < saved.config["progress"]["tokens"] < a.config["metrics"]["tokens_seen"]
     for key, tensor in a.state_dict.items():
         assert torch.allclose(tensor, b.state_dict[key], atol=1e-6, rtol=0), key
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not available")
+def test_recipe_runs_under_torchrun_and_writes_once(shared_data, tmp_path):
+    """A whole recipe (LM fine-tuning, classifier, test metrics) under two gloo processes."""
+    out = tmp_path / "trec"
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "trec.py"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", ULMTL_CACHE_DIR=str(tmp_path / "cache"))
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                             "--master_port=29551", str(recipe), "--smoke", "--output", str(out),
+                             "--data-dir", str(shared_data)], env=env, timeout=600, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_train"] > 0 and 0.0 <= metrics["test"]["accuracy"] <= 1.0
+    assert result.stdout.count("test accuracy") == 1  # reported (and written) by rank 0 only
+    lines = (out / "train_log.jsonl").read_text().splitlines()
+    assert len(lines) == len(set(lines))
+    assert (out / "model").is_dir() and not list(tmp_path.glob("trec.*"))
