@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import defaultdict
-from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -21,8 +20,7 @@ import numpy as np
 from results_log import RESULTS, append_result, hardware, read_results
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
-from ulmtl.finetune import finetune_lm
-from ulmtl.recipe import architecture_overrides, load_recipe_data, resolve_pretrained, run_recipe
+from ulmtl.recipe import architecture_overrides, finetuned_lm_for, run_recipe
 
 QUICK = ["--max_train=500", "--finetune.epochs=1", "--classifier.stage_epochs=1,1,1,1"]
 CONSTANT_CLASSIFIER = ["--classifier.schedule=constant", "--classifier.stage_lr_mult=0.1,0.1,0.1,0.1"]
@@ -52,13 +50,9 @@ SAME_RUN = {"lm_full_discr_stlr": "clas_freez_discr_stlr"}
 
 
 def shared_lm(args, dataset: str, seed: int, base: list[str]) -> Path:
-    target = Path(args.output) / f"{dataset}-lm-discr-stlr-s{seed}"
-    if not (target / "weights.safetensors").exists():
-        config = parse_args(RecipeConfig(dataset=dataset), base + [f"--output={target.parent}"])
-        data = load_recipe_data(config)
-        stage1 = resolve_pretrained(config, "forward", data, target.parent)
-        finetune_lm(data, stage1, target, replace(config.finetune, seed=seed), config.tokenizer)
-    return target
+    """The LM fine-tuned with discr + STLR that Table 7's variants share (once per dataset and seed)."""
+    config = parse_args(RecipeConfig(dataset=dataset), base + [f"--output={args.output}"])
+    return finetuned_lm_for(config, Path(args.output) / f"{dataset}-lm-discr-stlr-s{seed}", all_texts=False)
 
 
 def run(args, overrides: list[str]) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import defaultdict
-from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -24,8 +23,7 @@ from baselines import METHODS
 from results_log import RESULTS, append_result, hardware, read_results
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
-from ulmtl.finetune import finetune_lm
-from ulmtl.recipe import architecture_overrides, load_recipe_data, resolve_pretrained, run_recipe
+from ulmtl.recipe import architecture_overrides, finetuned_lm_for, load_recipe_data, run_recipe
 
 PLOT = Path(__file__).with_name("learning_curves.png")
 QUICK = ["--finetune.epochs=1", "--classifier.stage_epochs=1,1,1,1"]
@@ -41,13 +39,8 @@ def shared_lm(args, dataset: str, seed: int, base: list[str]) -> Path:
     """The LM fine-tuned on every text of the dataset (labels unused): the same for every number of
     labels, so it is fine-tuned once per dataset and seed and reused (the semi-supervised setting,
     and plain fine-tuning when all labels are used, whose LM texts are the same)."""
-    target = Path(args.output) / f"{dataset}-lm-all-s{seed}"
-    if not (target / "weights.safetensors").exists():
-        config = parse_args(RecipeConfig(dataset=dataset), base + [f"--output={target.parent}"])
-        data = load_recipe_data(config, subset=False)
-        stage1 = resolve_pretrained(config, "forward", data, target.parent)
-        finetune_lm(data, stage1, target, replace(config.finetune, seed=seed), config.tokenizer)
-    return target
+    config = parse_args(RecipeConfig(dataset=dataset), base + [f"--output={args.output}"])
+    return finetuned_lm_for(config, Path(args.output) / f"{dataset}-lm-all-s{seed}", all_texts=True)
 
 
 def run(args, overrides: list[str]) -> None:

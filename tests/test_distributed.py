@@ -87,7 +87,8 @@ def test_killed_two_process_run_resumes_to_the_same_weights(tmp_path, ulmtl_cach
     """SIGKILL to the whole torchrun group mid-training; a second launch continues every process
     from its own saved hidden state and RNG and ends where an uninterrupted run ends."""
     import signal
-    import time
+
+    from test_resume import wait_for_resume_checkpoint
     corpus = write_corpus(tmp_path / "corpus.txt")
     script = tmp_path / "train.py"
     script.write_text(RESUMABLE)
@@ -97,16 +98,7 @@ def test_killed_two_process_run_resumes_to_the_same_weights(tmp_path, ulmtl_cach
     assert process.wait(timeout=300) == 0, straight.with_suffix(".err").read_text()[-3000:]
 
     process = launch(script, corpus, interrupted, 1e-6, 29542, env)  # resume checkpoint every batch
-    progress_file = interrupted / "resume" / "config.json"
-    deadline = time.time() + 240
-    while time.time() < deadline and process.poll() is None:
-        try:
-            progress = json.loads(progress_file.read_text())["progress"]
-        except (ValueError, KeyError, FileNotFoundError):
-            progress = {"batch": 0, "epoch": 0}
-        if progress["epoch"] == 1 or progress["batch"] >= 12:
-            break
-        time.sleep(0.02)
+    wait_for_resume_checkpoint(interrupted, process, min_batches=12)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert not (interrupted / "weights.safetensors").exists(), "killed before the end, as intended"

@@ -33,6 +33,22 @@ def write_corpus(path: Path) -> Path:
     return path
 
 
+def wait_for_resume_checkpoint(output: Path, process: subprocess.Popen, min_batches: int,
+                               timeout: float = 240) -> None:
+    """Poll ``output/resume`` until it records ``min_batches`` batches (or the second epoch), the
+    process ends, or ``timeout`` passes: the moment a test kills a run mid-training."""
+    progress_file = output / "resume" / "config.json"
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        try:
+            progress = json.loads(progress_file.read_text())["progress"]
+        except (ValueError, KeyError, FileNotFoundError):
+            progress = {"batch": 0, "epoch": 0}
+        if progress["epoch"] == 1 or progress["batch"] >= min_batches:
+            return
+        time.sleep(0.02)
+
+
 def run(corpus: Path, out: Path, every: float, env: dict) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", SCRIPT, str(corpus), str(out), str(every)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -47,17 +63,7 @@ def test_killed_pretraining_resumes_to_identical_weights(tmp_path, ulmtl_cache_d
 
     interrupted = tmp_path / "interrupted"
     process = run(corpus, interrupted, 1e-6, env)  # a resume checkpoint after every batch
-    progress_file = interrupted / "resume" / "config.json"
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        if progress_file.exists():
-            try:
-                progress = json.loads(progress_file.read_text())["progress"]
-            except (ValueError, KeyError, FileNotFoundError):
-                progress = {"batch": 0, "epoch": 0}
-            if progress["epoch"] == 1 or progress["batch"] >= 30:
-                break
-        time.sleep(0.02)
+    wait_for_resume_checkpoint(interrupted, process, min_batches=30)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (interrupted / "weights.safetensors").exists(), "killed before the end, as intended"

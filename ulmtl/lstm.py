@@ -47,8 +47,7 @@ class _BF16LSTMSequence(torch.autograd.Function):
         hs[0], cs[0] = h0, c0
         w_hh_t = w_hh_low.t()
         for t in range(steps):
-            pre = torch.addmm(gates_x[t], hs[t].to(low), w_hh_t, out_dtype=torch.float32) \
-                if _ADDMM_OUT_DTYPE else gates_x[t] + (hs[t].to(low) @ w_hh_t).float()
+            pre = gates_x[t] + (hs[t].to(low) @ w_hh_t).float()
             act = acts[t]
             torch.sigmoid(pre, out=act)
             torch.tanh(pre[:, 2 * hidden:3 * hidden], out=act[:, 2 * hidden:3 * hidden])
@@ -88,18 +87,6 @@ class _BF16LSTMSequence(torch.autograd.Function):
         grad_w_hh = (flat.t() @ hs[:-1].reshape(steps * batch, hidden).to(low)).float()
         grad_b = grad_gates.sum((0, 1)) if ctx.has_bias else None
         return grad_x, dh, dc, grad_w_ih, grad_w_hh, grad_b, grad_b
-
-
-def _addmm_supports_out_dtype() -> bool:
-    try:
-        a = torch.zeros(2, 2, dtype=torch.bfloat16)
-        torch.addmm(torch.zeros(2, 2), a, a, out_dtype=torch.float32)
-        return True
-    except (TypeError, RuntimeError):
-        return False
-
-
-_ADDMM_OUT_DTYPE = _addmm_supports_out_dtype()
 
 
 class AutocastLSTM(nn.LSTM):

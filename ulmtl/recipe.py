@@ -178,6 +178,20 @@ def run_recipe(config: RecipeConfig) -> dict:
     return result
 
 
+def finetuned_lm_for(config: RecipeConfig, target: str | Path, all_texts: bool = False) -> Path:
+    """Stage 2 alone: the recipe's LM fine-tuned on its task texts (or, ``all_texts``, on every
+    text of the dataset, ignoring ``max_train``), written to ``target`` once and reused after.
+
+    Runs that differ only in the classifier can then share it: ``--pretrained=target
+    --finetune_lm=false``."""
+    target = Path(target)
+    if not (target / "weights.safetensors").exists():
+        data = load_recipe_data(config, subset=not all_texts)
+        stage1 = resolve_pretrained(config, "forward", data, target.parent)
+        finetune_lm(data, stage1, target, replace(config.finetune, seed=config.seed), config.tokenizer)
+    return target
+
+
 def run_cross_validation(config: RecipeConfig) -> dict:
     """``folds`` = 1: one run on ``fold``; otherwise one run per fold (polarity's 10 folds), with
     mean and standard deviation of test accuracy in ``output/metrics.json``."""
