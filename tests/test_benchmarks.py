@@ -36,6 +36,17 @@ def test_learning_curve_variants_and_quick_settings_are_valid_configs():
     apply_overrides(RecipeConfig(), bench("strategies").QUICK)
 
 
+@pytest.mark.parametrize("name", sorted(bench("tuning").CANDIDATES))
+def test_every_tuning_candidate_is_a_valid_config(name):
+    strategy, overrides = bench("tuning").CANDIDATES[name]
+    config = apply_overrides(RecipeConfig(dataset="trec"), overrides + [f"--classifier.strategy={strategy}",
+                                                                        "--valid_fraction=0.1"])
+    clf = config.classifier
+    assert len(clf.stage_epochs) == len(clf.stage_lr_mult) == len(clf.unfreeze_plan) or strategy == "scratch"
+    if name == "finetune-all-layers":
+        assert clf.unfreeze_plan == (0,) and clf.stage_epochs == (5,)
+
+
 def test_tfidf_baseline_learns_an_easy_task():
     baselines = bench("baselines")
     texts = [f"{w} movie {i}" for i, w in enumerate(["great", "awful"] * 40)]

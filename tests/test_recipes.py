@@ -52,6 +52,27 @@ def test_recipe_with_scratch_strategy_and_override(shared_data, tmp_path):
     assert metrics["strategy"] == "scratch" and metrics["seed"] == 7 and metrics["lm_finetune"] == {}
 
 
+def test_recipe_holds_out_a_validation_split_for_tuning(shared_data, tmp_path):
+    out = tmp_path / "valid"
+    recipe("trec").main(["--smoke", "--output", str(out), "--data-dir", str(shared_data),
+                         "--classifier.strategy=scratch", "--valid_fraction=0.25"])
+    metrics = check_outputs(out, 6)
+    # ~200 smoke texts (stratified rounding): a quarter is held out and scored, the rest trains.
+    n_valid = metrics["valid"]["n_test"]
+    assert metrics["n_train"] + n_valid == pytest.approx(200, abs=3)
+    assert n_valid == pytest.approx((metrics["n_train"] + n_valid) / 4, abs=3)
+    assert 0.0 <= metrics["valid"]["accuracy"] <= 1.0 and len(metrics["valid"]["per_class"]) == 6
+    epochs = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert all("accuracy" in record for record in epochs if "epoch_done" in record)
+
+
+def test_recipe_rejects_a_bad_valid_fraction(shared_data, tmp_path):
+    from ulmtl.config import ConfigError
+    with pytest.raises(ConfigError, match="valid_fraction"):
+        recipe("trec").main(["--smoke", "--output", str(tmp_path / "bad"), "--data-dir", str(shared_data),
+                             "--classifier.strategy=scratch", "--valid_fraction=1.5"])
+
+
 def test_custom_recipe_on_a_csv_without_test_file(tmp_path):
     rows = ["review,stars"]
     for i in range(120):

@@ -154,6 +154,10 @@ class RecipeConfig:
     lm_texts: str = "task"
     max_train: int = 0
     max_test: int = 0
+    # Hold out this fraction of the training texts (seeded, stratified) as a validation set: the
+    # classifier reports its accuracy after every epoch and metrics.json gets a "valid" block.
+    # Choose epochs and learning rates on it, never on the test split.
+    valid_fraction: float = 0.0
     fold: int = 0
     folds: int = 1
     fine: bool = False

@@ -145,6 +145,17 @@ def run_recipe(config: RecipeConfig) -> dict:
     lm_data = load_recipe_data(config, subset=False) if config.lm_texts == "all" else data
     if config.lm_texts not in ("task", "all"):
         raise ConfigError(f"lm_texts must be 'task' or 'all', got {config.lm_texts!r}")
+    # Held out after lm_data is chosen: like the test texts, the validation texts (not their labels)
+    # stay in LM fine-tuning, so validation mimics the test setting.
+    valid = None
+    if config.valid_fraction:
+        if not 0 < config.valid_fraction < 1:
+            raise ConfigError(f"valid_fraction must be between 0 and 1, got {config.valid_fraction}")
+        keep, held_out = stratified_split(data["train"]["label"], config.valid_fraction, config.seed)
+        valid = data["train"].select(held_out)
+        data = DatasetDict({**data, "train": data["train"].select(keep)})
+        if is_main():
+            print(f"ulmtl: {len(valid)} training texts held out for validation", flush=True)
     encoders, lm_metrics = {}, {}
     if classifier_config.strategy != "scratch":
         for direction in classifier_config.directions:
@@ -157,7 +168,8 @@ def run_recipe(config: RecipeConfig) -> dict:
             else:
                 encoders[direction] = stage1
     clf = TextClassifier(classifier_config, encoders, config.model, config.tokenizer, log_path)
-    clf.fit(data["train"])
+    valid_labels = None if valid is None else [classes[i] for i in valid["label"]]
+    clf.fit(data["train"], valid=None if valid is None else (list(valid["text"]), valid_labels))
     if is_main():
         clf.save(output / "model")
     truth = np.asarray(data["test"]["label"])
@@ -168,6 +180,8 @@ def run_recipe(config: RecipeConfig) -> dict:
               "directions": list(clf.models_), "n_train": len(data["train"]),
               "skipped_empty_rows": skipped_empty_rows(data),
               "test": classification_metrics(truth, ensemble.argmax(1), classes), "per_direction": metrics,
+              "valid": None if valid is None else classification_metrics(
+                  np.asarray(valid["label"]), clf.predict_proba(list(valid["text"])).argmax(1), classes),
               "lm_finetune": lm_metrics, "seconds": round(time.time() - started, 1),
               "config": to_dict(config)}
     if is_main():
