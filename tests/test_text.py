@@ -205,3 +205,35 @@ def test_tokens_with_spaces_are_joined_with_fastai_space_marker():
     tokens = tokenize_texts(["a\n\nb"])[0]
     assert all(" " not in token for token in tokens)
     assert tokens[0] == "xxbos" and "a" in tokens and "b" in tokens
+
+
+def _fastai_rules(text: str) -> str:
+    from ulmtl.text import PRE_RULES
+    for rule in PRE_RULES:
+        text = rule(text)
+    return text
+
+
+_WORDS = st.sampled_from(["the", "The", "THE", "A", "a", "I", "McDonald", "HELLo", "U.S.", "NASA's",
+                          "ÉCOLE", "École", "x", "!!!", "...", "a-b", "cool", "cooool", "#tag", "<br />",
+                          "&amp;", "  ", "xxmaj", "Xx", "1999", "İstanbul", "a/b"])
+_SPACES = st.sampled_from([" ", "  ", "\t", "\n", "\n\n", "\u00a0", "\u2003", " \x1c "])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_WORDS, _SPACES), max_size=25))
+def test_apply_rules_equals_fastais_rules_one_by_one_on_word_sequences(pieces):
+    text = "".join(word + space for word, space in pieces)
+    assert apply_rules(text) == _fastai_rules(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="aAbBzZ .!/#\\\t\n\u00a0\u2003&;<>-'É", max_size=80))
+def test_apply_rules_equals_fastais_rules_one_by_one_on_any_text(text):
+    assert apply_rules(text) == _fastai_rules(text)
+
+
+def test_tokens_of_repeated_texts_are_identical():
+    # The token-string cache gives the same tokens on the first and later calls.
+    texts = ["Hello WORLD, it's a  test\n\nof the cache", "xxbos again: Hello"]
+    assert tokenize_texts(texts) == tokenize_texts(texts) == [tokenize_texts([t])[0] for t in texts]
