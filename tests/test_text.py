@@ -227,6 +227,14 @@ def test_apply_rules_equals_fastais_rules_one_by_one_on_word_sequences(pieces):
     assert apply_rules(text) == _fastai_rules(text)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet="aAb .!\n\u2003\u3000é", max_size=30), min_size=1, max_size=6))
+def test_rules_on_a_batch_equal_fastais_rules_text_by_text(texts):
+    # Character repetitions are detected for the whole batch at once; no text may borrow another's.
+    from ulmtl.text import _apply_rules_batch
+    assert _apply_rules_batch(texts) == [_fastai_rules(text) for text in texts]
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet="aAbBzZ .!/#\\\t\n\u00a0\u2003&;<>-'É", max_size=80))
 def test_apply_rules_equals_fastais_rules_one_by_one_on_any_text(text):

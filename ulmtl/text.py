@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
+
 from fastai.text.core import (
     BOS, EOS, FLD, PAD, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK,
     fix_html, lowercase, replace_all_caps, replace_maj, replace_rep, replace_space,
@@ -45,7 +47,33 @@ def apply_rules(text: str) -> str:
     lowercase, leading xxbos. Same output as applying ``PRE_RULES`` one by one, about 2x faster:
     word repetitions are only searched for when two neighbouring words are equal, and both case
     rules are one pass over capitalized words (a test checks the equivalence)."""
-    text = replace_rep(fix_html(text))
+    return _rules_after_html(fix_html(text), True)
+
+
+def _apply_rules_batch(texts: list[str]) -> list[str]:
+    """:func:`apply_rules` on many texts; character repetitions are found for all of them at once."""
+    fixed = [fix_html(text) for text in texts]
+    return [_rules_after_html(text, repeats) for text, repeats in zip(fixed, _has_char_repeats(fixed))]
+
+
+_WHITESPACE = np.array([c for c in range(0x3000 + 1) if chr(c).isspace()], dtype=np.uint32)
+
+
+def _has_char_repeats(texts: list[str]) -> np.ndarray:
+    """For each text: does a non-whitespace character occur 3+ times in a row (what fastai's
+    replace_rep rewrites)? One vectorized pass over the texts joined by newlines."""
+    joined = np.frombuffer("\n".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    triple = np.flatnonzero((joined[:-2] == joined[1:-1]) & (joined[1:-1] == joined[2:]))
+    triple = triple[~np.isin(joined[triple], _WHITESPACE)]
+    ends = np.cumsum([len(text) + 1 for text in texts])
+    found = np.zeros(len(texts), dtype=bool)
+    found[np.searchsorted(ends, triple, side="right")] = True
+    return found
+
+
+def _rules_after_html(text: str, has_repeats: bool) -> str:
+    if has_repeats:
+        text = replace_rep(text)
     words = text.split()
     if any(map(str.__eq__, words, words[1:])):
         text = replace_wrep(text)
@@ -108,8 +136,12 @@ def _doc_tokens(doc) -> list[str]:
 def tokenize_texts(texts: Iterable[str], batch_size: int = 1000) -> list[list[str]]:
     """Tokenize raw strings into token lists starting with ``xxbos``."""
     tokenizer = _spacy_tokenizer().tokenizer
-    prepared = (apply_rules(str(text)) for text in texts)
-    return [_doc_tokens(doc) for doc in tokenizer.pipe(prepared, batch_size=batch_size)]
+    texts = [str(text) for text in texts]
+    tokens = []
+    for start in range(0, len(texts), batch_size):
+        prepared = _apply_rules_batch(texts[start:start + batch_size])
+        tokens.extend(_doc_tokens(doc) for doc in tokenizer.pipe(prepared, batch_size=batch_size))
+    return tokens
 
 
 def tokenize_batch(batch: dict, text_column: str = "text") -> dict:
