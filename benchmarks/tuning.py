@@ -16,6 +16,7 @@ One JSON line per run goes to benchmarks/results.jsonl; outputs go to runs/tunin
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -26,7 +27,7 @@ import torch
 
 from results_log import RESULTS, append_result
 from ulmtl.cli import parse_args
-from ulmtl.config import RecipeConfig
+from ulmtl.config import RecipeConfig, to_dict
 from ulmtl.recipe import architecture_overrides, finetuned_lm_for, run_recipe
 
 # name -> (strategy, classifier overrides). Declared before the runs.
@@ -39,6 +40,10 @@ CANDIDATES = {
     # No gradual unfreezing: all layers from the first step, discriminative LRs from 0.01, 5 epochs.
     "finetune-all-layers": ("finetune", ["--classifier.unfreeze_plan=0", "--classifier.stage_epochs=5",
                                          "--classifier.stage_lr_mult=1"]),
+    # Added in a second round, after the three candidates above had been scored on validation:
+    # scratch's schedule (all layers, one LR of 0.01, 5 epochs) from the fine-tuned LM's weights.
+    "finetune-scratch-schedule": ("finetune", ["--classifier.unfreeze_plan=0", "--classifier.stage_epochs=5",
+                                               "--classifier.stage_lr_mult=1", "--classifier.discriminative=false"]),
     # From random weights, all layers at 0.01, 5 epochs (the strategies benchmark's setting).
     "scratch-5": ("scratch", []),
 }
@@ -53,7 +58,11 @@ def run(dataset: str, name: str, overrides: list[str], args, extra: list[str], v
     config = parse_args(RecipeConfig(dataset=dataset), overrides + candidate + extra + [
         f"--classifier.strategy={strategy}", f"--seed={args.seed}", f"--output={output}",
         f"--pretrained={lm}", "--finetune_lm=false", f"--valid_fraction={args.valid_fraction if valid else 0}"])
-    result = run_recipe(config)
+    done = output / "metrics.json"
+    previous = json.loads(done.read_text()) if done.exists() else None
+    # A run already made with exactly this config is read back, not repeated (resume, or a second
+    # round of candidates).
+    result = previous if previous and previous.get("config") == to_dict(config) else run_recipe(config)
     row = {"benchmark": "tuning", "dataset": dataset, "candidate": name, "strategy": strategy,
            "phase": "select" if valid else "final", "directions": result["directions"],
            "valid_accuracy": (result["valid"] or {}).get("accuracy"),
