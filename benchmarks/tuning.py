@@ -10,7 +10,8 @@ candidates are declared here, before any result is seen.
 
 Datasets not in ``--tune`` reuse the choice made on the first tuned one (an MR grid costs hours on
 two CPU cores). ``--ensemble`` adds, for each strategy that can have it, the chosen settings with a
-forward + backward ensemble (``scratch`` needs no backward stage-1 LM; ``finetune`` does).
+forward + backward ensemble (``scratch`` needs no backward stage-1 LM; ``finetune`` does); its
+forward half is the forward-only model and is scored alone too.
 One JSON line per run goes to benchmarks/results.jsonl; outputs go to runs/tuning/.
 """
 from __future__ import annotations
@@ -116,10 +117,13 @@ def main(argv=None) -> list[dict]:
             choice = chosen
         print(f"== {dataset}: chosen on validation {choice}", flush=True)
         for strategy, name in choice.items():
-            rows.append(run(dataset, name, overrides, args, [], valid=False))
             if args.ensemble and strategy == "scratch":
+                # The forward model of an ensemble run is the forward-only run (same seed, trained
+                # first): its test accuracy is in per_direction_test.
                 rows.append(run(dataset, name, overrides, args, ["--classifier.directions=forward,backward"],
                                 valid=False))
+            else:
+                rows.append(run(dataset, name, overrides, args, [], valid=False))
     return rows
 
 
