@@ -63,7 +63,8 @@ def run(dataset: str, name: str, overrides: list[str], args, extra: list[str], v
     previous = json.loads(done.read_text()) if done.exists() else None
     # A run already made with exactly this config is read back, not repeated (resume, or a second
     # round of candidates).
-    result = previous if previous and previous.get("config") == to_dict(config) else run_recipe(config)
+    reused = bool(previous) and previous.get("config") == to_dict(config)
+    result = previous if reused else run_recipe(config)
     row = {"benchmark": "tuning", "dataset": dataset, "candidate": name, "strategy": strategy,
            "phase": "select" if valid else "final", "directions": result["directions"],
            "valid_accuracy": (result["valid"] or {}).get("accuracy"),
@@ -73,7 +74,8 @@ def run(dataset: str, name: str, overrides: list[str], args, extra: list[str], v
            "date": date.today().isoformat(),
            "hardware": f"{platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}",
            "command": "python benchmarks/tuning.py " + " ".join(args.argv), "output": str(output)}
-    append_result(args.results, row)
+    if not reused:  # its row is already in results.jsonl
+        append_result(args.results, row)
     shown = f"valid {row['valid_accuracy']}" if valid else f"test {row['test_accuracy']}"
     print(f"== {dataset} {name} {'+'.join(row['directions'])}: {shown} ({row['seconds']} s)", flush=True)
     return row
