@@ -245,3 +245,10 @@ def test_tokens_of_repeated_texts_are_identical():
     # The token-string cache gives the same tokens on the first and later calls.
     texts = ["Hello WORLD, it's a  test\n\nof the cache", "xxbos again: Hello"]
     assert tokenize_texts(texts) == tokenize_texts(texts) == [tokenize_texts([t])[0] for t in texts]
+
+
+def test_batch_rules_accept_lone_surrogates_and_find_repeats_after_them():
+    from ulmtl.text import _apply_rules_batch
+    texts = ["x\ud800aaa b", "cccc", "no repeats"]
+    assert _apply_rules_batch(texts) == [_fastai_rules(text) for text in texts]
+    assert "xxrep 3 a" in _apply_rules_batch(texts)[0]
