@@ -55,14 +55,8 @@ def encoder_flops_per_token(emb: int, hidden: int, layers: int) -> float:
 
 
 def lm_flops_per_token(emb: int, hidden: int, layers: int, vocab: int) -> float:
-    """Forward + backward (about 3x forward) multiply-adds of the LSTM layers and the decoder, x2."""
-    macs = 0
-    for layer in range(layers):
-        inputs = emb if layer == 0 else hidden
-        outputs = emb if layer == layers - 1 else hidden
-        macs += 4 * outputs * (inputs + outputs)
-    macs += emb * vocab
-    return 2 * 3 * macs
+    """Forward + backward (about 3x forward) of the LSTM layers and the decoder."""
+    return 3 * (encoder_flops_per_token(emb, hidden, layers) + 2 * emb * vocab)
 
 
 class StopAfterBatches:

@@ -54,11 +54,14 @@ def run(dataset: str, name: str, overrides: list[str], args, extra: list[str], v
     strategy, candidate = CANDIDATES[name]
     suffix = ("valid" if valid else "test") + ("-ensemble" if extra else "")
     output = Path(args.output) / f"{dataset}-{name}-{suffix}-s{args.seed}"
-    lm = finetuned_lm_for(parse_args(RecipeConfig(dataset=dataset), overrides + [f"--seed={args.seed}"]),
-                          Path(args.output) / f"{dataset}-lm-s{args.seed}")
-    config = parse_args(RecipeConfig(dataset=dataset), overrides + candidate + extra + [
+    shared_lm = []
+    if strategy != "scratch":  # scratch needs no LM; the others share one fine-tuned LM
+        lm = finetuned_lm_for(parse_args(RecipeConfig(dataset=dataset), overrides + [f"--seed={args.seed}"]),
+                              Path(args.output) / f"{dataset}-lm-s{args.seed}")
+        shared_lm = [f"--pretrained={lm}", "--finetune_lm=false"]
+    config = parse_args(RecipeConfig(dataset=dataset), overrides + candidate + extra + shared_lm + [
         f"--classifier.strategy={strategy}", f"--seed={args.seed}", f"--output={output}",
-        f"--pretrained={lm}", "--finetune_lm=false", f"--valid_fraction={args.valid_fraction if valid else 0}"])
+        f"--valid_fraction={args.valid_fraction if valid else 0}"])
     done = output / "metrics.json"
     previous = json.loads(done.read_text()) if done.exists() else None
     # A run already made with exactly this config is read back, not repeated (resume, or a second
