@@ -9,9 +9,9 @@ candidates are declared here, before any result is seen.
     python benchmarks/tuning.py --pretrained runs/lm-general-forward --datasets trec,mr --tune trec
 
 Datasets not in ``--tune`` reuse the choice made on the first tuned one (an MR grid costs hours on
-two CPU cores). ``--ensemble`` adds, for each strategy that can have it, the chosen settings with a
-forward + backward ensemble (``scratch`` needs no backward stage-1 LM; ``finetune`` does); its
-forward half is the forward-only model and is scored alone too.
+two CPU cores). ``--ensemble`` runs the chosen settings as a forward + backward ensemble (each
+direction scored alone too): always for ``scratch``, and for ``finetune`` when ``--pretrained``
+names both stage-1 LMs with a ``{direction}`` placeholder (``runs/lm-general-{direction}``).
 One JSON line per run goes to benchmarks/results.jsonl; outputs go to runs/tuning/.
 """
 from __future__ import annotations
@@ -50,15 +50,19 @@ CANDIDATES = {
 }
 
 
-def run(dataset: str, name: str, overrides: list[str], args, extra: list[str], valid: bool) -> dict:
+def run(dataset: str, name: str, overrides: list[str], args, directions: tuple[str, ...], valid: bool) -> dict:
     strategy, candidate = CANDIDATES[name]
-    suffix = ("valid" if valid else "test") + ("-ensemble" if extra else "")
+    ensemble = len(directions) > 1
+    suffix = ("valid" if valid else "test") + ("-ensemble" if ensemble else "")
     output = Path(args.output) / f"{dataset}-{name}-{suffix}-s{args.seed}"
+    extra = [f"--classifier.directions={','.join(directions)}"] if ensemble else []
     shared_lm = []
-    if strategy != "scratch":  # scratch needs no LM; the others share one fine-tuned LM
-        lm = finetuned_lm_for(parse_args(RecipeConfig(dataset=dataset), overrides + [f"--seed={args.seed}"]),
-                              Path(args.output) / f"{dataset}-lm-s{args.seed}")
-        shared_lm = [f"--pretrained={lm}", "--finetune_lm=false"]
+    if strategy != "scratch":  # scratch needs no LM; the others share one fine-tuned LM per direction
+        lm_config = parse_args(RecipeConfig(dataset=dataset), overrides + [f"--seed={args.seed}"])
+        template = str(Path(args.output) / f"{dataset}-lm-{{direction}}-s{args.seed}")
+        for direction in directions:
+            finetuned_lm_for(lm_config, template.replace("{direction}", direction), direction=direction)
+        shared_lm = [f"--pretrained={template}", "--finetune_lm=false"]
     config = parse_args(RecipeConfig(dataset=dataset), overrides + candidate + extra + shared_lm + [
         f"--classifier.strategy={strategy}", f"--seed={args.seed}", f"--output={output}",
         f"--valid_fraction={args.valid_fraction if valid else 0}"])
@@ -101,6 +105,8 @@ def main(argv=None) -> list[dict]:
     args, overrides = parser.parse_known_args(argv)
     args.argv = argv
     overrides = architecture_overrides(args.pretrained) + [f"--pretrained={args.pretrained}"] + overrides
+    # finetune / feature_extraction ensembles need a backward stage-1 LM: --pretrained with {direction}
+    backward_lm = "{direction}" in args.pretrained
     names = args.candidates.split(",")
     unknown = [n for n in names + [c for c in args.chosen.split(",") if c] if n not in CANDIDATES]
     if unknown:
@@ -108,7 +114,7 @@ def main(argv=None) -> list[dict]:
     rows, chosen = [], {CANDIDATES[n][0]: n for n in args.chosen.split(",") if n}
     for dataset in args.datasets.split(","):
         if dataset in args.tune.split(","):
-            scores = [run(dataset, name, overrides, args, [], valid=True) for name in names]
+            scores = [run(dataset, name, overrides, args, ("forward",), valid=True) for name in names]
             rows += scores
             best = {}
             for row in scores:  # first best wins a tie: the candidates are listed simplest first
@@ -122,13 +128,11 @@ def main(argv=None) -> list[dict]:
             choice = chosen
         print(f"== {dataset}: chosen on validation {choice}", flush=True)
         for strategy, name in choice.items():
-            if args.ensemble and strategy == "scratch":
-                # The forward model of an ensemble run is the forward-only run (same seed, trained
-                # first): its test accuracy is in per_direction_test.
-                rows.append(run(dataset, name, overrides, args, ["--classifier.directions=forward,backward"],
-                                valid=False))
-            else:
-                rows.append(run(dataset, name, overrides, args, [], valid=False))
+            # The forward model of an ensemble run is the forward-only run (same seed, trained
+            # first): its test accuracy is in per_direction_test.
+            ensemble = args.ensemble and (strategy == "scratch" or backward_lm)
+            rows.append(run(dataset, name, overrides, args, ("forward", "backward") if ensemble else ("forward",),
+                            valid=False))
     return rows
 
 

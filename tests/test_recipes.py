@@ -138,3 +138,18 @@ def test_recipe_uses_the_cached_stage1_lm(shared_data, tmp_path, monkeypatch):
     assert not (out / "stage1-forward").exists()  # no tiny LM was trained: the cached one served
     lm = json.loads((out / "lm-forward" / "config.json").read_text())
     assert lm["pretrained"] == "pretrain"
+
+
+def test_shared_lm_is_fine_tuned_in_the_asked_direction(shared_data, tmp_path):
+    """tuning.py shares one fine-tuned LM per direction; a backward one must come from a backward LM."""
+    from ulmtl.checkpoint import load_checkpoint
+    from ulmtl.cli import parse_args
+    from ulmtl.config import RecipeConfig
+    from ulmtl.recipe import SMOKE_RECIPE, finetuned_lm_for
+
+    config = parse_args(RecipeConfig(dataset="trec"), ["--smoke", f"--data_dir={shared_data}"], SMOKE_RECIPE)
+    template = str(tmp_path / "trec-lm-{direction}")
+    for direction in ("forward", "backward"):
+        target = finetuned_lm_for(config, template.replace("{direction}", direction), direction=direction)
+        assert load_checkpoint(target).config["direction"] == direction
+        assert load_checkpoint(tmp_path / f"stage1-{direction}").config["direction"] == direction

@@ -101,8 +101,9 @@ def resolve_pretrained(config: RecipeConfig, direction: str, data: DatasetDict, 
 
 
 def architecture_overrides(pretrained: str | Path) -> list[str]:
-    """``--model.*`` overrides that give a run (e.g. one from scratch) the stage-1 LM's size."""
-    model = load_checkpoint(pretrained).config["model"]
+    """``--model.*`` overrides that give a run (e.g. one from scratch) the stage-1 LM's size
+    (a ``{direction}`` placeholder in the path reads the forward LM)."""
+    model = load_checkpoint(str(pretrained).replace("{direction}", "forward")).config["model"]
     return [f"--model.{key}={model[key]}" for key in ("emb_size", "hidden_size", "n_layers")]
 
 
@@ -192,16 +193,17 @@ def run_recipe(config: RecipeConfig) -> dict:
     return result
 
 
-def finetuned_lm_for(config: RecipeConfig, target: str | Path, all_texts: bool = False) -> Path:
-    """Stage 2 alone: the recipe's LM fine-tuned on its task texts (or, ``all_texts``, on every
-    text of the dataset, ignoring ``max_train``), written to ``target`` once and reused after.
+def finetuned_lm_for(config: RecipeConfig, target: str | Path, all_texts: bool = False,
+                     direction: str = "forward") -> Path:
+    """Stage 2 alone: the recipe's LM (``direction``) fine-tuned on its task texts (or, ``all_texts``,
+    on every text of the dataset, ignoring ``max_train``), written to ``target`` once and reused after.
 
     Runs that differ only in the classifier can then share it: ``--pretrained=target
-    --finetune_lm=false``."""
+    --finetune_lm=false`` (with ``{direction}`` in ``target`` for a forward + backward ensemble)."""
     target = Path(target)
     if not (target / "weights.safetensors").exists():
         data = load_recipe_data(config, subset=not all_texts)
-        stage1 = resolve_pretrained(config, "forward", data, target.parent)
+        stage1 = resolve_pretrained(config, direction, data, target.parent)
         finetune_lm(data, stage1, target, replace(config.finetune, seed=config.seed), config.tokenizer)
     return target
 
