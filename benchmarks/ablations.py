@@ -4,6 +4,9 @@
         --seeds 0,1,2 [--variants lm_full,clas_freez_discr_stlr,...] [--quick] [--section.key=value ...]
     python benchmarks/ablations.py --table        # mean and std per variant from results.jsonl
 
+A run already in results.jsonl (same dataset, variant, seed, mode, stage-1 LM and extra settings) is
+skipped: run the same command again to resume an interrupted grid.
+
 Every variant is a set of config overrides on the TREC / MR recipe. Chain-thaw (Table 7) is not
 here: ulmtl unfreezes from the top down and has no "train one inner layer alone" step.
 """
@@ -17,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from results_log import RESULTS, append_result, hardware, read_results
+from results_log import RESULTS, append_result, finished_row, hardware, latest_per_run, read_results
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
 from ulmtl.recipe import architecture_overrides, finetuned_lm_for, run_recipe
@@ -59,31 +62,34 @@ def run(args, overrides: list[str]) -> None:
     size = architecture_overrides(args.pretrained)
     for dataset in args.datasets.split(","):
         for seed in [int(s) for s in args.seeds.split(",")]:
-            done: dict = {}
             for variant in args.variants.split(","):
+                key = {"dataset": dataset, "variant": variant, "seed": seed, "quick": args.quick,
+                       "pretrained": args.pretrained, "settings": overrides}
+                twin = SAME_RUN.get(variant) or next((k for k, v in SAME_RUN.items() if v == variant), None)
+                twin_row = finished_row(args.results, "ablation", {**key, "variant": twin}) if twin else None
+                if finished_row(args.results, "ablation", key):
+                    print(f"== {dataset} {variant} seed {seed}: done earlier, in {args.results}")
+                    continue
                 output = Path(args.output) / f"{dataset}-{variant}-s{seed}"
                 base = size + (QUICK if args.quick else []) + overrides + [
                     f"--seed={seed}", f"--pretrained={args.pretrained}"]
                 argv = base + VARIANTS[variant] + [f"--output={output}"]
-                if variant in SHARES_LM:
-                    argv += [f"--pretrained={shared_lm(args, dataset, seed, base)}", "--finetune_lm=false"]
-                twin = SAME_RUN.get(variant) or next((k for k, v in SAME_RUN.items() if v == variant), None)
-                if twin in done:
-                    result = done[twin]
+                if twin_row:  # the same configuration, run under the other table's name
+                    scores = {"accuracy": twin_row["accuracy"], "error": twin_row["error"]}
                 else:
+                    if variant in SHARES_LM:
+                        argv += [f"--pretrained={shared_lm(args, dataset, seed, base)}", "--finetune_lm=false"]
                     result = run_recipe(parse_args(RecipeConfig(dataset=dataset), argv))
-                done[variant] = result
-                row = {"benchmark": "ablation", "dataset": dataset, "variant": variant, "seed": seed,
-                       "accuracy": result["test"]["accuracy"], "error": result["test"]["error"],
-                       "quick": args.quick, "date": date.today().isoformat(), "hardware": hardware(),
-                       "command": "python benchmarks/ablations.py " + " ".join(sys.argv[1:])}
+                    scores = {"accuracy": result["test"]["accuracy"], "error": result["test"]["error"]}
+                row = {"benchmark": "ablation", **key, **scores, "date": date.today().isoformat(),
+                       "hardware": hardware(), "command": "python benchmarks/ablations.py " + " ".join(sys.argv[1:])}
                 append_result(args.results, row)
                 print(f"== {dataset} {variant} seed {seed}: error {row['error']}", flush=True)
 
 
 def table(results: Path, quick: bool) -> str:
     groups: dict = defaultdict(list)
-    for row in read_results(results, "ablation", quick):
+    for row in latest_per_run(read_results(results, "ablation", quick), ("dataset", "variant", "seed")):
         groups[(row["dataset"], row["variant"])].append(row["error"])
     lines = ["| dataset | variant | test error mean (std) | seeds |", "|---|---|---|---|"]
     for (dataset, variant), errors in sorted(groups.items()):

@@ -6,7 +6,9 @@ of the dataset, classifier on the few labels) and the TF-IDF / fastText baseline
         --sizes 50,100,250,500,1000,2000,all --seeds 0,1,2 [--quick] [--section.key=value ...]
     python benchmarks/learning_curves.py --plot          # table + PNG from results.jsonl only
 
-Rows go to benchmarks/results.jsonl (benchmark "learning_curve"); --plot writes
+Rows go to benchmarks/results.jsonl (benchmark "learning_curve"); a run already there (same dataset,
+size, variant, seed, mode, stage-1 LM and extra settings) is skipped, so an interrupted grid resumes
+when the same command is run again. --plot writes
 benchmarks/learning_curves.png and prints the markdown table (mean error and std over seeds).
 """
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from baselines import METHODS
-from results_log import RESULTS, append_result, hardware, read_results
+from results_log import RESULTS, append_result, finished_row, hardware, latest_per_run, read_results
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
 from ulmtl.recipe import architecture_overrides, finetuned_lm_for, load_recipe_data, run_recipe
@@ -52,6 +54,11 @@ def run(args, overrides: list[str]) -> None:
                 base = size_overrides + (QUICK if args.quick else []) + overrides + [
                     f"--max_train={n}", f"--seed={seed}", f"--pretrained={args.pretrained}"]
                 for variant in args.variants.split(","):
+                    key = {"dataset": dataset, "size": size, "variant": variant, "seed": seed, "quick": args.quick,
+                           "pretrained": args.pretrained, "settings": overrides}
+                    if finished_row(args.results, "learning_curve", key):
+                        print(f"== {dataset} size {size} {variant} seed {seed}: done earlier, in {args.results}")
+                        continue
                     output = Path(args.output) / f"{dataset}-{size}-{variant}-s{seed}"
                     argv = base + [f"--output={output}"]
                     if variant in ULMFIT_VARIANTS:
@@ -71,8 +78,7 @@ def run(args, overrides: list[str]) -> None:
                             continue
                         accuracy = round(float(np.mean(predicted == np.asarray(data["test"]["label"]))), 4)
                         n_train = len(data["train"])
-                    row = {"benchmark": "learning_curve", "dataset": dataset, "size": size, "n_train": n_train,
-                           "variant": variant, "seed": seed, "accuracy": accuracy,
+                    row = {"benchmark": "learning_curve", **key, "n_train": n_train, "accuracy": accuracy,
                            "error": round(1 - accuracy, 4), "quick": args.quick, "date": date.today().isoformat(),
                            "hardware": hardware(), "command": "python benchmarks/learning_curves.py " +
                            " ".join(sys.argv[1:])}
@@ -83,7 +89,8 @@ def run(args, overrides: list[str]) -> None:
 def plot(results: Path, quick: bool) -> str:
     """Mean (std) error per dataset, variant and training size; a PNG with one panel per dataset."""
     groups: dict = defaultdict(list)
-    for row in read_results(results, "learning_curve", quick):
+    rows = latest_per_run(read_results(results, "learning_curve", quick), ("dataset", "variant", "n_train", "seed"))
+    for row in rows:
         groups[(row["dataset"], row["variant"], row["n_train"])].append(row["error"])
     datasets = sorted({k[0] for k in groups})
     lines = ["| dataset | variant | labelled examples | test error mean (std) | seeds |", "|---|---|---|---|---|"]

@@ -23,3 +23,16 @@ def read_results(path: str | Path, benchmark: str, quick: bool | None = None) ->
     path = Path(path)
     rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     return [r for r in rows if r.get("benchmark") == benchmark and (quick is None or r.get("quick", False) == quick)]
+
+
+def finished_row(path: str | Path, benchmark: str, key: dict) -> dict | None:
+    """The latest row of ``benchmark`` whose fields equal ``key`` (a finished run, so that a long grid
+    run again resumes where it stopped instead of repeating and double-counting runs)."""
+    rows = [r for r in read_results(path, benchmark) if all(r.get(k) == v for k, v in key.items())]
+    return rows[-1] if rows else None
+
+
+def latest_per_run(rows: list[dict], fields: tuple[str, ...]) -> list[dict]:
+    """One row per distinct ``fields`` (the latest), so that a rerun replaces rather than adds a seed."""
+    latest = {tuple(str(r.get(f)) for f in fields): r for r in rows}
+    return list(latest.values())

@@ -80,3 +80,28 @@ def test_paper_table_rewrites_only_its_block(tmp_path, monkeypatch):
     text = (tmp_path / "RESULTS.md").read_text()
     assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
     assert "| trec | 3.6 | 9.0 |  | 9.0 |" in text
+
+
+def test_learning_curve_grid_resumes_without_repeating_a_finished_run(shared_data, tmp_path, monkeypatch):
+    curves = bench("learning_curves")
+    monkeypatch.setattr(curves, "architecture_overrides", lambda pretrained: [])
+    results = tmp_path / "results.jsonl"
+    argv = ["--pretrained", "lm", "--datasets", "trec", "--sizes", "50", "--seeds", "0",
+            "--variants", "tfidf_logreg", "--results", str(results), "--output", str(tmp_path / "runs"),
+            f"--data_dir={shared_data}"]
+    monkeypatch.setattr(curves, "PLOT", tmp_path / "curves.png")
+    curves.main(argv)
+    curves.main(argv)  # the same grid again: nothing to do
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["n_train"] == 50 and rows[0]["settings"] == [f"--data_dir={shared_data}"]
+    curves.main(argv[:-1] + ["--seeds", "0,1", argv[-1]])  # one more seed: only that one runs
+    assert [json.loads(line)["seed"] for line in results.read_text().splitlines()] == [0, 1]
+
+
+def test_tables_count_a_rerun_seed_once():
+    from results_log import latest_per_run
+    rows = [{"dataset": "trec", "variant": "v", "seed": 0, "error": 0.5},
+            {"dataset": "trec", "variant": "v", "seed": 0, "error": 0.3},
+            {"dataset": "trec", "variant": "v", "seed": 1, "error": 0.4}]
+    kept = latest_per_run(rows, ("dataset", "variant", "seed"))
+    assert sorted(r["error"] for r in kept) == [0.3, 0.4]
