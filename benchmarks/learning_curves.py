@@ -86,6 +86,9 @@ def run(args, overrides: list[str]) -> None:
                     print(f"== {dataset} n={n_train} {variant} seed {seed}: error {row['error']}", flush=True)
 
 
+VARIANT_ORDER = ["finetune", "semi_supervised", "feature_extraction", "scratch", "tfidf_logreg", "fasttext"]
+
+
 def plot(results: Path, quick: bool) -> str:
     """Mean (std) error per dataset, variant and training size; a PNG with one panel per dataset."""
     groups: dict = defaultdict(list)
@@ -93,10 +96,18 @@ def plot(results: Path, quick: bool) -> str:
     for row in rows:
         groups[(row["dataset"], row["variant"], row["n_train"])].append(row["error"])
     datasets = sorted({k[0] for k in groups})
-    lines = ["| dataset | variant | labelled examples | test error mean (std) | seeds |", "|---|---|---|---|---|"]
-    for key in sorted(groups):
-        errors = groups[key]
-        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {np.mean(errors):.3f} ({np.std(errors):.3f}) | {len(errors)} |")
+    lines = []
+    for dataset in datasets:  # one table per dataset: sizes down, variants across
+        variants = [v for v in VARIANT_ORDER if any(k[:2] == (dataset, v) for k in groups)]
+        lines += [f"{dataset}: test error, mean (std) over seeds [number of seeds]", "",
+                  "| labelled examples | " + " | ".join(variants) + " |", "|---" * (len(variants) + 1) + "|"]
+        for n in sorted({k[2] for k in groups if k[0] == dataset}):
+            cells = []
+            for variant in variants:
+                errors = groups.get((dataset, variant, n))
+                cells.append(f"{np.mean(errors):.3f} ({np.std(errors):.3f}) [{len(errors)}]" if errors else "")
+            lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
+        lines.append("")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -64,7 +64,8 @@ def test_learning_curve_table_and_plot(tmp_path, monkeypatch):
     results = tmp_path / "results.jsonl"
     results.write_text("".join(json.dumps(r) + "\n" for r in rows))
     table = curves.plot(results, quick=False)
-    assert "| trec | finetune | 100 | 0.400 (0.100) | 2 |" in table
+    assert "| labelled examples | finetune | scratch |" in table
+    assert "| 100 | 0.400 (0.100) [2] | 0.600 (0.000) [1] |" in table and "| 500 | 0.200 (0.000) [1] |  |" in table
     assert (tmp_path / "curves.png").stat().st_size > 1000
 
 
