@@ -65,11 +65,11 @@ def run(args, overrides: list[str]) -> None:
             for variant in args.variants.split(","):
                 key = {"dataset": dataset, "variant": variant, "seed": seed, "quick": args.quick,
                        "pretrained": args.pretrained, "settings": overrides}
-                twin = SAME_RUN.get(variant) or next((k for k, v in SAME_RUN.items() if v == variant), None)
-                twin_row = finished_row(args.results, "ablation", {**key, "variant": twin}) if twin else None
                 if finished_row(args.results, "ablation", key):
                     print(f"== {dataset} {variant} seed {seed}: done earlier, in {args.results}")
                     continue
+                twin = SAME_RUN.get(variant) or next((k for k, v in SAME_RUN.items() if v == variant), None)
+                twin_row = finished_row(args.results, "ablation", {**key, "variant": twin}) if twin else None
                 output = Path(args.output) / f"{dataset}-{variant}-s{seed}"
                 base = size + (QUICK if args.quick else []) + overrides + [
                     f"--seed={seed}", f"--pretrained={args.pretrained}"]

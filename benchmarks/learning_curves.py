@@ -79,7 +79,7 @@ def run(args, overrides: list[str]) -> None:
                         accuracy = round(float(np.mean(predicted == np.asarray(data["test"]["label"]))), 4)
                         n_train = len(data["train"])
                     row = {"benchmark": "learning_curve", **key, "n_train": n_train, "accuracy": accuracy,
-                           "error": round(1 - accuracy, 4), "quick": args.quick, "date": date.today().isoformat(),
+                           "error": round(1 - accuracy, 4), "date": date.today().isoformat(),
                            "hardware": hardware(), "command": "python benchmarks/learning_curves.py " +
                            " ".join(sys.argv[1:])}
                     append_result(args.results, row)

@@ -113,7 +113,7 @@ def main(argv=None) -> list[dict]:
     args, overrides = parser.parse_known_args(argv)
     args.argv = argv
     overrides = architecture_overrides(args.pretrained) + [f"--pretrained={args.pretrained}"] + overrides
-    # finetune / feature_extraction ensembles need a backward stage-1 LM: --pretrained with {direction}
+    # a finetune ensemble needs a backward stage-1 LM: --pretrained with {direction}
     backward_lm = "{direction}" in args.pretrained
     names = args.candidates.split(",")
     unknown = [n for n in names + [c for c in args.chosen.split(",") if c] if n not in CANDIDATES]
