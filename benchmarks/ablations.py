@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from results_log import RESULTS, append_result, finished_row, hardware, latest_per_run, read_results
+from results_log import RESULTS, append_result, finished_row, hardware, latest_per_run, read_results, run_tag
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
 from ulmtl.recipe import architecture_overrides, finetuned_lm_for, run_recipe
@@ -52,14 +52,16 @@ SHARES_LM = {v for v in VARIANTS if v.startswith("clas_") and v != "clas_scratch
 SAME_RUN = {"lm_full_discr_stlr": "clas_freez_discr_stlr"}
 
 
-def shared_lm(args, dataset: str, seed: int, base: list[str]) -> Path:
-    """The LM fine-tuned with discr + STLR that Table 7's variants share (once per dataset and seed)."""
+def shared_lm(args, dataset: str, seed: int, base: list[str], tag: str) -> Path:
+    """The LM fine-tuned with discr + STLR that Table 7's variants share (once per dataset, seed, mode
+    and settings)."""
     config = parse_args(RecipeConfig(dataset=dataset), base + [f"--output={args.output}"])
-    return finetuned_lm_for(config, Path(args.output) / f"{dataset}-lm-discr-stlr-s{seed}", all_texts=False)
+    return finetuned_lm_for(config, Path(args.output) / f"{dataset}-lm-discr-stlr{tag}-s{seed}", all_texts=False)
 
 
 def run(args, overrides: list[str]) -> None:
     size = architecture_overrides(args.pretrained)
+    tag = run_tag(overrides, args.quick)
     for dataset in args.datasets.split(","):
         for seed in [int(s) for s in args.seeds.split(",")]:
             for variant in args.variants.split(","):
@@ -70,7 +72,7 @@ def run(args, overrides: list[str]) -> None:
                     continue
                 twin = SAME_RUN.get(variant) or next((k for k, v in SAME_RUN.items() if v == variant), None)
                 twin_row = finished_row(args.results, "ablation", {**key, "variant": twin}) if twin else None
-                output = Path(args.output) / f"{dataset}-{variant}-s{seed}"
+                output = Path(args.output) / f"{dataset}-{variant}{tag}-s{seed}"
                 base = size + (QUICK if args.quick else []) + overrides + [
                     f"--seed={seed}", f"--pretrained={args.pretrained}"]
                 argv = base + VARIANTS[variant] + [f"--output={output}"]
@@ -78,7 +80,7 @@ def run(args, overrides: list[str]) -> None:
                     scores = {"accuracy": twin_row["accuracy"], "error": twin_row["error"]}
                 else:
                     if variant in SHARES_LM:
-                        argv += [f"--pretrained={shared_lm(args, dataset, seed, base)}", "--finetune_lm=false"]
+                        argv += [f"--pretrained={shared_lm(args, dataset, seed, base, tag)}", "--finetune_lm=false"]
                     result = run_recipe(parse_args(RecipeConfig(dataset=dataset), argv))
                     scores = {"accuracy": result["test"]["accuracy"], "error": result["test"]["error"]}
                 row = {"benchmark": "ablation", **key, **scores, "date": date.today().isoformat(),

@@ -8,8 +8,10 @@ of the dataset, classifier on the few labels) and the TF-IDF / fastText baseline
 
 Rows go to benchmarks/results.jsonl (benchmark "learning_curve"); a run already there (same dataset,
 size, variant, seed, mode, stage-1 LM and extra settings) is skipped, so an interrupted grid resumes
-when the same command is run again. --plot writes
-benchmarks/learning_curves.png and prints the markdown table (mean error and std over seeds).
+when the same command is run again. Extra ``--classifier.*`` / ``--finetune.*`` settings make a
+separate curve (its own output folders and shared LM, its own table, marked #1, #2... in the plot);
+the baselines do not read them, so their rows are shared by every curve. --plot writes
+benchmarks/learning_curves.png and prints the markdown tables (mean error and std over seeds).
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from baselines import METHODS
-from results_log import RESULTS, append_result, finished_row, hardware, latest_per_run, read_results
+from results_log import (RESULTS, append_result, finished_row, hardware, latest_per_run, read_results, run_tag,
+                         training_settings)
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
 from ulmtl.recipe import architecture_overrides, finetuned_lm_for, load_recipe_data, run_recipe
@@ -37,16 +40,17 @@ ULMFIT_VARIANTS = {
 }
 
 
-def shared_lm(args, dataset: str, seed: int, base: list[str]) -> Path:
+def shared_lm(args, dataset: str, seed: int, base: list[str], tag: str) -> Path:
     """The LM fine-tuned on every text of the dataset (labels unused): the same for every number of
-    labels, so it is fine-tuned once per dataset and seed and reused (the semi-supervised setting,
-    and plain fine-tuning when all labels are used, whose LM texts are the same)."""
+    labels, so it is fine-tuned once per dataset, seed and settings and reused (the semi-supervised
+    setting, and plain fine-tuning when all labels are used, whose LM texts are the same)."""
     config = parse_args(RecipeConfig(dataset=dataset), base + [f"--output={args.output}"])
-    return finetuned_lm_for(config, Path(args.output) / f"{dataset}-lm-all-s{seed}", all_texts=True)
+    return finetuned_lm_for(config, Path(args.output) / f"{dataset}-lm-all{tag}-s{seed}", all_texts=True)
 
 
 def run(args, overrides: list[str]) -> None:
     size_overrides = architecture_overrides(args.pretrained)
+    tag = run_tag(overrides, args.quick)
     for dataset in args.datasets.split(","):
         for size in args.sizes.split(","):
             for seed in [int(s) for s in args.seeds.split(",")]:
@@ -54,17 +58,20 @@ def run(args, overrides: list[str]) -> None:
                 base = size_overrides + (QUICK if args.quick else []) + overrides + [
                     f"--max_train={n}", f"--seed={seed}", f"--pretrained={args.pretrained}"]
                 for variant in args.variants.split(","):
+                    # The baselines do not read training settings: one row serves every curve.
+                    settings = overrides if variant in ULMFIT_VARIANTS else \
+                        [o for o in overrides if o not in training_settings(overrides)]
                     key = {"dataset": dataset, "size": size, "variant": variant, "seed": seed, "quick": args.quick,
-                           "pretrained": args.pretrained, "settings": overrides}
+                           "pretrained": args.pretrained, "settings": settings}
                     if finished_row(args.results, "learning_curve", key):
                         print(f"== {dataset} size {size} {variant} seed {seed}: done earlier, in {args.results}")
                         continue
-                    output = Path(args.output) / f"{dataset}-{size}-{variant}-s{seed}"
+                    output = Path(args.output) / f"{dataset}-{size}-{variant}{tag}-s{seed}"
                     argv = base + [f"--output={output}"]
                     if variant in ULMFIT_VARIANTS:
                         extra = list(ULMFIT_VARIANTS[variant])
                         if variant == "semi_supervised" or (variant == "finetune" and n == 0):
-                            lm = shared_lm(args, dataset, seed, base)
+                            lm = shared_lm(args, dataset, seed, base, tag)
                             extra = ["--classifier.strategy=finetune", f"--pretrained={lm}", "--finetune_lm=false"]
                         config = parse_args(RecipeConfig(dataset=dataset), argv + extra)
                         result = run_recipe(config)
@@ -89,35 +96,61 @@ def run(args, overrides: list[str]) -> None:
 VARIANT_ORDER = ["finetune", "semi_supervised", "feature_extraction", "scratch", "tfidf_logreg", "fasttext"]
 
 
-def plot(results: Path, quick: bool) -> str:
-    """Mean (std) error per dataset, variant and training size; a PNG with one panel per dataset."""
-    groups: dict = defaultdict(list)
-    rows = latest_per_run(read_results(results, "learning_curve", quick), ("dataset", "variant", "n_train", "seed"))
+def curve_names(rows: list[dict]) -> dict[tuple[str, ...], str]:
+    """Training settings -> curve suffix: "" for the defaults, then " #1", " #2"... in order of appearance."""
+    names: dict[tuple[str, ...], str] = {(): ""}
     for row in rows:
-        groups[(row["dataset"], row["variant"], row["n_train"])].append(row["error"])
+        settings = tuple(training_settings(row.get("settings", [])))
+        names.setdefault(settings, f" #{len(names)}")
+    return names
+
+
+def plot(results: Path, quick: bool) -> str:
+    """Mean (std) error per dataset, curve (variant and training settings) and training size: one
+    markdown table per dataset and settings (the baselines, which ignore training settings, in
+    every one), and a PNG with one panel per dataset."""
+    rows = read_results(results, "learning_curve", quick)
+    for row in rows:
+        row["_settings"] = tuple(training_settings(row.get("settings", [])))
+    rows = latest_per_run(rows, ("dataset", "variant", "_settings", "n_train", "seed"))
+    names = curve_names(rows)
+    groups: dict = defaultdict(list)  # (dataset, settings, variant, n_train) -> errors
+    for row in rows:
+        groups[(row["dataset"], row["_settings"], row["variant"], row["n_train"])].append(row["error"])
     datasets = sorted({k[0] for k in groups})
     lines = []
-    for dataset in datasets:  # one table per dataset: sizes down, variants across
-        variants = [v for v in VARIANT_ORDER if any(k[:2] == (dataset, v) for k in groups)]
-        lines += [f"{dataset}: test error, mean (std) over seeds [number of seeds]", "",
-                  "| labelled examples | " + " | ".join(variants) + " |", "|---" * (len(variants) + 1) + "|"]
-        for n in sorted({k[2] for k in groups if k[0] == dataset}):
-            cells = []
-            for variant in variants:
-                errors = groups.get((dataset, variant, n))
-                cells.append(f"{np.mean(errors):.3f} ({np.std(errors):.3f}) [{len(errors)}]" if errors else "")
-            lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
-        lines.append("")
+    for dataset in datasets:  # one table per dataset and settings: sizes down, variants across
+        for settings, name in names.items():
+            own = [v for v in VARIANT_ORDER if any(k[:3] == (dataset, settings, v) for k in groups)]
+            if not own:
+                continue
+            baselines = [v for v in VARIANT_ORDER if v in METHODS and v not in own and
+                         any(k[:3] == (dataset, (), v) for k in groups)] if settings else []
+            variants = own + baselines
+            title = f"{dataset}{name}: test error, mean (std) over seeds [number of seeds]"
+            if settings:
+                title += "; ulmtl variants trained with " + " ".join(f"`{o}`" for o in settings)
+            lines += [title, "", "| labelled examples | " + " | ".join(variants) + " |",
+                      "|---" * (len(variants) + 1) + "|"]
+            for n in sorted({k[3] for k in groups if k[:2] == (dataset, settings)}):
+                cells = []
+                for variant in variants:
+                    errors = groups.get((dataset, settings if variant in own else (), variant, n))
+                    cells.append(f"{np.mean(errors):.3f} ({np.std(errors):.3f}) [{len(errors)}]" if errors else "")
+                lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
+            lines.append("")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, max(len(datasets), 1), figsize=(6 * max(len(datasets), 1), 4), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
-        for variant in sorted({k[1] for k in groups if k[0] == dataset}):
-            sizes = sorted(k[2] for k in groups if k[0] == dataset and k[1] == variant)
-            means = [np.mean(groups[(dataset, variant, n)]) for n in sizes]
-            stds = [np.std(groups[(dataset, variant, n)]) for n in sizes]
-            ax.errorbar(sizes, means, yerr=stds, marker="o", capsize=3, label=variant)
+        for settings, name in names.items():
+            for variant in [v for v in VARIANT_ORDER if any(k[:3] == (dataset, settings, v) for k in groups)]:
+                sizes = sorted(k[3] for k in groups if k[:3] == (dataset, settings, variant))
+                means = [np.mean(groups[(dataset, settings, variant, n)]) for n in sizes]
+                stds = [np.std(groups[(dataset, settings, variant, n)]) for n in sizes]
+                ax.errorbar(sizes, means, yerr=stds, marker="o", capsize=3, label=variant + name,
+                            linestyle="--" if settings else "-")
         ax.set_xscale("log")
         ax.set_xlabel("labelled training examples")
         ax.set_ylabel("test error")

@@ -1,6 +1,7 @@
 """benchmarks/results.jsonl: one JSON object per run, appended by every benchmark script."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -36,3 +37,19 @@ def latest_per_run(rows: list[dict], fields: tuple[str, ...]) -> list[dict]:
     """One row per distinct ``fields`` (the latest), so that a rerun replaces rather than adds a seed."""
     latest = {tuple(str(r.get(f)) for f in fields): r for r in rows}
     return list(latest.values())
+
+
+TRAINING_PREFIXES = ("--classifier.", "--finetune.")
+
+
+def training_settings(overrides: list[str]) -> list[str]:
+    """The overrides that change how the LM or the classifier trains (not where data is read from)."""
+    return [o for o in overrides if o.startswith(TRAINING_PREFIXES)]
+
+
+def run_tag(overrides: list[str], quick: bool) -> str:
+    """A folder suffix naming a grid's mode and training settings ("" for the full mode's defaults),
+    so that grids with other settings never reuse each other's outputs or shared LMs."""
+    settings = training_settings(overrides)
+    return ("-quick" if quick else "") + \
+        ("-" + hashlib.sha1(" ".join(settings).encode()).hexdigest()[:8] if settings else "")

@@ -67,6 +67,33 @@ def test_learning_curve_table_and_plot(tmp_path, monkeypatch):
     assert "| labelled examples | finetune | scratch |" in table
     assert "| 100 | 0.400 (0.100) [2] | 0.600 (0.000) [1] |" in table and "| 500 | 0.200 (0.000) [1] |  |" in table
     assert (tmp_path / "curves.png").stat().st_size > 1000
+    assert "#1" not in table
+
+
+def test_a_curve_with_other_training_settings_gets_its_own_table_beside_the_baselines(tmp_path, monkeypatch):
+    curves = bench("learning_curves")
+    monkeypatch.setattr(curves, "PLOT", tmp_path / "curves.png")
+    other = ["--classifier.stage_epochs=5", "--data_dir=/elsewhere"]
+    rows = [{"benchmark": "learning_curve", "dataset": "trec", "variant": v, "n_train": 100, "seed": 0,
+             "error": e, "quick": False, "settings": settings} for v, e, settings in
+            [("finetune", 0.5, []), ("tfidf_logreg", 0.4, []), ("finetune", 0.3, other)]]
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = curves.plot(results, quick=False)
+    default, tuned = table.split("trec #1")
+    assert "| 100 | 0.500 (0.000) [1] | 0.400 (0.000) [1] |" in default
+    assert "`--classifier.stage_epochs=5`" in tuned and "/elsewhere" not in tuned
+    assert "| labelled examples | finetune | tfidf_logreg |" in tuned  # the shared baseline row, beside it
+    assert "| 100 | 0.300 (0.000) [1] | 0.400 (0.000) [1] |" in tuned
+
+
+def test_grids_with_other_modes_or_settings_use_other_folders():
+    from results_log import run_tag
+    assert run_tag([], quick=False) == "" and run_tag(["--data_dir=/x"], quick=False) == ""
+    assert run_tag([], quick=True) == "-quick"
+    tags = {run_tag(["--classifier.stage_epochs=5"], False), run_tag(["--classifier.stage_epochs=4"], False),
+            run_tag(["--finetune.epochs=4"], False), run_tag(["--finetune.epochs=4"], True)}
+    assert len(tags) == 4 and "" not in tags
 
 
 def test_paper_table_rewrites_only_its_block(tmp_path, monkeypatch):
@@ -97,6 +124,8 @@ def test_learning_curve_grid_resumes_without_repeating_a_finished_run(shared_dat
     assert len(rows) == 1 and rows[0]["n_train"] == 50 and rows[0]["settings"] == [f"--data_dir={shared_data}"]
     curves.main(argv[:-1] + ["--seeds", "0,1", argv[-1]])  # one more seed: only that one runs
     assert [json.loads(line)["seed"] for line in results.read_text().splitlines()] == [0, 1]
+    curves.main(argv + ["--classifier.stage_epochs=5"])  # a baseline ignores classifier settings: no rerun
+    assert len(results.read_text().splitlines()) == 2
 
 
 def test_tables_count_a_rerun_seed_once():

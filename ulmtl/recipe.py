@@ -201,7 +201,15 @@ def finetuned_lm_for(config: RecipeConfig, target: str | Path, all_texts: bool =
     Runs that differ only in the classifier can then share it: ``--pretrained=target
     --finetune_lm=false`` (with ``{direction}`` in ``target`` for a forward + backward ensemble)."""
     target = Path(target)
-    if not (target / "weights.safetensors").exists():
+    asked = json.loads(json.dumps(to_dict(replace(config.finetune, seed=config.seed))))
+    if (target / "weights.safetensors").exists():
+        saved = json.loads((target / "config.json").read_text()) if (target / "config.json").exists() else {}
+        differing = sorted(k for k in asked if saved.get("finetune", {}).get(k) != asked[k])
+        if differing or saved.get("direction") != direction:
+            raise ConfigError(f"{target} holds an LM fine-tuned with other settings (direction "
+                              f"{saved.get('direction')!r}, different finetune fields: {differing}); asked for "
+                              f"{direction}: remove that folder or give another one")
+    else:
         data = load_recipe_data(config, subset=not all_texts)
         stage1 = resolve_pretrained(config, direction, data, target.parent)
         finetune_lm(data, stage1, target, replace(config.finetune, seed=config.seed), config.tokenizer)
