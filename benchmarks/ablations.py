@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from results_log import RESULTS, append_result, finished_row, hardware, latest_per_run, read_results, run_tag
+from results_log import (RESULTS, append_result, finished_row, hardware, latest_per_run, read_results, run_tag,
+                         training_settings)
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
 from ulmtl.recipe import architecture_overrides, finetuned_lm_for, run_recipe
@@ -90,12 +91,18 @@ def run(args, overrides: list[str]) -> None:
 
 
 def table(results: Path, quick: bool) -> str:
+    """Mean (std) test error per dataset, variant and extra training settings (a run with other
+    ``--classifier.*`` / ``--finetune.*`` settings is its own row, never mixed into the defaults)."""
     groups: dict = defaultdict(list)
-    for row in latest_per_run(read_results(results, "ablation", quick), ("dataset", "variant", "seed")):
-        groups[(row["dataset"], row["variant"])].append(row["error"])
-    lines = ["| dataset | variant | test error mean (std) | seeds |", "|---|---|---|---|"]
-    for (dataset, variant), errors in sorted(groups.items()):
-        lines.append(f"| {dataset} | {variant} | {np.mean(errors):.3f} ({np.std(errors):.3f}) | {len(errors)} |")
+    rows = read_results(results, "ablation", quick)
+    for row in rows:
+        row["_settings"] = " ".join(training_settings(row.get("settings", []))) or "defaults"
+    for row in latest_per_run(rows, ("dataset", "variant", "_settings", "seed")):
+        groups[(row["dataset"], row["_settings"] != "defaults", row["_settings"], row["variant"])].append(row["error"])
+    lines = ["| dataset | variant | settings | test error mean (std) | seeds |", "|---|---|---|---|---|"]
+    for (dataset, _, settings, variant), errors in sorted(groups.items()):
+        lines.append(f"| {dataset} | {variant} | {settings} | {np.mean(errors):.3f} ({np.std(errors):.3f}) "
+                     f"| {len(errors)} |")
     return "\n".join(lines)
 
 

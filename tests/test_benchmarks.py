@@ -128,6 +128,18 @@ def test_learning_curve_grid_resumes_without_repeating_a_finished_run(shared_dat
     assert len(results.read_text().splitlines()) == 2
 
 
+def test_ablation_table_keeps_runs_with_other_settings_apart(tmp_path):
+    ablations = bench("ablations")
+    rows = [{"benchmark": "ablation", "dataset": "trec", "variant": "lm_none", "seed": s, "error": e, "quick": False,
+             "settings": settings} for s, e, settings in
+            [(0, 0.2, []), (1, 0.4, ["--data_dir=/x"]), (0, 0.9, ["--finetune.epochs=4"])]]
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lines = ablations.table(results, quick=False).splitlines()
+    assert lines[2:] == ["| trec | lm_none | defaults | 0.300 (0.100) | 2 |",
+                         "| trec | lm_none | --finetune.epochs=4 | 0.900 (0.000) | 1 |"]
+
+
 def test_tables_count_a_rerun_seed_once():
     from results_log import latest_per_run
     rows = [{"dataset": "trec", "variant": "v", "seed": 0, "error": 0.5},
