@@ -150,7 +150,7 @@ def plot(results: Path, quick: bool) -> str:
                 means = [np.mean(groups[(dataset, settings, variant, n)]) for n in sizes]
                 stds = [np.std(groups[(dataset, settings, variant, n)]) for n in sizes]
                 ax.errorbar(sizes, means, yerr=stds, marker="o", capsize=3, label=variant + name,
-                            linestyle="--" if settings else "-")
+                            color=f"C{VARIANT_ORDER.index(variant)}", linestyle="--" if settings else "-")
         ax.set_xscale("log")
         ax.set_xlabel("labelled training examples")
         ax.set_ylabel("test error")
