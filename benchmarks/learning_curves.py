@@ -68,7 +68,14 @@ def run(args, overrides: list[str]) -> None:
                         continue
                     output = Path(args.output) / f"{dataset}-{size}-{variant}{tag}-s{seed}"
                     argv = base + [f"--output={output}"]
-                    if variant in ULMFIT_VARIANTS:
+                    # With all labels, finetune and semi_supervised are one configuration (the LM on
+                    # every text, the classifier on every label): run once, reported under both names.
+                    twin = {"finetune": "semi_supervised", "semi_supervised": "finetune"}.get(variant)
+                    twin_row = finished_row(args.results, "learning_curve", {**key, "variant": twin}) \
+                        if twin and n == 0 else None
+                    if twin_row:
+                        accuracy, n_train = twin_row["accuracy"], twin_row["n_train"]
+                    elif variant in ULMFIT_VARIANTS:
                         extra = list(ULMFIT_VARIANTS[variant])
                         if variant == "semi_supervised" or (variant == "finetune" and n == 0):
                             lm = shared_lm(args, dataset, seed, base, tag)
@@ -86,7 +93,8 @@ def run(args, overrides: list[str]) -> None:
                         accuracy = round(float(np.mean(predicted == np.asarray(data["test"]["label"]))), 4)
                         n_train = len(data["train"])
                     row = {"benchmark": "learning_curve", **key, "n_train": n_train, "accuracy": accuracy,
-                           "error": round(1 - accuracy, 4), "date": date.today().isoformat(),
+                           "error": round(1 - accuracy, 4), "same_run_as": twin if twin_row else None,
+                           "date": date.today().isoformat(),
                            "hardware": hardware(), "command": "python benchmarks/learning_curves.py " +
                            " ".join(sys.argv[1:])}
                     append_result(args.results, row)

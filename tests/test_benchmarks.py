@@ -140,6 +140,23 @@ def test_ablation_table_keeps_runs_with_other_settings_apart(tmp_path):
                          "| trec | lm_none | --finetune.epochs=4 | 0.900 (0.000) | 1 |"]
 
 
+def test_with_all_labels_semi_supervised_reuses_the_finetune_run(shared_data, tmp_path, monkeypatch):
+    curves = bench("learning_curves")
+    monkeypatch.setattr(curves, "architecture_overrides", lambda pretrained: [])
+    monkeypatch.setattr(curves, "PLOT", tmp_path / "curves.png")
+    monkeypatch.setattr(curves, "run_recipe", lambda config: pytest.fail("the same configuration ran twice"))
+    results = tmp_path / "results.jsonl"
+    settings = [f"--data_dir={shared_data}"]
+    results.write_text(json.dumps({"benchmark": "learning_curve", "dataset": "trec", "size": "all",
+                                   "variant": "finetune", "seed": 0, "quick": False, "pretrained": "lm",
+                                   "settings": settings, "n_train": 5452, "accuracy": 0.8, "error": 0.2}) + "\n")
+    curves.main(["--pretrained", "lm", "--datasets", "trec", "--sizes", "all", "--seeds", "0", "--variants",
+                 "finetune,semi_supervised", "--results", str(results), "--output", str(tmp_path / "runs")] + settings)
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [(r["variant"], r["error"], r.get("same_run_as")) for r in rows] == \
+        [("finetune", 0.2, None), ("semi_supervised", 0.2, "finetune")]
+
+
 def test_tables_count_a_rerun_seed_once():
     from results_log import latest_per_run
     rows = [{"dataset": "trec", "variant": "v", "seed": 0, "error": 0.5},
