@@ -7,8 +7,8 @@
 A run already in results.jsonl (same dataset, variant, seed, mode, stage-1 LM and extra settings) is
 skipped: run the same command again to resume an interrupted grid.
 
-Every variant is a set of config overrides on the TREC / MR recipe. Chain-thaw (Table 7) is not
-here: ulmtl unfreezes from the top down and has no "train one inner layer alone" step.
+Every variant is a set of config overrides on the TREC / MR recipe. Like Table 7's other rows
+without "discr" or "stlr", chain-thaw trains with one constant LR for every group.
 """
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ VARIANTS = {
     "clas_last": ["--classifier.strategy=feature_extraction"],
     "clas_full": ["--classifier.unfreeze_plan=0,0,0,0", "--classifier.discriminative=false"] + CONSTANT_CLASSIFIER,
     "clas_full_discr": ["--classifier.unfreeze_plan=0,0,0,0"] + CONSTANT_CLASSIFIER,
+    "clas_chain_thaw": ["--classifier.unfreezing=chain_thaw", "--classifier.discriminative=false"] + CONSTANT_CLASSIFIER,
     "clas_freez": ["--classifier.discriminative=false"] + CONSTANT_CLASSIFIER,
     "clas_freez_discr": CONSTANT_CLASSIFIER,
     "clas_freez_stlr": ["--classifier.discriminative=false"],

@@ -26,6 +26,8 @@ def test_every_ablation_variant_is_a_valid_config(variant):
         assert config.classifier.schedule == "constant"
     if variant == "lm_none":
         assert config.finetune_lm is False
+    if variant == "clas_chain_thaw":
+        assert config.classifier.unfreezing == "chain_thaw" and not config.classifier.discriminative
 
 
 def test_learning_curve_variants_and_quick_settings_are_valid_configs():

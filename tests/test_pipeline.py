@@ -160,6 +160,54 @@ def test_feature_extraction_keeps_encoder_frozen_and_scratch_trains_all(stage2):
     assert any(n.startswith("0.module.encoder") for n in all_stage["trainable_params"])
 
 
+def test_chain_thaw_trains_the_head_then_one_group_at_a_time_then_all(stage2):
+    texts, labels = synthetic(120, seed=4)
+    config = small_classifier_config(unfreezing="chain_thaw", discriminative=False, chain_thaw_epochs=1,
+                                     chain_thaw_lr_mult=0.05, stage_lr_mult=(1.0, 1.0, 1.0, 0.1))
+    history = TextClassifier(config, encoders=stage2[0], verbose=False).fit(texts, labels).history_["forward"]
+    assert [h["groups"] for h in history] == [[3], [0], [1], [2], [0, 1, 2, 3]]
+    assert [h["epochs"] for h in history] == [1, 1, 1, 1, 2]
+    assert np.allclose([h["peak_lrs"] for h in history], [[0.02] * 4] + [[0.001] * 4] * 3 + [[0.002] * 4])
+    bottom, top_lstm = set(history[1]["trainable_params"]), set(history[3]["trainable_params"])
+    assert any(n.startswith("0.module.encoder") for n in bottom)
+    assert not any(n.startswith("0.module.rnns") for n in bottom)
+    assert any(n.startswith("0.module.rnns.1.") for n in top_lstm)
+    assert not any(n.startswith(("0.module.encoder", "0.module.rnns.0.")) for n in top_lstm)
+    # The head's linear weights rest while a lower group trains (fastai keeps BatchNorm trainable).
+    head_linear = {n for n in history[0]["trainable_params"] if n.endswith(".weight")} - bottom
+    assert head_linear
+
+
+def test_a_group_frozen_after_training_stays_put():
+    """fastai zeroes gradients rather than dropping them: without dropping them, Adam's weight decay
+    (and momentum) would keep moving a group after it is frozen."""
+    from types import SimpleNamespace
+
+    from fastai.optimizer import Adam
+
+    from ulmtl.training import train_only_groups
+
+    lower, upper = torch.nn.Linear(3, 3), torch.nn.Linear(3, 1)
+    learn = SimpleNamespace(opt=Adam([list(lower.parameters()), list(upper.parameters())], lr=0.1, wd=0.1))
+    x = torch.randn(8, 3)
+
+    def step():
+        upper(lower(x)).pow(2).mean().backward()
+        learn.opt.step()
+        learn.opt.zero_grad()
+
+    train_only_groups(learn, [1])
+    step()
+    assert not lower.weight.requires_grad and upper.weight.requires_grad
+    train_only_groups(learn, [0])
+    before = upper.weight.detach().clone()
+    lower_before = lower.weight.detach().clone()
+    step()
+    step()
+    assert torch.equal(upper.weight.detach(), before)
+    assert not torch.equal(lower.weight.detach(), lower_before)
+
+
 def test_classifier_learns_and_round_trips(stage2, tmp_path):
     texts, labels = synthetic(400, seed=5)
     test_texts, test_labels = synthetic(100, seed=6)

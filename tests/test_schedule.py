@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ulmtl.schedule import (
-    discriminative_lrs, schedule_value, slanted_triangular, slanted_triangular_at_step,
+    chain_thaw_stages, discriminative_lrs, schedule_value, slanted_triangular, slanted_triangular_at_step,
     unfreezing_stages,
 )
 
@@ -77,6 +77,13 @@ def test_unfreezing_stages():
     assert unfreezing_stages((9,), 4) == [4]
     with pytest.raises(ValueError):
         unfreezing_stages((1, -1), 4)
+
+
+def test_chain_thaw_stages_train_the_head_then_each_group_from_the_bottom_then_all():
+    assert chain_thaw_stages(4) == [(3,), (0,), (1,), (2,), (0, 1, 2, 3)]
+    assert chain_thaw_stages(2) == [(1,), (0,), (0, 1)]
+    with pytest.raises(ValueError):
+        chain_thaw_stages(0)
 
 
 def test_schedule_value_names():

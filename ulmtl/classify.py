@@ -26,14 +26,15 @@ from ulmtl.distributed import world
 from ulmtl.loaders import ClassificationLoader
 from ulmtl.lstm import autocast, resolve_precision, use_autocast_lstm
 from ulmtl.model import build_classifier, classifier_layer_groups, encoder_state, load_encoder
-from ulmtl.schedule import discriminative_lrs, unfreezing_stages
+from ulmtl.schedule import chain_thaw_stages, discriminative_lrs, unfreezing_stages
 from ulmtl.text import Vocab, tokenize_texts
 from ulmtl.training import (
-    ScheduledLR, TrainingLog, freeze_top, group_lrs, make_learner, prepare_torch, set_seed,
+    ScheduledLR, TrainingLog, group_lrs, train_only_groups, make_learner, prepare_torch, set_seed,
 )
 
 STRATEGIES = ("finetune", "feature_extraction", "scratch")
 DIRECTIONS = ("forward", "backward")
+UNFREEZING = ("gradual", "chain_thaw")
 
 
 class SkipValidation(Callback):
@@ -111,6 +112,10 @@ class TextClassifier:
         if len(config.unfreeze_plan) != len(config.stage_epochs) or \
                 len(config.stage_epochs) != len(config.stage_lr_mult):
             raise ConfigError("classifier.unfreeze_plan, stage_epochs and stage_lr_mult need one entry per stage")
+        if config.unfreezing not in UNFREEZING:
+            raise ConfigError(f"classifier.unfreezing must be one of {UNFREEZING}, got {config.unfreezing!r}")
+        if config.chain_thaw_epochs < 1:
+            raise ConfigError(f"classifier.chain_thaw_epochs must be at least 1, got {config.chain_thaw_epochs}")
 
     def _encoder_paths(self) -> dict:
         if self.config.strategy == "scratch":
@@ -211,14 +216,14 @@ class TextClassifier:
             learn.add_cb(SkipValidation())
         history = []
         for trainable, epochs, max_lrs in self.training_plan(len(learn.opt.param_lists)):
-            freeze_top(learn, trainable)
+            train_only_groups(learn, trainable)
             schedule = ScheduledLR(max_lrs, config.schedule, config.cut_frac, config.ratio)
             log = TrainingLog(self.log_path, every=50, label=f"classifier-{direction}")
             if not self.verbose:
                 log.write = lambda record: None
             learn.fit(epochs, cbs=[schedule, log])
             history.append({
-                "trainable_groups": trainable, "epochs": epochs, "peak_lrs": [float(x) for x in max_lrs],
+                "trainable_groups": len(trainable), "groups": list(trainable), "epochs": epochs, "peak_lrs": [float(x) for x in max_lrs],
                 "final_lrs": [float(x) for x in group_lrs(learn)],
                 "trainable_params": [n for n, p in learn.model.named_parameters() if p.requires_grad],
             })
@@ -228,21 +233,28 @@ class TextClassifier:
         self.model_configs_[direction] = model_config
         self.history_[direction] = history
 
-    def training_plan(self, n_groups: int) -> list[tuple[int, int, list[float]]]:
-        """(trainable top groups, epochs, peak LR per group) for each stage of training."""
+    def training_plan(self, n_groups: int) -> list[tuple[tuple[int, ...], int, list[float]]]:
+        """(trainable layer groups, bottom group = 0; epochs; peak LR per group) for each stage."""
         config = self.config
         total_epochs = sum(config.stage_epochs)
+        everything = tuple(range(n_groups))
         if config.strategy == "feature_extraction":
-            return [(1, total_epochs, [config.lr * config.stage_lr_mult[0]] * n_groups)]
+            return [((n_groups - 1,), total_epochs, [config.lr * config.stage_lr_mult[0]] * n_groups)]
         if config.strategy == "scratch":
-            return [(n_groups, total_epochs, [config.lr] * n_groups)]
+            return [(everything, total_epochs, [config.lr] * n_groups)]
+        if config.unfreezing == "chain_thaw":
+            stages = chain_thaw_stages(n_groups)
+            epochs = [config.stage_epochs[0]] + [config.chain_thaw_epochs] * (len(stages) - 2) + [config.stage_epochs[-1]]
+            mults = [config.stage_lr_mult[0]] + [config.chain_thaw_lr_mult] * (len(stages) - 2) + [config.stage_lr_mult[-1]]
+        else:
+            stages = [everything[n_groups - k:] for k in unfreezing_stages(config.unfreeze_plan, n_groups)]
+            epochs, mults = config.stage_epochs, config.stage_lr_mult
         plan = []
-        for trainable, epochs, mult in zip(unfreezing_stages(config.unfreeze_plan, n_groups),
-                                           config.stage_epochs, config.stage_lr_mult):
+        for trainable, stage_epochs, mult in zip(stages, epochs, mults):
             peak = config.lr * mult
             lrs = discriminative_lrs(peak, n_groups, config.lr_decay) if config.discriminative \
                 else [peak] * n_groups
-            plan.append((trainable, epochs, lrs))
+            plan.append((trainable, stage_epochs, lrs))
         return plan
 
     # ------------------------------------------------------------------ predicting

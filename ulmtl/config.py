@@ -129,11 +129,17 @@ class ClassifierConfig:
     weight_decay: float = 0.01
     ar_alpha: float = 2.0
     tar_beta: float = 1.0
+    # "gradual": unfreeze from the top down, following unfreeze_plan. "chain_thaw" (Felbo et al.
+    # 2017): the head alone (stage_epochs[0], stage_lr_mult[0]), then each lower group alone from the
+    # bottom up (chain_thaw_epochs, chain_thaw_lr_mult each), then all groups (the last entries).
+    unfreezing: str = "gradual"
     # Gradual unfreezing: number of top layer groups trainable in each stage (0 = all).
     unfreeze_plan: tuple[int, ...] = (1, 2, 3, 0)
     # Epochs and peak learning-rate multiplier (of ``lr``) for each unfreezing stage.
     stage_epochs: tuple[int, ...] = (1, 1, 1, 2)
     stage_lr_mult: tuple[float, ...] = (2.0, 1.0, 0.5, 0.1)
+    chain_thaw_epochs: int = 1
+    chain_thaw_lr_mult: float = 0.1
     clip: float = 0.0
     seed: int = 42
 

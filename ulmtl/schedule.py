@@ -68,3 +68,14 @@ def unfreezing_stages(plan: tuple[int, ...], n_groups: int) -> list[int]:
             raise ValueError(f"unfreeze plan entries must be >= 0, got {k}")
         stages.append(n_groups if k == 0 else min(k, n_groups))
     return stages
+
+
+def chain_thaw_stages(n_groups: int) -> list[tuple[int, ...]]:
+    """Chain-thaw (Felbo et al. 2017): the layer groups trained in each stage, bottom group = 0.
+
+    The new head (the top group) alone, then every other group alone from the bottom up, then all.
+    """
+    if n_groups < 1:
+        raise ValueError("n_groups must be at least 1")
+    top = n_groups - 1
+    return [(top,)] + [(group,) for group in range(top)] + [tuple(range(n_groups))]

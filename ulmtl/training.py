@@ -104,13 +104,23 @@ def _quiet(*args) -> None:
     """Learner logger that prints nothing (TrainingLog reports instead)."""
 
 
-def freeze_top(learn: Learner, trainable_groups: int) -> None:
-    """Make only the top ``trainable_groups`` layer groups trainable."""
-    n_groups = len(learn.opt.param_lists)
-    if trainable_groups >= n_groups:
-        learn.unfreeze()
-    else:
-        learn.freeze_to(-trainable_groups)
+def train_only_groups(learn: Learner, groups) -> None:
+    """Make only the layer groups numbered in ``groups`` (bottom = 0) trainable.
+
+    Like fastai's ``freeze_to`` (BatchNorm parameters fastai marks ``force_train`` stay trainable;
+    the optimizer state is cleared at each stage), but for any set of groups, as chain-thaw needs. A
+    group frozen after it trained gets its gradient dropped: fastai only zeroes gradients, and Adam
+    would keep moving a parameter whose gradient is zero but present.
+    """
+    groups = set(groups)
+    for index, params in enumerate(learn.opt.param_lists):
+        for param in params:
+            trainable = index in groups or learn.opt.state[param].get("force_train", False)
+            param.requires_grad_(trainable)
+            if not trainable:
+                param.grad = None
+    learn.opt.frozen_idx = min(groups) if groups == set(range(min(groups), len(learn.opt.param_lists))) else 0
+    learn.opt.clear_state()
 
 
 def group_lrs(learn: Learner) -> list[float]:
