@@ -92,18 +92,22 @@ def run(args, overrides: list[str]) -> None:
 
 
 def table(results: Path, quick: bool) -> str:
-    """Mean (std) test error per dataset, variant and extra training settings (a run with other
-    ``--classifier.*`` / ``--finetune.*`` settings is its own row, never mixed into the defaults)."""
-    groups: dict = defaultdict(list)
+    """Mean (std) [seeds] test error per variant (the paper's order) and dataset; a run with other
+    ``--classifier.*`` / ``--finetune.*`` settings is its own row, never mixed into the defaults."""
+    groups: dict = defaultdict(lambda: defaultdict(list))
     rows = read_results(results, "ablation", quick)
     for row in rows:
         row["_settings"] = " ".join(training_settings(row.get("settings", []))) or "defaults"
     for row in latest_per_run(rows, ("dataset", "variant", "_settings", "seed")):
-        groups[(row["dataset"], row["_settings"] != "defaults", row["_settings"], row["variant"])].append(row["error"])
-    lines = ["| dataset | variant | settings | test error mean (std) | seeds |", "|---|---|---|---|---|"]
-    for (dataset, _, settings, variant), errors in sorted(groups.items()):
-        lines.append(f"| {dataset} | {variant} | {settings} | {np.mean(errors):.3f} ({np.std(errors):.3f}) "
-                     f"| {len(errors)} |")
+        groups[(row["_settings"], row["variant"])][row["dataset"]].append(row["error"])
+    datasets = sorted({row["dataset"] for row in rows}, key=lambda d: (d != "trec", d))
+    order = list(VARIANTS)
+    lines = ["| variant | settings | " + " | ".join(datasets) + " |", "|---|---|" + "---|" * len(datasets)]
+    for settings, variant in sorted(groups, key=lambda k: (k[0] != "defaults", k[0],
+                                                            order.index(k[1]) if k[1] in order else len(order), k[1])):
+        cells = [f"{np.mean(e):.3f} ({np.std(e):.3f}) [{len(e)}]" if (e := groups[(settings, variant)][d]) else ""
+                 for d in datasets]
+        lines.append(f"| {variant} | {settings} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

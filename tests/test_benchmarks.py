@@ -135,11 +135,15 @@ def test_ablation_table_keeps_runs_with_other_settings_apart(tmp_path):
     rows = [{"benchmark": "ablation", "dataset": "trec", "variant": "lm_none", "seed": s, "error": e, "quick": False,
              "settings": settings} for s, e, settings in
             [(0, 0.2, []), (1, 0.4, ["--data_dir=/x"]), (0, 0.9, ["--finetune.epochs=4"])]]
+    rows += [{"benchmark": "ablation", "dataset": "mr", "variant": v, "seed": 0, "error": e, "quick": False,
+              "settings": []} for v, e in [("clas_chain_thaw", 0.3), ("lm_none", 0.5)]]
     results = tmp_path / "results.jsonl"
     results.write_text("".join(json.dumps(r) + "\n" for r in rows))
     lines = ablations.table(results, quick=False).splitlines()
-    assert lines[2:] == ["| trec | lm_none | defaults | 0.300 (0.100) | 2 |",
-                         "| trec | lm_none | --finetune.epochs=4 | 0.900 (0.000) | 1 |"]
+    assert lines[0] == "| variant | settings | trec | mr |"
+    assert lines[2:] == ["| lm_none | defaults | 0.300 (0.100) [2] | 0.500 (0.000) [1] |",
+                         "| clas_chain_thaw | defaults |  | 0.300 (0.000) [1] |",
+                         "| lm_none | --finetune.epochs=4 | 0.900 (0.000) [1] |  |"]
 
 
 def test_with_all_labels_semi_supervised_reuses_the_finetune_run(shared_data, tmp_path, monkeypatch):
