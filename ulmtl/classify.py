@@ -223,7 +223,8 @@ class TextClassifier:
                 log.write = lambda record: None
             learn.fit(epochs, cbs=[schedule, log])
             history.append({
-                "trainable_groups": len(trainable), "groups": list(trainable), "epochs": epochs, "peak_lrs": [float(x) for x in max_lrs],
+                "trainable_groups": len(trainable), "groups": list(trainable), "epochs": epochs,
+                "peak_lrs": [float(x) for x in max_lrs],
                 "final_lrs": [float(x) for x in group_lrs(learn)],
                 "trainable_params": [n for n, p in learn.model.named_parameters() if p.requires_grad],
             })

@@ -119,7 +119,7 @@ def train_only_groups(learn: Learner, groups) -> None:
             param.requires_grad_(trainable)
             if not trainable:
                 param.grad = None
-    learn.opt.frozen_idx = min(groups) if groups == set(range(min(groups), len(learn.opt.param_lists))) else 0
+    learn.opt.frozen_idx = min(groups)  # fastai's note of the lowest trainable group (summaries only)
     learn.opt.clear_state()
 
 
