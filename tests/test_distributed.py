@@ -25,6 +25,14 @@ pretrain(corpus, out, PretrainConfig(epochs=2, batch_size=batch, bptt=10, min_fr
 """
 
 
+def free_port() -> int:
+    """A port nothing listens on now (a fixed one can still be held by an earlier run's socket)."""
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def write_corpus(path: Path) -> Path:
     words = ["the", "cat", "dog", "sat", "ran", "on", "a", "mat", "hill", "quickly", "slowly", "red", "big"]
     lines = [" ".join(words[(i * 5 + j * 3) % len(words)] for j in range(5 + i % 4)) + " ." for i in range(300)]
@@ -42,7 +50,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     subprocess.run([sys.executable, str(script), str(corpus), str(single), "8"], env=env, check=True,
                    timeout=300, capture_output=True)
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                             "--master_port=29533", str(script), str(corpus), str(double), "4"],
+                             f"--master_port={free_port()}", str(script), str(corpus), str(double), "4"],
                             env=env, timeout=300, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     one, two = load_checkpoint(single), load_checkpoint(double)
@@ -66,20 +74,40 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
 
 
 RESUMABLE = """
-import sys
+import os, sys
 from ulmtl import ModelConfig, PretrainConfig, pretrain
 corpus, out, every = sys.argv[1], sys.argv[2], float(sys.argv[3])
+# torchrun starts its workers in their own sessions: the test needs their pids to kill them.
+with open(out + ".pid." + os.environ["RANK"], "w") as handle:
+    handle.write(str(os.getpid()))
 pretrain(corpus, out, PretrainConfig(epochs=2, batch_size=4, bptt=10, min_freq=1, valid_fraction=0.1,
                                      checkpoint_every_s=every, log_every=1000),
          ModelConfig(emb_size=16, hidden_size=16, n_layers=2))
 """
 
 
-def launch(script: Path, corpus: Path, out: Path, every: float, port: int, env: dict) -> subprocess.Popen:
+def launch(script: Path, corpus: Path, out: Path, every: float, env: dict) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                             f"--master_port={port}", str(script), str(corpus), str(out), str(every)],
+                             f"--master_port={free_port()}", str(script), str(corpus), str(out), str(every)],
                             env=env, stdout=subprocess.DEVNULL, stderr=open(out.with_suffix(".err"), "w"),
                             start_new_session=True)
+
+
+def wait_until_gone(pids: list[int], timeout: float = 30) -> None:
+    """Block until every process has exited (a zombie nobody reaps counts as gone)."""
+    import time
+    deadline = time.time() + timeout
+    for pid in pids:
+        while time.time() < deadline:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (FileNotFoundError, ProcessLookupError):
+                break
+            if state in ("Z", "X"):
+                break
+            time.sleep(0.02)
+        else:
+            raise AssertionError(f"process {pid} still running {timeout} s after SIGKILL")
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not available")
@@ -94,13 +122,20 @@ def test_killed_two_process_run_resumes_to_the_same_weights(tmp_path, ulmtl_cach
     script.write_text(RESUMABLE)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
-    process = launch(script, corpus, straight, 0.0, 29541, env)
+    process = launch(script, corpus, straight, 0.0, env)
     assert process.wait(timeout=300) == 0, straight.with_suffix(".err").read_text()[-3000:]
 
-    process = launch(script, corpus, interrupted, 1e-6, 29542, env)  # resume checkpoint every batch
+    process = launch(script, corpus, interrupted, 1e-6, env)  # resume checkpoint every batch
     wait_for_resume_checkpoint(interrupted, process, min_batches=12)
+    assert process.poll() is None, interrupted.with_suffix(".err").read_text()[-3000:]
+    # torchrun's workers run in sessions of their own: killing the launcher's group alone leaves
+    # them training (and saving) while the test reads the checkpoint.
+    workers = [int(interrupted.with_name(f"interrupted.pid.{rank}").read_text()) for rank in (0, 1)]
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    wait_until_gone(workers)
     assert not (interrupted / "weights.safetensors").exists(), "killed before the end, as intended"
     saved = load_checkpoint(interrupted / "resume")
     assert saved.config["progress"]["processes"] == 2
@@ -109,7 +144,7 @@ def test_killed_two_process_run_resumes_to_the_same_weights(tmp_path, ulmtl_cach
     assert "hidden.0.h" in tensors and "rank1.hidden.0.h" in tensors  # each process's own state
     assert not torch.equal(tensors["hidden.0.h"], tensors["rank1.hidden.0.h"])
 
-    process = launch(script, corpus, interrupted, 1e-6, 29543, env)
+    process = launch(script, corpus, interrupted, 1e-6, env)
     assert process.wait(timeout=300) == 0, interrupted.with_suffix(".err").read_text()[-3000:]
     a, b = load_checkpoint(straight), load_checkpoint(interrupted)
     assert b.config["metrics"]["tokens_seen"] == a.config["metrics"]["tokens_seen"]
@@ -125,7 +160,7 @@ def test_recipe_runs_under_torchrun_and_writes_once(shared_data, tmp_path):
     recipe = Path(__file__).resolve().parents[1] / "recipes" / "trec.py"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", ULMTL_CACHE_DIR=str(tmp_path / "cache"))
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                             "--master_port=29551", str(recipe), "--smoke", "--output", str(out),
+                             f"--master_port={free_port()}", str(recipe), "--smoke", "--output", str(out),
                              "--data-dir", str(shared_data)], env=env, timeout=600, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
