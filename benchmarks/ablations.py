@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from results_log import (RESULTS, append_result, finished_row, hardware, latest_per_run, read_results, run_tag,
-                         training_settings)
+                         same_run_row, training_settings)
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
 from ulmtl.recipe import architecture_overrides, finetuned_lm_for, run_recipe
@@ -51,7 +51,7 @@ VARIANTS = {
 # dataset and seed, then reused. lm_full_discr_stlr and clas_freez_discr_stlr are the same
 # configuration (full ULMFiT, in both tables): run once, reported under both names.
 SHARES_LM = {v for v in VARIANTS if v.startswith("clas_") and v != "clas_scratch"} | {"lm_full_discr_stlr"}
-SAME_RUN = {"lm_full_discr_stlr": "clas_freez_discr_stlr"}
+SAME_RUN = {"lm_full_discr_stlr": "clas_freez_discr_stlr", "clas_freez_discr_stlr": "lm_full_discr_stlr"}
 
 
 def shared_lm(args, dataset: str, seed: int, base: list[str], tag: str) -> Path:
@@ -72,14 +72,14 @@ def run(args, overrides: list[str]) -> None:
                 if finished_row(args.results, "ablation", key):
                     print(f"== {dataset} {variant} seed {seed}: done earlier, in {args.results}")
                     continue
-                twin = SAME_RUN.get(variant) or next((k for k, v in SAME_RUN.items() if v == variant), None)
-                twin_row = finished_row(args.results, "ablation", {**key, "variant": twin}) if twin else None
+                twin_row = same_run_row(args.results, "ablation", key, SAME_RUN)
                 output = Path(args.output) / f"{dataset}-{variant}{tag}-s{seed}"
                 base = size + (QUICK if args.quick else []) + overrides + [
                     f"--seed={seed}", f"--pretrained={args.pretrained}"]
                 argv = base + VARIANTS[variant] + [f"--output={output}"]
                 if twin_row:  # the same configuration, run under the other table's name
-                    scores = {"accuracy": twin_row["accuracy"], "error": twin_row["error"]}
+                    scores = {"accuracy": twin_row["accuracy"], "error": twin_row["error"],
+                              "same_run_as": twin_row["variant"]}
                 else:
                     if variant in SHARES_LM:
                         argv += [f"--pretrained={shared_lm(args, dataset, seed, base, tag)}", "--finetune_lm=false"]

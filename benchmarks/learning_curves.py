@@ -25,7 +25,7 @@ import numpy as np
 
 from baselines import METHODS
 from results_log import (RESULTS, append_result, finished_row, hardware, latest_per_run, read_results, run_tag,
-                         training_settings)
+                         same_run_row, training_settings)
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
 from ulmtl.recipe import architecture_overrides, finetuned_lm_for, load_recipe_data, run_recipe
@@ -38,6 +38,9 @@ ULMFIT_VARIANTS = {
     "feature_extraction": ["--classifier.strategy=feature_extraction"],
     "scratch": ["--classifier.strategy=scratch"],
 }
+# With all labels, finetune and semi_supervised are one configuration (the LM on every text, the
+# classifier on every label): run once, reported under both names.
+SAME_RUN_WITH_ALL_LABELS = {"finetune": "semi_supervised", "semi_supervised": "finetune"}
 
 
 def shared_lm(args, dataset: str, seed: int, base: list[str], tag: str) -> Path:
@@ -68,11 +71,8 @@ def run(args, overrides: list[str]) -> None:
                         continue
                     output = Path(args.output) / f"{dataset}-{size}-{variant}{tag}-s{seed}"
                     argv = base + [f"--output={output}"]
-                    # With all labels, finetune and semi_supervised are one configuration (the LM on
-                    # every text, the classifier on every label): run once, reported under both names.
-                    twin = {"finetune": "semi_supervised", "semi_supervised": "finetune"}.get(variant)
-                    twin_row = finished_row(args.results, "learning_curve", {**key, "variant": twin}) \
-                        if twin and n == 0 else None
+                    twin_row = same_run_row(args.results, "learning_curve", key, SAME_RUN_WITH_ALL_LABELS) \
+                        if n == 0 else None
                     if twin_row:
                         accuracy, n_train = twin_row["accuracy"], twin_row["n_train"]
                     elif variant in ULMFIT_VARIANTS:
@@ -93,7 +93,7 @@ def run(args, overrides: list[str]) -> None:
                         accuracy = round(float(np.mean(predicted == np.asarray(data["test"]["label"]))), 4)
                         n_train = len(data["train"])
                     row = {"benchmark": "learning_curve", **key, "n_train": n_train, "accuracy": accuracy,
-                           "error": round(1 - accuracy, 4), "same_run_as": twin if twin_row else None,
+                           "error": round(1 - accuracy, 4), "same_run_as": twin_row["variant"] if twin_row else None,
                            "date": date.today().isoformat(),
                            "hardware": hardware(), "command": "python benchmarks/learning_curves.py " +
                            " ".join(sys.argv[1:])}

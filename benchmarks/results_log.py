@@ -33,6 +33,13 @@ def finished_row(path: str | Path, benchmark: str, key: dict) -> dict | None:
     return rows[-1] if rows else None
 
 
+def same_run_row(path: str | Path, benchmark: str, key: dict, same_run: dict[str, str]) -> dict | None:
+    """The finished row of the variant that is ``key["variant"]``'s configuration under another name
+    (``same_run`` maps each such name to the other), so that it is run once and reported under both."""
+    twin = same_run.get(key["variant"])
+    return finished_row(path, benchmark, {**key, "variant": twin}) if twin else None
+
+
 def latest_per_run(rows: list[dict], fields: tuple[str, ...]) -> list[dict]:
     """One row per distinct ``fields`` (the latest), so that a rerun replaces rather than adds a seed."""
     latest = {tuple(str(r.get(f)) for f in fields): r for r in rows}

@@ -163,6 +163,22 @@ def test_with_all_labels_semi_supervised_reuses_the_finetune_run(shared_data, tm
         [("finetune", 0.2, None), ("semi_supervised", 0.2, "finetune")]
 
 
+def test_full_ulmfit_runs_once_for_both_ablation_tables(tmp_path, monkeypatch):
+    ablations = bench("ablations")
+    monkeypatch.setattr(ablations, "architecture_overrides", lambda pretrained: [])
+    monkeypatch.setattr(ablations, "run_recipe", lambda config: pytest.fail("the same configuration ran twice"))
+    results = tmp_path / "results.jsonl"
+    results.write_text(json.dumps({"benchmark": "ablation", "dataset": "trec", "variant": "lm_full_discr_stlr",
+                                   "seed": 0, "quick": False, "pretrained": "lm", "settings": [],
+                                   "accuracy": 0.8, "error": 0.2}) + "\n")
+    ablations.main(["--pretrained", "lm", "--datasets", "trec", "--seeds", "0", "--variants",
+                    "lm_full_discr_stlr,clas_freez_discr_stlr", "--results", str(results),
+                    "--output", str(tmp_path / "runs")])
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [(r["variant"], r["error"], r.get("same_run_as")) for r in rows] == \
+        [("lm_full_discr_stlr", 0.2, None), ("clas_freez_discr_stlr", 0.2, "lm_full_discr_stlr")]
+
+
 def test_tables_count_a_rerun_seed_once():
     from results_log import latest_per_run
     rows = [{"dataset": "trec", "variant": "v", "seed": 0, "error": 0.5},
