@@ -50,6 +50,8 @@ def test_recipe_with_scratch_strategy_and_override(shared_data, tmp_path):
                          "--classifier.strategy=scratch", "--seed=7"])
     metrics = check_outputs(out, 6)
     assert metrics["strategy"] == "scratch" and metrics["seed"] == 7 and metrics["lm_finetune"] == {}
+    saved = json.loads((out / "config.json").read_text())  # the seed each stage used, not the default
+    assert saved["seed"] == saved["finetune"]["seed"] == saved["classifier"]["seed"] == 7
 
 
 def test_recipe_holds_out_a_validation_split_for_tuning(shared_data, tmp_path):

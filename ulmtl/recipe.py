@@ -123,9 +123,17 @@ def classification_metrics(truth: np.ndarray, predicted: np.ndarray, classes: li
     }
 
 
+def with_run_seed(config: RecipeConfig) -> RecipeConfig:
+    """The run's ``seed`` in its LM fine-tuning and classifier sections too (their own ``seed`` is
+    for direct API calls), so the saved config says which seed each stage used."""
+    return replace(config, finetune=replace(config.finetune, seed=config.seed),
+                   classifier=replace(config.classifier, seed=config.seed))
+
+
 def run_recipe(config: RecipeConfig) -> dict:
     """Run stages 2 and 3 (stage 1 is loaded) and evaluate on the test split; write everything."""
     started = time.time()
+    config = with_run_seed(config)
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
     if is_main():
@@ -140,7 +148,7 @@ def run_recipe(config: RecipeConfig) -> dict:
     if is_main():
         print(f"ulmtl: {config.dataset}: {len(data['train'])} train, {len(data['test'])} test texts, "
               f"{len(classes)} classes; strategy {config.classifier.strategy}", flush=True)
-    classifier_config = replace(config.classifier, seed=config.seed)
+    classifier_config = config.classifier
     # The semi-supervised setting: the LM is fine-tuned on every text of the dataset (labels
     # unused), the classifier sees only the max_train labelled examples.
     lm_data = load_recipe_data(config, subset=False) if config.lm_texts == "all" else data
@@ -163,7 +171,7 @@ def run_recipe(config: RecipeConfig) -> dict:
             stage1 = resolve_pretrained(config, direction, data, output)
             if classifier_config.strategy == "finetune" and config.finetune_lm:
                 target = output / f"lm-{direction}"
-                lm_metrics[direction] = finetune_lm(lm_data, stage1, target, replace(config.finetune, seed=config.seed),
+                lm_metrics[direction] = finetune_lm(lm_data, stage1, target, config.finetune,
                                                     config.tokenizer, log_path)
                 encoders[direction] = target
             else:
@@ -201,7 +209,8 @@ def finetuned_lm_for(config: RecipeConfig, target: str | Path, all_texts: bool =
     Runs that differ only in the classifier can then share it: ``--pretrained=target
     --finetune_lm=false`` (with ``{direction}`` in ``target`` for a forward + backward ensemble)."""
     target = Path(target)
-    asked = json.loads(json.dumps(to_dict(replace(config.finetune, seed=config.seed))))
+    config = with_run_seed(config)
+    asked = json.loads(json.dumps(to_dict(config.finetune)))
     if (target / "weights.safetensors").exists():
         saved = json.loads((target / "config.json").read_text()) if (target / "config.json").exists() else {}
         differing = sorted(k for k in asked if saved.get("finetune", {}).get(k) != asked[k])
@@ -212,7 +221,7 @@ def finetuned_lm_for(config: RecipeConfig, target: str | Path, all_texts: bool =
     else:
         data = load_recipe_data(config, subset=not all_texts)
         stage1 = resolve_pretrained(config, direction, data, target.parent)
-        finetune_lm(data, stage1, target, replace(config.finetune, seed=config.seed), config.tokenizer)
+        finetune_lm(data, stage1, target, config.finetune, config.tokenizer)
     return target
 
 
