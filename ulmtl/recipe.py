@@ -148,7 +148,6 @@ def run_recipe(config: RecipeConfig) -> dict:
     if is_main():
         print(f"ulmtl: {config.dataset}: {len(data['train'])} train, {len(data['test'])} test texts, "
               f"{len(classes)} classes; strategy {config.classifier.strategy}", flush=True)
-    classifier_config = config.classifier
     # The semi-supervised setting: the LM is fine-tuned on every text of the dataset (labels
     # unused), the classifier sees only the max_train labelled examples.
     lm_data = load_recipe_data(config, subset=False) if config.lm_texts == "all" else data
@@ -166,17 +165,17 @@ def run_recipe(config: RecipeConfig) -> dict:
         if is_main():
             print(f"ulmtl: {len(valid)} training texts held out for validation", flush=True)
     encoders, lm_metrics = {}, {}
-    if classifier_config.strategy != "scratch":
-        for direction in classifier_config.directions:
+    if config.classifier.strategy != "scratch":
+        for direction in config.classifier.directions:
             stage1 = resolve_pretrained(config, direction, data, output)
-            if classifier_config.strategy == "finetune" and config.finetune_lm:
+            if config.classifier.strategy == "finetune" and config.finetune_lm:
                 target = output / f"lm-{direction}"
                 lm_metrics[direction] = finetune_lm(lm_data, stage1, target, config.finetune,
                                                     config.tokenizer, log_path)
                 encoders[direction] = target
             else:
                 encoders[direction] = stage1
-    clf = TextClassifier(classifier_config, encoders, config.model, config.tokenizer, log_path)
+    clf = TextClassifier(config.classifier, encoders, config.model, config.tokenizer, log_path)
     valid_labels = None if valid is None else [classes[i] for i in valid["label"]]
     clf.fit(data["train"], valid=None if valid is None else (list(valid["text"]), valid_labels))
     if is_main():
@@ -185,7 +184,7 @@ def run_recipe(config: RecipeConfig) -> dict:
     by_direction = clf.predict_proba_by_direction(data["test"]["text"])
     metrics = {d: classification_metrics(truth, p.argmax(1), classes) for d, p in by_direction.items()}
     ensemble = sum(by_direction.values()) / len(by_direction)
-    result = {"dataset": config.dataset, "strategy": classifier_config.strategy, "seed": config.seed,
+    result = {"dataset": config.dataset, "strategy": config.classifier.strategy, "seed": config.seed,
               "directions": list(clf.models_), "n_train": len(data["train"]),
               "skipped_empty_rows": skipped_empty_rows(data),
               "test": classification_metrics(truth, ensemble.argmax(1), classes), "per_direction": metrics,
