@@ -11,6 +11,7 @@ directions' probabilities (the paper's bidirectional ensemble). Strategies:
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +21,12 @@ from fastai.callback.core import Callback, CancelValidException
 from fastai.metrics import accuracy
 
 from ulmtl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from ulmtl.config import ClassifierConfig, ConfigError, ModelConfig, TokenizerConfig, from_dict, to_dict
+from ulmtl.backbones import transformer
+from ulmtl.config import (
+    ClassifierConfig, ConfigError, ModelConfig, TokenizerConfig, TransformerConfig, from_dict, to_dict,
+)
 from ulmtl.data import DataError
-from ulmtl.distributed import world
+from ulmtl.distributed import is_main, world
 from ulmtl.loaders import ClassificationLoader
 from ulmtl.lstm import autocast, resolve_precision, use_autocast_lstm
 from ulmtl.model import build_classifier, classifier_layer_groups, encoder_state, load_encoder
@@ -88,10 +92,14 @@ class TextClassifier:
 
     ``encoders`` maps each direction in ``config.directions`` to a stage-2 (or stage-1) LM
     checkpoint folder; a single path is taken as the forward encoder. Not needed for ``scratch``.
+    ``model_config`` chooses the backbone: a :class:`ModelConfig` (AWD-LSTM, the default) or a
+    :class:`TransformerConfig` (a Hugging Face encoder: ``encoders`` is its folder or hub id, and
+    empty means the bundled all-MiniLM-L6-v2; ``scratch`` takes its architecture, not its weights).
     """
 
     def __init__(self, config: ClassifierConfig | None = None, encoders: dict | str | Path | None = None,
-                 model_config: ModelConfig | None = None, tokenizer: TokenizerConfig | None = None,
+                 model_config: ModelConfig | TransformerConfig | None = None,
+                 tokenizer: TokenizerConfig | None = None,
                  log_path: str | Path | None = None, verbose: bool = True):
         self.config = config or ClassifierConfig()
         self.encoders = encoders
@@ -117,7 +125,25 @@ class TextClassifier:
         if config.chain_thaw_epochs < 1:
             raise ConfigError(f"classifier.chain_thaw_epochs must be at least 1, got {config.chain_thaw_epochs}")
 
+    @property
+    def is_transformer(self) -> bool:
+        return isinstance(self.model_config, TransformerConfig)
+
+    def _check_transformer_config(self) -> None:
+        config = self.config
+        if tuple(config.directions) != ("forward",):
+            raise ConfigError("classifier.directions must be 'forward' for a transformer encoder (it reads "
+                              f"both directions at once), got {config.directions}")
+        if config.ar_alpha or config.tar_beta:
+            raise ConfigError("classifier.ar_alpha and classifier.tar_beta regularize an LSTM's activations; "
+                              "set both to 0 for a transformer encoder (TRANSFORMER_CLASSIFIER does)")
+
     def _encoder_paths(self) -> dict:
+        if self.is_transformer:
+            encoders = self.encoders
+            if isinstance(encoders, dict):
+                encoders = encoders.get("forward")
+            return {"forward": str(encoders) if encoders else ""}
         if self.config.strategy == "scratch":
             return {}
         encoders = self.encoders
@@ -156,10 +182,15 @@ class TextClassifier:
             valid_ids = self._encode_labels(valid_labels, where="validation")
         set_seed(self.config.seed)
         self.device_ = prepare_torch()
-        tokens = tokenize_texts(texts, batch_size=self.tokenizer.batch_size)
-        valid_tokens = tokenize_texts(valid_texts) if valid is not None else None
         paths = self._encoder_paths()
         self.vocabs_, self.models_, self.model_configs_, self.history_ = {}, {}, {}, {}
+        if self.is_transformer:
+            self._check_transformer_config()
+            self._fit_transformer(paths["forward"], texts, label_ids,
+                                  None if valid is None else (valid_texts, valid_ids))
+            return self
+        tokens = tokenize_texts(texts, batch_size=self.tokenizer.batch_size)
+        valid_tokens = tokenize_texts(valid_texts) if valid is not None else None
         for direction in self.config.directions:
             self._fit_direction(direction, paths.get(direction), tokens, label_ids, valid_tokens, valid_ids)
         return self
@@ -212,7 +243,42 @@ class TextClassifier:
         learn = make_learner(train, valid, model, classifier_layer_groups, config.betas, config.weight_decay,
                              config.ar_alpha, config.tar_beta, config.clip, metrics=[accuracy],
                              device=self.device_, progress=False, precision=model_config.precision)
-        if valid_tokens is None:
+        self.vocabs_[direction] = vocab
+        self.model_configs_[direction] = model_config
+        self._train(learn, direction, has_valid=valid_tokens is not None)
+
+    def _fit_transformer(self, source, texts, label_ids, valid) -> None:
+        """The classifier on a transformer encoder (the forward direction only)."""
+        config, settings = self.config, self.model_config
+        where, description = transformer.resolve_encoder(source)
+        if self.verbose and is_main():
+            print(f"ulmtl: classifier on {description}" + (" (architecture only: strategy scratch)"
+                  if config.strategy == "scratch" else ""), flush=True)
+        tokenizer = transformer.load_tokenizer(where)
+        model = transformer.build_classifier(where, tokenizer, len(self.classes_), settings, config.head_hidden,
+                                             config.head_dropout, pretrained=config.strategy != "scratch")
+        collate = partial(transformer.pad_right, pad_id=tokenizer.pad_token_id)
+        docs = transformer.encode_texts(tokenizer, texts, config.max_len)
+        rank, processes = world()
+        train = ClassificationLoader(docs, label_ids, config.batch_size, shuffle=True, seed=config.seed,
+                                     rank=rank, world_size=processes, collate=collate)
+        if valid is not None:
+            valid_loader = ClassificationLoader(transformer.encode_texts(tokenizer, valid[0], config.max_len),
+                                                valid[1], config.batch_size, collate=collate)
+        else:
+            valid_loader = ClassificationLoader(docs[:1], label_ids[:1], 1, collate=collate)
+        groups = partial(transformer.classifier_groups, block_groups=settings.block_groups)
+        learn = make_learner(train, valid_loader, model, groups, config.betas, config.weight_decay,
+                             clip=config.clip, metrics=[accuracy], device=self.device_, progress=False,
+                             precision=settings.precision, recurrent=False)
+        self.vocabs_["forward"] = tokenizer
+        self.model_configs_["forward"] = settings
+        self._train(learn, "forward", has_valid=valid is not None)
+
+    def _train(self, learn, direction: str, has_valid: bool) -> None:
+        """Run the training plan on ``learn``; keep the model and its history under ``direction``."""
+        config = self.config
+        if not has_valid:
             learn.add_cb(SkipValidation())
         history = []
         for trainable, epochs, max_lrs in self.training_plan(len(learn.opt.param_lists)):
@@ -229,9 +295,7 @@ class TextClassifier:
                 "trainable_params": [n for n, p in learn.model.named_parameters() if p.requires_grad],
             })
         learn.model.eval()
-        self.vocabs_[direction] = vocab
         self.models_[direction] = learn.model
-        self.model_configs_[direction] = model_config
         self.history_[direction] = history
 
     def training_plan(self, n_groups: int) -> list[tuple[tuple[int, ...], int, list[float]]]:
@@ -268,7 +332,7 @@ class TextClassifier:
         """Class probabilities of each direction's classifier, in the order of ``X``."""
         self._check_fitted()
         texts, _, _ = _texts_and_labels(X, None)
-        tokens = tokenize_texts(texts, batch_size=self.tokenizer.batch_size)
+        tokens = texts if self.is_transformer else tokenize_texts(texts, batch_size=self.tokenizer.batch_size)
         return {direction: self._direction_proba(direction, model, tokens, batch_size)
                 for direction, model in self.models_.items()}
 
@@ -277,21 +341,31 @@ class TextClassifier:
         by_direction = self.predict_proba_by_direction(X, batch_size)
         return sum(by_direction.values()) / len(by_direction)
 
-    def _direction_proba(self, direction, model, tokens, batch_size) -> np.ndarray:
-        vocab = self.vocabs_[direction]
-        docs = [np.asarray(vocab.numericalize(d), dtype=np.int64) for d in tokens]
-        loader = ClassificationLoader(docs, None, batch_size or self.config.batch_size * 2, vocab.pad_id,
-                                      self.config.bptt, backwards=direction == "backward")
+    def _direction_proba(self, direction, model, texts_or_tokens, batch_size) -> np.ndarray:
+        batch_size = batch_size or self.config.batch_size * 2
+        if self.is_transformer:
+            tokenizer = self.vocabs_[direction]
+            docs = transformer.encode_texts(tokenizer, texts_or_tokens, self.config.max_len)
+            loader = ClassificationLoader(docs, None, batch_size,
+                                          collate=partial(transformer.pad_right, pad_id=tokenizer.pad_token_id))
+        else:
+            vocab = self.vocabs_[direction]
+            docs = [np.asarray(vocab.numericalize(d), dtype=np.int64) for d in texts_or_tokens]
+            loader = ClassificationLoader(docs, None, batch_size, vocab.pad_id, self.config.bptt,
+                                          backwards=direction == "backward")
         device = next(model.parameters()).device
         precision = resolve_precision(self.model_configs_[direction].precision, device)
-        if precision == "bf16":
+        if precision == "bf16" and not self.is_transformer:
             use_autocast_lstm(model)
         outputs = []
         model.eval()
         with torch.inference_mode(), autocast(precision, device):
             for (x,) in loader:
-                model.reset()
-                logits = model(x.to(device))[0]
+                if self.is_transformer:
+                    logits = model(x.to(device))
+                else:
+                    model.reset()
+                    logits = model(x.to(device))[0]
                 outputs.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
         probs = np.empty((len(docs), len(self.classes_)), dtype=np.float64)
         probs[loader.order] = np.concatenate(outputs)
@@ -319,6 +393,13 @@ class TextClassifier:
         self._check_fitted()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        if self.is_transformer:
+            config = {"kind": "classifier", "backbone": "transformer", "direction": "forward",
+                      "classes": self.classes_.tolist(), "transformer": to_dict(self.model_config),
+                      "classifier": to_dict(self.config), "history": self.history_.get("forward", [])}
+            transformer.save_classifier(folder / "forward", self.models_["forward"], self.vocabs_["forward"], config)
+            (folder / "classifier.json").write_text(json.dumps({"directions": ["forward"], "backbone": "transformer"}))
+            return folder
         for direction, model in self.models_.items():
             config = {"kind": "classifier", "direction": direction, "classes": self.classes_.tolist(),
                       "model": to_dict(self.model_configs_[direction]), "classifier": to_dict(self.config),
@@ -334,7 +415,10 @@ class TextClassifier:
         index = folder / "classifier.json"
         if not index.exists():
             raise CheckpointError(f"{folder}: no classifier.json; not a saved TextClassifier")
-        directions = json.loads(index.read_text())["directions"]
+        record = json.loads(index.read_text())
+        if record.get("backbone") == "transformer":
+            return cls._load_transformer(folder)
+        directions = record["directions"]
         clf = None
         for direction in directions:
             checkpoint = load_checkpoint(folder / direction)
@@ -362,3 +446,19 @@ class TextClassifier:
             clf.history_[direction] = checkpoint.config.get("history", [])
         return clf
 
+
+    @classmethod
+    def _load_transformer(cls, folder: Path) -> "TextClassifier":
+        path = folder / "forward"
+        try:
+            saved = json.loads((path / "config.json").read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise CheckpointError(f"{path / 'config.json'}: cannot be read ({err})") from None
+        settings = from_dict(TransformerConfig, saved["transformer"])
+        clf = cls(from_dict(ClassifierConfig, saved["classifier"]), model_config=settings)
+        clf.classes_ = np.array(saved["classes"])
+        model, tokenizer = transformer.load_classifier(path, len(clf.classes_), settings, clf.config.head_hidden,
+                                                       clf.config.head_dropout)
+        clf.vocabs_, clf.models_ = {"forward": tokenizer}, {"forward": model}
+        clf.model_configs_, clf.history_ = {"forward": settings}, {"forward": saved.get("history", [])}
+        return clf

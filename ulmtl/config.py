@@ -44,6 +44,32 @@ class ModelConfig:
 
 
 @dataclass
+class TransformerConfig:
+    """A pretrained transformer encoder (Hugging Face) read the ULMFiT way.
+
+    The checkpoint itself (a folder, a hub id, or the bundled all-MiniLM-L6-v2) is the stage-1 LM;
+    its architecture comes with it. These are the settings of how ulmtl reads and trains it.
+    """
+
+    # Long documents are read in windows of this many tokens (special tokens included) that
+    # overlap by ``overlap`` tokens; ClassifierConfig.max_len caps the tokens read per document.
+    window: int = 256
+    overlap: int = 64
+    # Layer groups: the embeddings, the blocks in this many groups of consecutive layers, the head.
+    block_groups: int = 3
+    # Dropout on the pooled features, before the head's hidden layer.
+    pooled_dropout: float = 0.1
+    # Stage 2 (masked-LM fine-tuning): masking rate, tokens per row, and the epochs a new MLM head
+    # (for checkpoints without one) trains alone before the encoder is unfrozen.
+    mlm_probability: float = 0.15
+    mlm_block: int = 128
+    head_epochs: int = 1
+    head_lr_mult: float = 10.0
+    # "fp32", "bf16" (autocast) or "auto": bf16 on a CUDA GPU with bf16, fp32 on the CPU.
+    precision: str = "auto"
+
+
+@dataclass
 class TokenizerConfig:
     """spaCy tokenization with fastai's rules, and the vocabulary built from it."""
 
@@ -175,7 +201,11 @@ class RecipeConfig:
     # rather than an error.
     encoding: str = "utf-8"
     skip_empty: bool = False
+    # "awd_lstm", "transformer", or "auto": the AWD-LSTM when --pretrained is an AWD-LSTM or fastai
+    # checkpoint, else the transformer (the bundled encoder unless --pretrained names another).
+    backbone: str = "auto"
     model: ModelConfig = field(default_factory=ModelConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
@@ -314,3 +344,36 @@ def _check_value(kind, value, key: str):
         raise ConfigError(f"config key {key!r} has unsupported type {kind}")
     name = getattr(kind, "__name__", str(kind))
     raise ConfigError(f"config key {key!r} expects {name}, got {value!r}")
+
+
+# ULMFiT's schedule with the optimizer settings a pretrained transformer needs (AdamW's betas, LRs
+# two orders below the AWD-LSTM's, no AR/TAR): the head alone on frozen features, then every layer
+# group with discriminative LRs and STLR.
+TRANSFORMER_FINETUNE = FinetuneConfig(
+    batch_size=32, epochs=1, lr=1e-4, lr_decay=1.3, betas=(0.9, 0.999), ar_alpha=0.0, tar_beta=0.0,
+    clip=1.0)
+TRANSFORMER_CLASSIFIER = ClassifierConfig(
+    batch_size=32, lr=1e-4, lr_decay=1.3, betas=(0.9, 0.999), ar_alpha=0.0, tar_beta=0.0, clip=1.0,
+    max_len=1024, unfreeze_plan=(1, 0), stage_epochs=(1, 4), stage_lr_mult=(10.0, 1.0))
+
+
+def backbone_defaults(backbone: str) -> list[str]:
+    """Overrides that give a recipe the backbone's training defaults (none for the AWD-LSTM, whose
+    defaults are the paper's)."""
+    if backbone == "transformer":
+        return (preset_overrides(TRANSFORMER_FINETUNE, "finetune")
+                + preset_overrides(TRANSFORMER_CLASSIFIER, "classifier"))
+    return []
+
+
+def preset_overrides(preset, section: str) -> list[str]:
+    """``--section.key=value`` overrides that turn the section's defaults into ``preset``."""
+    default = to_dict(type(preset)())
+    return [f"--{section}.{key}={_format(value)}" for key, value in to_dict(preset).items()
+            if default[key] != value]
+
+
+def _format(value) -> str:
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)
