@@ -330,6 +330,7 @@ def test_equal_numeric_labels_are_one_class(tmp_path):
 @pytest.mark.parametrize("labels, duplicates", [
     (["pos", "Pos", "neg", "NEG"], ["'NEG', 'neg'", "'Pos', 'pos'"]),
     ([True, "true", False, "false"], ["'False', 'false'", "'True', 'true'"]),
+    (["1", "1.0", "2", "2.0"], ["'1', '1.0'", "'2', '2.0'"]),  # strings, as a CSV has them
 ])
 def test_labels_differing_in_case_or_type_are_warned(tmp_path, capsys, labels, duplicates):
     path = jsonl(tmp_path / "d.jsonl", labels * 2)
