@@ -405,7 +405,7 @@ def test_empty_class_folder_is_an_error_naming_it(tmp_path):
     with pytest.raises(DataError) as info:
         load_files(folder)
     assert str(info.value).startswith(f"{folder / 'neutral'}: the class folder 'neutral' holds no texts "
-                                      f"(no text files, 1 hidden ones skipped)")
+                                      f"(no text files; 1 hidden files or folders skipped)")
 
 
 def test_csv_text_over_the_csv_modules_field_limit_is_read(tmp_path):

@@ -136,6 +136,21 @@ def _find_bad_bytes(path: Path, encoding: str) -> str | None:
     return None
 
 
+# The csv module refuses a field over 128 KiB by default; a long review is not malformed. 2**31 - 1
+# fits a C long on every platform (sys.maxsize does not on Windows).
+CSV_FIELD_LIMIT = 2**31 - 1
+
+
+@contextmanager
+def _long_csv_fields():
+    """Lift the csv module's field size limit while a file is read, then put it back."""
+    previous = csv.field_size_limit(CSV_FIELD_LIMIT)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
 def stratified_split(labels: list[int], test_fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Seeded stratified split: indices of train and test, identical on every machine."""
     if not 0 < test_fraction < 1:
@@ -403,21 +418,6 @@ def _join_title_content(row: dict) -> dict:
 
 
 # --------------------------------------------------------------------------- user files
-
-# The csv module refuses a field over 128 KiB by default; a long review is not malformed. 2**31 - 1
-# fits a C long on every platform (sys.maxsize does not on Windows).
-CSV_FIELD_LIMIT = 2**31 - 1
-
-
-@contextmanager
-def _long_csv_fields():
-    """Lift the csv module's field size limit while a file is read, then put it back."""
-    previous = csv.field_size_limit(CSV_FIELD_LIMIT)
-    try:
-        yield
-    finally:
-        csv.field_size_limit(previous)
-
 
 @dataclass
 class FileReport:
@@ -752,7 +752,7 @@ def _read_class_folder(folder: Path, encoding: str, skip_empty: bool,
             labels.append(class_dir.name)
         if len(texts) == kept_before:
             why = (f"{skipped - skipped_before} empty files skipped" if skipped > skipped_before
-                   else "no text files" + (f", {hidden_here} hidden ones skipped" if hidden_here else ""))
+                   else "no text files" + (f"; {hidden_here} hidden files or folders skipped" if hidden_here else ""))
             raise DataError(f"{class_dir}: the class folder {class_dir.name!r} holds no texts ({why}); "
                             f"add its texts or remove it")
     report = FileReport(str(folder), split, read, len(texts), skipped_empty=skipped, skipped_hidden=hidden)
