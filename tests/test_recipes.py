@@ -50,6 +50,7 @@ def test_recipe_with_scratch_strategy_and_override(shared_data, tmp_path):
                          "--classifier.strategy=scratch", "--seed=7"])
     metrics = check_outputs(out, 6)
     assert metrics["strategy"] == "scratch" and metrics["seed"] == 7 and metrics["lm_finetune"] == {}
+    assert metrics["data"]["splits"] == {"train": 5452, "test": 500}  # rows read, before --max_train
     saved = json.loads((out / "config.json").read_text())  # the seed each stage used, not the default
     assert saved["seed"] == saved["finetune"]["seed"] == saved["classifier"]["seed"] == 7
 
