@@ -430,3 +430,10 @@ def test_probes_fail_before_any_data_is_read(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.startswith("error: config key 'classifier.directions' must be one of"), result.stderr
     assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
+
+
+def test_every_schedule_choice_is_one_that_schedule_py_knows():
+    from ulmtl.config import Schedule
+    from ulmtl.schedule import schedule_value
+    for name in typing.get_args(Schedule):
+        assert float(schedule_value(name, 0.5, 1.0, 0.1, 32.0)) > 0

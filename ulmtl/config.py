@@ -2,7 +2,9 @@
 
 Each stage has one dataclass. Configs nest (a recipe config holds the stage configs), are
 overridden from the command line with ``--section.key=value`` and are saved as JSON next to every
-checkpoint and result.
+checkpoint and result. Every config checks itself when built (``__post_init__``): enumerated
+settings are ``Literal`` fields, every number has a range (:func:`limited`) and must be finite, so a
+bad value fails with the key named before any work starts.
 """
 from __future__ import annotations
 
@@ -82,6 +84,8 @@ Strategy = Literal["finetune", "feature_extraction", "scratch"]
 Unfreezing = Literal["gradual", "chain_thaw"]
 LmTexts = Literal["task", "all"]
 
+ARCHITECTURE = ("emb_size", "hidden_size", "n_layers")  # ModelConfig's fields a checkpoint fixes
+
 
 @dataclass
 class ModelConfig:
@@ -115,9 +119,6 @@ class ModelConfig:
         section; the runtime settings (dropouts, precision) stay this run's."""
         saved_model = from_dict(ModelConfig, saved, "model.")
         return dataclasses.replace(self, **{key: getattr(saved_model, key) for key in ARCHITECTURE})
-
-
-ARCHITECTURE = ("emb_size", "hidden_size", "n_layers")
 
 
 def architecture(model: ModelConfig) -> str:
