@@ -479,8 +479,8 @@ def tiny_lm(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("lm")
     texts, _ = synthetic(200, seed=1)
     pretrain(Dataset.from_dict({"text": texts}), root / "stage1",
-             PretrainConfig(epochs=1, batch_size=8, bptt=10, max_vocab=500, min_freq=1,
-                            checkpoint_every_s=0, valid_fraction=0.1), TINY, TokenizerConfig())
+             PretrainConfig(epochs=1, batch_size=8, bptt=10, checkpoint_every_s=0, valid_fraction=0.1),
+             TINY, TokenizerConfig(max_vocab=500, min_freq=1))
     texts, _ = synthetic(100, seed=2)
     finetune_lm(texts, root / "stage1", root / "stage2", FinetuneConfig(epochs=1, batch_size=8, bptt=10),
                 TokenizerConfig(min_freq=1))
@@ -623,8 +623,8 @@ TIMING_KEYS = ("train_seconds", "tokens_per_s")
 def test_same_seed_same_pretraining_and_lm_finetuning(tmp_path):
     texts, _ = synthetic(120, seed=8)
     corpus = Dataset.from_dict({"text": texts})
-    config = PretrainConfig(epochs=1, batch_size=8, bptt=10, min_freq=1, checkpoint_every_s=0)
-    metrics = [pretrain(corpus, tmp_path / f"lm{i}", config, TINY) for i in range(2)]
+    config = PretrainConfig(epochs=1, batch_size=8, bptt=10, checkpoint_every_s=0)
+    metrics = [pretrain(corpus, tmp_path / f"lm{i}", config, TINY, TokenizerConfig(min_freq=1)) for i in range(2)]
     for m in metrics:
         for key in TIMING_KEYS:
             m.pop(key)

@@ -15,7 +15,7 @@ from datasets import Dataset, DatasetDict, concatenate_datasets
 from fastai.metrics import Perplexity, accuracy
 
 from ulmtl.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from ulmtl.config import FinetuneConfig, ModelConfig, TokenizerConfig, from_dict, to_dict
+from ulmtl.config import FinetuneConfig, ModelConfig, TokenizerConfig, architecture, to_dict
 from ulmtl.data import DataError, build_vocab, numericalize, token_ids, tokenize
 from ulmtl.distributed import barrier, is_main, world
 from ulmtl.loaders import LanguageModelLoader
@@ -45,19 +45,25 @@ def lm_learning_rates(config: FinetuneConfig, n_groups: int) -> list[float]:
 
 def finetune_lm(data, pretrained: str | Path | Checkpoint, output: str | Path,
                 config: FinetuneConfig | None = None, tokenizer: TokenizerConfig | None = None,
-                log_path: str | Path | None = None) -> dict:
+                log_path: str | Path | None = None, model_config: ModelConfig | None = None) -> dict:
     """Fine-tune the stage-1 LM ``pretrained`` on the texts of ``data``; write a checkpoint to ``output``.
 
+    The architecture comes from ``pretrained``; dropouts and precision from ``model_config``.
     Returns metrics: validation perplexity before and after fine-tuning, tokens, the LRs used.
     """
     config = config or FinetuneConfig()
     tokenizer = tokenizer or TokenizerConfig()
+    run_model = model_config or ModelConfig()
     set_seed(config.seed)
     device = prepare_torch()
     source = pretrained if isinstance(pretrained, Checkpoint) else load_checkpoint(pretrained)
     if source.kind != "lm":
         raise DataError(f"{pretrained}: expected a language-model checkpoint, found kind {source.kind!r}")
-    model_config = from_dict(ModelConfig, source.config["model"])
+    model_config = run_model.with_architecture_of(source.config["model"])
+    if model_config != run_model and is_main():
+        origin = "the stage-1 LM" if isinstance(pretrained, Checkpoint) else pretrained
+        print(f"ulmtl: LM fine-tuning takes its architecture from {origin} ({architecture(model_config)}), "
+              f"not the run's ({architecture(run_model)})", flush=True)
     direction = source.config.get("direction", "forward")
 
     texts = target_texts(data)

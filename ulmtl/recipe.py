@@ -85,8 +85,7 @@ def resolve_pretrained(config: RecipeConfig, direction: str, data: DatasetDict, 
         tiny = output / f"stage1-{direction}"
         texts = data["train"].select_columns(["text"])
         pretrain(texts, tiny, PretrainConfig(direction=direction, epochs=1, batch_size=8, bptt=20,
-                                             max_vocab=2000, min_freq=1, checkpoint_every_s=0,
-                                             seed=config.seed),
+                                             checkpoint_every_s=0, seed=config.seed),
                  config.model, config.tokenizer)
         return tiny
     try:
@@ -151,14 +150,10 @@ def run_recipe(config: RecipeConfig) -> dict:
     # The semi-supervised setting: the LM is fine-tuned on every text of the dataset (labels
     # unused), the classifier sees only the max_train labelled examples.
     lm_data = load_recipe_data(config, subset=False) if config.lm_texts == "all" else data
-    if config.lm_texts not in ("task", "all"):
-        raise ConfigError(f"lm_texts must be 'task' or 'all', got {config.lm_texts!r}")
     # Held out after lm_data is chosen: like the test texts, the validation texts (not their labels)
     # stay in LM fine-tuning, so validation mimics the test setting.
     valid = None
     if config.valid_fraction:
-        if not 0 < config.valid_fraction < 1:
-            raise ConfigError(f"valid_fraction must be between 0 and 1, got {config.valid_fraction}")
         keep, held_out = stratified_split(data["train"]["label"], config.valid_fraction, config.seed)
         valid = data["train"].select(held_out)
         data = DatasetDict({**data, "train": data["train"].select(keep)})
@@ -171,7 +166,7 @@ def run_recipe(config: RecipeConfig) -> dict:
             if config.classifier.strategy == "finetune" and config.finetune_lm:
                 target = output / f"lm-{direction}"
                 lm_metrics[direction] = finetune_lm(lm_data, stage1, target, config.finetune,
-                                                    config.tokenizer, log_path)
+                                                    config.tokenizer, log_path, config.model)
                 encoders[direction] = target
             else:
                 encoders[direction] = stage1
@@ -222,7 +217,7 @@ def finetuned_lm_for(config: RecipeConfig, target: str | Path, all_texts: bool =
         if is_main():
             report.show()
         stage1 = resolve_pretrained(config, direction, data, target.parent)
-        finetune_lm(data, stage1, target, config.finetune, config.tokenizer)
+        finetune_lm(data, stage1, target, config.finetune, config.tokenizer, model_config=config.model)
     return target
 
 
