@@ -30,7 +30,7 @@ def run(processes: int, threads: int, batch: int, tokens: int, max_docs: int, ou
         [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}", "--master_port=29561"]
     command = launcher + [str(ROOT / "recipes" / "pretrain_general.py"), "--output", str(output),
                           f"--pretrain.batch_size={batch}", f"--pretrain.token_budget={tokens}",
-                          f"--pretrain.max_docs={max_docs}", "--pretrain.max_vocab=30000",
+                          f"--pretrain.max_docs={max_docs}", "--tokenizer.max_vocab=30000",
                           "--pretrain.checkpoint_every_s=0", "--pretrain.log_every=5", "--model.precision=fp32"]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), ULMTL_CACHE_DIR=cache, PYTHONWARNINGS="ignore")
     result = subprocess.run(command, env=env, capture_output=True, text=True)

@@ -106,8 +106,9 @@ def ulmtl_lm_tokens_per_s(texts: list[str], batches: int, workdir: Path, precisi
     from ulmtl.training import make_learner, prepare_torch
     from ulmtl.config import TokenizerConfig
     device = prepare_torch()
-    config = PretrainConfig(max_vocab=60000, min_freq=3, valid_fraction=0.02)
-    train, valid, vocab = prepare_corpus(Dataset.from_dict({"text": texts}), config, TokenizerConfig())
+    config = PretrainConfig(valid_fraction=0.02)
+    train, valid, vocab = prepare_corpus(Dataset.from_dict({"text": texts}), config,
+                                         TokenizerConfig(max_vocab=60000, min_freq=3))
     model = build_language_model(len(vocab), ModelConfig())
     learn = make_learner(LanguageModelLoader(train, 64, 70, shuffle=True), LanguageModelLoader(valid, 16, 70),
                          model, lm_layer_groups, config.betas, config.weight_decay, 2.0, 1.0, config.clip,

@@ -53,8 +53,8 @@ def child(fraction: float, cap_mb: int, num_proc: int, stream: bool, data_dir: s
     corpus = load_corpus(resolve_data_dir(data_dir) / "general_corpus")
     n_docs = max(2, int(len(corpus) * fraction))
     started = time.perf_counter()
-    config = PretrainConfig(max_docs=n_docs, stream=stream, max_vocab=30000, min_freq=3, valid_fraction=0.02)
-    train, valid, vocab = prepare_corpus(corpus, config, TokenizerConfig(num_proc=num_proc))
+    config = PretrainConfig(max_docs=n_docs, stream=stream, valid_fraction=0.02)
+    train, valid, vocab = prepare_corpus(corpus, config, TokenizerConfig(max_vocab=30000, min_freq=3, num_proc=num_proc))
     prepared_s = time.perf_counter() - started
     after_prepare_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     loader = LanguageModelLoader(train, 64, 70, shuffle=not stream)

@@ -10,7 +10,7 @@ from ulmtl.cli import run_cli
 
 SMOKE = ["--model.emb_size=16", "--model.hidden_size=16", "--model.n_layers=2",
          "--pretrain.max_docs=400", "--pretrain.batch_size=8", "--pretrain.bptt=20",
-         "--pretrain.max_vocab=2000", "--pretrain.epochs=1", "--pretrain.checkpoint_every_s=0"]
+         "--tokenizer.max_vocab=2000", "--pretrain.epochs=1", "--pretrain.checkpoint_every_s=0"]
 
 
 def main(argv=None) -> dict:

@@ -10,6 +10,7 @@ defaults (classifier bptt 70, batch 64). --smoke trains the forward direction on
 from __future__ import annotations
 
 from ulmtl import ClassifierConfig, RecipeConfig, parse_args, run_recipe
+from ulmtl.cli import run_cli
 from ulmtl.recipe import SMOKE_RECIPE
 
 
@@ -21,4 +22,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -3,14 +3,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
+import subprocess
+import sys
+import typing
+from pathlib import Path
+from typing import Literal
 
 import pytest
 
 from ulmtl.cli import normalize_argv, parse_args
 from ulmtl.config import (
-    ClassifierConfig, ConfigError, FinetuneConfig, ModelConfig, PretrainConfig, PretrainRunConfig,
+    ClassifierConfig, ConfigError, FinetuneConfig, Limit, ModelConfig, PretrainConfig, PretrainRunConfig,
     RecipeConfig, TokenizerConfig, apply_overrides, load_config, save_config,
 )
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 # --------------------------------------------------------------------------- defaults
@@ -64,9 +73,11 @@ def test_override_nested_float_in_scientific_notation():
 
 
 def test_override_variable_length_int_tuple():
-    out = apply_overrides(RecipeConfig(), ["--classifier.stage_epochs=1,2"])
+    out = apply_overrides(RecipeConfig(), ["--classifier.stage_epochs=1,2", "--classifier.unfreeze_plan=1,0",
+                                           "--classifier.stage_lr_mult=1,1"])
     assert out.classifier.stage_epochs == (1, 2)
-    out = apply_overrides(RecipeConfig(), ["--classifier.stage_epochs=(3, 4, 5)"])
+    out = apply_overrides(RecipeConfig(), ["--classifier.stage_epochs=(3, 4, 5)", "--classifier.unfreeze_plan=[1, 2, 0]",
+                                           "--classifier.stage_lr_mult=1,1,1"])
     assert out.classifier.stage_epochs == (3, 4, 5)
 
 
@@ -136,7 +147,7 @@ def test_malformed_override_is_rejected(bad):
 
 @pytest.mark.parametrize("config", [
     RecipeConfig(),
-    apply_overrides(RecipeConfig(), ["--classifier.stage_epochs=1,2", "--classifier.lr=5e-3",
+    apply_overrides(RecipeConfig(), ["--classifier.stage_epochs=1,2,1,2", "--classifier.lr=5e-3",
                                      "--smoke=true", "--classifier.directions=forward,backward"]),
     PretrainRunConfig(),
 ])
@@ -205,31 +216,224 @@ def test_parse_args_help_exits_0(capsys):
 def test_parse_args_flags_smoke_and_value_forms():
     config = parse_args(RecipeConfig(), ["--smoke", "--output", "runs/o", "--data-dir=/d",
                                          "--classifier.lr=2e-3"],
-                        smoke_overrides=["--classifier.stage_epochs=1", "--classifier.lr=9e-3"])
+                        smoke_overrides=["--classifier.max_len=100", "--classifier.lr=9e-3"])
     assert config.smoke is True
     assert config.output == "runs/o" and config.data_dir == "/d"
-    assert config.classifier.stage_epochs == (1,)
+    assert config.classifier.max_len == 100
     # The user's own overrides are applied after the smoke settings.
     assert config.classifier.lr == 2e-3
 
 
 @pytest.mark.parametrize("flag", ["--smoke=1", "--smoke=yes", "--smoke=True"])
 def test_parse_args_any_true_smoke_spelling_applies_smoke_overrides(flag):
-    config = parse_args(RecipeConfig(), [flag], smoke_overrides=["--classifier.stage_epochs=1"])
-    assert config.smoke is True and config.classifier.stage_epochs == (1,)
+    config = parse_args(RecipeConfig(), [flag], smoke_overrides=["--classifier.max_len=100"])
+    assert config.smoke is True and config.classifier.max_len == 100
 
 
 def test_parse_args_smoke_false_does_not_apply_smoke_overrides():
-    config = parse_args(RecipeConfig(), ["--smoke", "--smoke=false"],
-                        smoke_overrides=["--classifier.stage_epochs=1"])
-    assert config.smoke is False and config.classifier.stage_epochs == (1, 1, 1, 2)
+    config = parse_args(RecipeConfig(backbone="awd_lstm"), ["--smoke", "--smoke=false"],
+                        smoke_overrides=["--classifier.max_len=100"])
+    assert config.smoke is False and config.classifier.max_len == 1400
 
 
 def test_parse_args_without_smoke_ignores_smoke_overrides():
-    config = parse_args(RecipeConfig(), [], smoke_overrides=["--classifier.stage_epochs=1"])
-    assert config == RecipeConfig()
+    config = parse_args(RecipeConfig(backbone="awd_lstm"), [], smoke_overrides=["--classifier.max_len=100"])
+    assert config == RecipeConfig(backbone="awd_lstm")
 
 
 def test_normalize_argv():
     assert normalize_argv(["--smoke", "--pretrained", "p", "--x.y=1"]) == [
         "--smoke=true", "--pretrained=p", "--x.y=1"]
+
+
+# --------------------------------------------------------------------------- every setting checked on build
+
+# String fields that name files, folders or columns: any text goes (an unknown dataset name is
+# load_dataset's error). Every other str field must be a Literal (or, encoding, a known codec).
+FREE_TEXT = {"dataset", "data_dir", "output", "pretrained", "train_file", "test_file", "text_column",
+             "label_column", "corpus"}
+
+
+def _numbers_outside(limit: Limit, kind) -> list[str]:
+    """Override texts just outside ``limit``, plus non-finite ones for a float field."""
+    bad = []
+    if limit.low != -math.inf:
+        bad.append(limit.low if limit.low_open else limit.low - 1)
+    if limit.high != math.inf:
+        bad.append(limit.high if limit.high_open else limit.high + 1)
+    bad = [str(int(v)) if kind is int else repr(float(v)) for v in bad]
+    return bad + (["nan", "inf", "-inf"] if kind is float else [])
+
+
+def _bad_overrides(root) -> list[tuple[str, str]]:
+    """(override, dotted key) for a bad value of every enumerated and numeric setting of ``root``,
+    generated from the field types and limits, so that a new field is covered without a new test."""
+    cases = []
+
+    def walk(cls, prefix: str):
+        hints = typing.get_type_hints(cls)
+        for item in dataclasses.fields(cls):
+            kind, key = hints[item.name], prefix + item.name
+            if dataclasses.is_dataclass(kind):
+                walk(kind, key + ".")
+                continue
+            default = getattr(cls(), item.name)
+            tuple_of = typing.get_args(kind)[0] if typing.get_origin(kind) is tuple else None
+            scalar = tuple_of if tuple_of is not None else kind
+            if scalar is bool:
+                continue
+            if typing.get_origin(scalar) is Literal:
+                choices = typing.get_args(scalar)
+                bad = [choices[0].capitalize(), choices[0] + "x"]
+            elif scalar in (int, float):
+                limit = item.metadata.get("limit")
+                assert limit is not None, f"{cls.__name__}.{item.name} has no limit: give it one with limited()"
+                bad = _numbers_outside(limit, scalar)
+            else:
+                assert item.name in FREE_TEXT | {"encoding"}, \
+                    f"{cls.__name__}.{item.name} is free text: make it a Literal or check it"
+                bad = ["no-such-codec"] if item.name == "encoding" else []
+            for value in bad:
+                text = ",".join([value] * len(default)) if tuple_of is not None else value
+                cases.append((f"--{key}={text}", key))
+
+    walk(root, "")
+    return cases
+
+
+BAD_OVERRIDES = [(root, override, key) for root in (RecipeConfig, PretrainRunConfig)
+                 for override, key in _bad_overrides(root)]
+
+
+@pytest.mark.parametrize("root,override,key", BAD_OVERRIDES,
+                         ids=[f"{root.__name__}:{override}" for root, override, _ in BAD_OVERRIDES])
+def test_every_out_of_range_or_misspelled_setting_exits_2_at_parse_time(root, override, key, capsys):
+    with pytest.raises(SystemExit) as info:
+        parse_args(root(), [override])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert f"config key {key!r}" in err, err
+
+
+def test_the_generated_cases_cover_the_enumerated_and_numeric_settings():
+    keys = {key for _, _, key in BAD_OVERRIDES}
+    assert {"classifier.strategy", "classifier.directions", "model.precision", "pretrain.direction",
+            "finetune.schedule", "lm_texts", "encoding", "classifier.lr", "tokenizer.max_vocab",
+            "pretrain.betas", "classifier.stage_epochs", "seed"} <= keys
+    assert len(BAD_OVERRIDES) > 250
+
+
+# The probes of issue 18 / 23, each with the key the error must name.
+PROBES = [
+    (["--classifier.directions=forwad"], "classifier.directions"),
+    (["--classifier.directions=forward,backwrd"], "classifier.directions"),
+    (["--classifier.schedule=stlrr"], "classifier.schedule"),
+    (["--classifier.unfreezing=chainthaw"], "classifier.unfreezing"),
+    (["--classifier.stage_epochs=1"], "classifier.stage_epochs"),
+    (["--classifier.strategy=Finetune"], "classifier.strategy"),
+    (["--model.precision=fp16"], "model.precision"),
+    (["--classifier.batch_size=0"], "classifier.batch_size"),
+    (["--classifier.bptt=0"], "classifier.bptt"),
+    (["--classifier.drop_mult=-1"], "classifier.drop_mult"),
+    (["--seed=-1"], "seed"),
+    (["--encoding=bogus"], "encoding"),
+    (["--classifier.lr=0"], "classifier.lr"),
+    (["--classifier.unfreeze_plan=1,0", "--classifier.stage_lr_mult=1,1", "--classifier.stage_epochs=0,0"],
+     "classifier.stage_epochs"),
+    (["--tokenizer.max_vocab=0"], "tokenizer.max_vocab"),
+    (["--classifier.lr=nan"], "classifier.lr"),
+    (["--classifier.lr=inf"], "classifier.lr"),
+    (["--finetune.lr=NaN"], "finetune.lr"),
+    (["--classifier.ratio=0"], "classifier.ratio"),
+    (["--classifier.directions=forward,forward"], "classifier.directions"),
+    (["--classifier.max_len=50"], "classifier.max_len"),
+    (["--folds=3", "--fold=3"], "fold"),
+    (["--valid_fraction=1"], "valid_fraction"),
+    (["--lm_texts=everything"], "lm_texts"),
+    (["--seed=4294967296"], "seed"),
+]
+
+
+@pytest.mark.parametrize("argv,key", PROBES, ids=[" ".join(argv) for argv, _ in PROBES])
+def test_issue_probes_exit_2_naming_the_key(argv, key, capsys):
+    with pytest.raises(SystemExit) as info:
+        parse_args(RecipeConfig(), argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: config key {key!r} ") and err.count("\n") == 1, err
+
+
+def test_literal_error_lists_the_choices():
+    with pytest.raises(ConfigError) as info:
+        apply_overrides(RecipeConfig(), ["--classifier.strategy=Finetune"])
+    assert str(info.value) == ("config key 'classifier.strategy' must be one of 'finetune', "
+                               "'feature_extraction', 'scratch'; got 'Finetune'")
+
+
+def test_checks_run_on_direct_construction_and_on_load(tmp_path):
+    with pytest.raises(ConfigError, match=r"config key 'ClassifierConfig.batch_size' must be >= 1; got 0"):
+        ClassifierConfig(batch_size=0)
+    with pytest.raises(ConfigError, match="'PretrainConfig.lr' must be a finite number"):
+        PretrainConfig(lr=float("nan"))
+    with pytest.raises(ConfigError, match="'ModelConfig.precision' must be one of"):
+        dataclasses.replace(ModelConfig(), precision="fp16")
+    data = dataclasses.asdict(RecipeConfig())
+    data["finetune"]["cut_frac"] = 1.0
+    (tmp_path / "c.json").write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=r"'finetune.cut_frac' must be in \(0, 1\); got 1.0"):
+        load_config(RecipeConfig, tmp_path / "c.json")
+
+
+def test_direct_construction_normalises_lists_and_ints():
+    config = ClassifierConfig(stage_epochs=[1, 1], unfreeze_plan=[1, 0], stage_lr_mult=[1, 2], lr=1)
+    assert config.stage_epochs == (1, 1) and config.stage_lr_mult == (1.0, 2.0)
+    assert isinstance(config.lr, float)
+
+
+def test_the_edges_of_each_range_are_accepted():
+    RecipeConfig(valid_fraction=0.0, seed=0, max_train=0, folds=2, fold=1, encoding="latin-1",
+                 tokenizer=TokenizerConfig(max_vocab=10, min_freq=1),
+                 classifier=ClassifierConfig(lr_decay=1.0, ratio=1.0, clip=0.0, head_dropout=0.0,
+                                             betas=(0.0, 0.0), bptt=5, max_len=5, unfreeze_plan=(0,),
+                                             stage_epochs=(1,), stage_lr_mult=(1.0,)))
+    PretrainRunConfig(pretrain=PretrainConfig(time_budget_s=0, token_budget=0, checkpoint_every_s=0))
+
+
+def test_stage1_vocabulary_is_the_tokenizer_section_with_its_own_defaults():
+    run = PretrainRunConfig()
+    assert (run.tokenizer.max_vocab, run.tokenizer.min_freq) == (30000, 3)
+    assert (RecipeConfig().tokenizer.max_vocab, RecipeConfig().tokenizer.min_freq) == (60000, 2)
+    assert not {"max_vocab", "min_freq"} & {f.name for f in dataclasses.fields(PretrainConfig)}
+    assert apply_overrides(run, ["--tokenizer.max_vocab=2000"]).tokenizer.max_vocab == 2000
+
+
+def test_architecture_comes_from_the_checkpoint_and_runtime_settings_from_the_run():
+    run = ModelConfig(clas_input_p=0.2, lm_weight_p=0.3, precision="bf16")
+    saved = dataclasses.asdict(ModelConfig(emb_size=16, hidden_size=32, n_layers=2, clas_input_p=0.0,
+                                           precision="fp32"))
+    used = run.with_architecture_of(saved)
+    assert (used.emb_size, used.hidden_size, used.n_layers) == (16, 32, 2)
+    assert (used.clas_input_p, used.lm_weight_p, used.precision) == (0.2, 0.3, "bf16")
+    with pytest.raises(ConfigError, match="model.n_layers"):
+        run.with_architecture_of(dict(saved, n_layers=0))
+
+
+def test_probes_fail_before_any_data_is_read(tmp_path):
+    """A bad override beats a missing --train file: the run stops at parse time, with no cache."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", ULMTL_CACHE_DIR=str(tmp_path / "cache"),
+               PYTHONPATH=str(REPO), HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
+    result = subprocess.run([sys.executable, str(REPO / "recipes" / "custom.py"), "--train",
+                             str(tmp_path / "missing.csv"), "--classifier.directions=forward,backwrd",
+                             "--output", str(tmp_path / "out")],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("error: config key 'classifier.directions' must be one of"), result.stderr
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
+
+
+def test_every_schedule_choice_is_one_that_schedule_py_knows():
+    from ulmtl.config import Schedule
+    from ulmtl.schedule import schedule_value
+    for name in typing.get_args(Schedule):
+        assert float(schedule_value(name, 0.5, 1.0, 0.1, 32.0)) > 0

@@ -14,8 +14,8 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 import ulmtl.data as data_module
 import ulmtl.text as text_module
 from ulmtl.data import (
-    DataError, build_vocab, hub_to_layout, load_dataset, load_files, numericalize, resolve_data_dir,
-    stratified_split, token_ids, tokenize,
+    DataError, LoadReport, build_vocab, hub_to_layout, load_corpus, load_dataset, load_files, numericalize,
+    read_files, resolve_data_dir, stratified_split, token_ids, tokenize,
 )
 
 
@@ -426,11 +426,13 @@ def test_load_files_all_formats(tmp_path, kind):
     }
     train = writers[kind](tmp_path / "train", ROWS)
     test = writers[kind](tmp_path / "test", TEST_ROWS)
-    ds = load_files(train, test)
+    ds, report = read_files(train, test)
     assert ds["train"].features["label"].names == ["neg", "pos"]
     assert sorted(zip(*_texts_labels(ds["train"]))) == sorted((t, int(l == "pos")) for t, l in ROWS)
     assert sorted(zip(*_texts_labels(ds["test"]))) == sorted((t, int(l == "pos")) for t, l in TEST_ROWS)
-    assert ds["train"].info.description == "skipped_empty_rows=0"
+    assert [(f.path, f.split, f.rows_read, f.rows_kept) for f in report.files] == [
+        (str(train), "train", 6, 6), (str(test), "test", 2, 2)]
+    assert report.skipped_empty == 0 and report.splits == {"train": 6, "test": 2} and not report.all_warnings
 
 
 def test_load_files_custom_columns_numeric_labels_and_quoted_commas(tmp_path):
@@ -488,8 +490,13 @@ def test_skip_empty_reports_the_count(tmp_path, capsys):
     test = _jsonl(tmp_path / "t.jsonl", TEST_ROWS + [("", "neg")])
     ds = load_files(path, test, skip_empty=True)
     assert ds["train"].num_rows == 6 and ds["test"].num_rows == 2
-    assert ds["train"].info.description == "skipped_empty_rows=3"
-    assert "skipped 3 rows" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "skipped 3 rows" in out
+    assert f"read 8 rows from {path} (train)" in out and f"read 3 rows from {test} (test)" in out
+    _, report = read_files(path, test, skip_empty=True)
+    assert [(f.rows_read, f.rows_kept, f.skipped_empty) for f in report.files] == [(8, 6, 2), (3, 2, 1)]
+    assert report.skipped_empty == 3 and report.to_dict()["skipped_empty_rows"] == 3
+    assert capsys.readouterr().out == ""  # read_files prints nothing: a recipe prints its report
 
 
 def test_skip_empty_when_every_row_is_empty(tmp_path):
@@ -503,8 +510,8 @@ def test_empty_file_in_a_class_folder(tmp_path):
     _write(folder / "neg" / "empty.txt", "\n")
     with pytest.raises(DataError, match="empty.txt"):
         load_files(folder)
-    ds = load_files(folder, folder, skip_empty=True)
-    assert ds["train"].info.description == "skipped_empty_rows=2"
+    _, report = read_files(folder, folder, skip_empty=True)
+    assert report.skipped_empty == 2
 
 
 def test_missing_label_names_file_and_line(tmp_path):

@@ -14,14 +14,14 @@ from ulmtl import load_checkpoint
 
 SCRIPT = """
 import sys
-from ulmtl import ModelConfig, PretrainConfig, pretrain
+from ulmtl import ModelConfig, PretrainConfig, TokenizerConfig, pretrain
 corpus, out, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
 # Dropout off (weight dropout at 1e-9: fastai's WeightDropout needs p > 0), so the only
 # difference between the runs is how the global batch is spread over processes.
 model = ModelConfig(emb_size=16, hidden_size=16, n_layers=2, lm_output_p=0.0, lm_hidden_p=0.0,
                     lm_input_p=0.0, lm_embed_p=0.0, lm_weight_p=1e-9)
-pretrain(corpus, out, PretrainConfig(epochs=2, batch_size=batch, bptt=10, min_freq=1, valid_fraction=0.1,
-                                     checkpoint_every_s=0, log_every=5), model)
+pretrain(corpus, out, PretrainConfig(epochs=2, batch_size=batch, bptt=10, valid_fraction=0.1,
+                                     checkpoint_every_s=0, log_every=5), model, TokenizerConfig(min_freq=1))
 """
 
 
@@ -75,14 +75,14 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
 
 RESUMABLE = """
 import os, sys
-from ulmtl import ModelConfig, PretrainConfig, pretrain
+from ulmtl import ModelConfig, PretrainConfig, TokenizerConfig, pretrain
 corpus, out, every = sys.argv[1], sys.argv[2], float(sys.argv[3])
 # torchrun starts its workers in their own sessions: the test needs their pids to kill them.
 with open(out + ".pid." + os.environ["RANK"], "w") as handle:
     handle.write(str(os.getpid()))
-pretrain(corpus, out, PretrainConfig(epochs=2, batch_size=4, bptt=10, min_freq=1, valid_fraction=0.1,
+pretrain(corpus, out, PretrainConfig(epochs=2, batch_size=4, bptt=10, valid_fraction=0.1,
                                      checkpoint_every_s=every, log_every=1000),
-         ModelConfig(emb_size=16, hidden_size=16, n_layers=2))
+         ModelConfig(emb_size=16, hidden_size=16, n_layers=2), TokenizerConfig(min_freq=1))
 """
 
 

@@ -47,9 +47,9 @@ def stage1(tmp_path_factory):
     texts, _ = synthetic(600, seed=1, lm_tail=True)
     from datasets import Dataset
     metrics = pretrain(Dataset.from_dict({"text": texts}), out,
-                       PretrainConfig(epochs=2, batch_size=8, bptt=10, max_vocab=500, min_freq=1, lr=1e-2,
-                                      checkpoint_every_s=0, valid_fraction=0.1),
-                       TINY, TokenizerConfig())
+                       PretrainConfig(epochs=2, batch_size=8, bptt=10, lr=1e-2, checkpoint_every_s=0,
+                                      valid_fraction=0.1),
+                       TINY, TokenizerConfig(max_vocab=500, min_freq=1))
     return out, metrics
 
 
@@ -86,13 +86,13 @@ def test_pretraining_stops_at_a_token_budget_and_resumes(tmp_path):
     from datasets import Dataset
     texts, _ = synthetic(300, seed=8, lm_tail=True)
     corpus = Dataset.from_dict({"text": texts})
-    config = PretrainConfig(epochs=2, batch_size=8, bptt=10, min_freq=1, valid_fraction=0.1,
+    config = PretrainConfig(epochs=2, batch_size=8, bptt=10, valid_fraction=0.1,
                             checkpoint_every_s=1e-6, token_budget=2000)
-    first = pretrain(corpus, tmp_path / "lm", config, TINY)
+    first = pretrain(corpus, tmp_path / "lm", config, TINY, TokenizerConfig(min_freq=1))
     assert first["stopped_by_budget"] and 2000 <= first["tokens_seen"] < 2000 + 8 * 10
     saved = load_checkpoint(tmp_path / "lm" / "resume").config["progress"]
     assert saved["tokens"] == first["tokens_seen"] and saved["epoch"] == 0
-    second = pretrain(corpus, tmp_path / "lm", replace(config, token_budget=0), TINY)
+    second = pretrain(corpus, tmp_path / "lm", replace(config, token_budget=0), TINY, TokenizerConfig(min_freq=1))
     # The resumed run picks up where the first stopped and ends after exactly two epochs of tokens.
     assert not second["stopped_by_budget"]
     assert second["tokens_seen"] == 2 * first["train_tokens_per_epoch"]
@@ -103,8 +103,8 @@ def test_pretraining_from_a_memory_mapped_stream(tmp_path):
     from datasets import Dataset
     texts, _ = synthetic(300, seed=9, lm_tail=True)
     metrics = pretrain(Dataset.from_dict({"text": texts}), tmp_path / "lm",
-                       PretrainConfig(epochs=2, batch_size=8, bptt=10, min_freq=1, stream=True,
-                                      checkpoint_every_s=0), TINY)
+                       PretrainConfig(epochs=2, batch_size=8, bptt=10, stream=True, checkpoint_every_s=0),
+                       TINY, TokenizerConfig(min_freq=1))
     assert metrics["tokens_seen"] == 2 * metrics["train_tokens_per_epoch"]
     records = [json.loads(line) for line in (tmp_path / "lm" / "train_log.jsonl").read_text().splitlines()]
     per_epoch = [r["perplexity"] for r in records if "epoch_done" in r]
@@ -158,6 +158,34 @@ def test_feature_extraction_keeps_encoder_frozen_and_scratch_trains_all(stage2):
                              tokenizer=TokenizerConfig(min_freq=1), verbose=False).fit(texts, labels)
     (all_stage,) = scratch.history_["forward"]
     assert any(n.startswith("0.module.encoder") for n in all_stage["trainable_params"])
+
+
+def test_run_dropouts_and_precision_act_in_stages_2_and_3_over_the_encoders_saved_ones(stage1, stage2, tmp_path):
+    """The encoder decides the architecture; the run's --model dropouts and precision are used."""
+    run = ModelConfig(lm_output_p=0.11, lm_hidden_p=0.12, lm_input_p=0.13, lm_embed_p=0.014, lm_weight_p=0.15,
+                      clas_output_p=0.21, clas_hidden_p=0.22, clas_input_p=0.23, clas_embed_p=0.024,
+                      clas_weight_p=0.25, precision="fp32")  # the default 400/1152/3 sizes: not the encoder's
+    saved = load_checkpoint(stage2[0]).config["model"]
+    assert saved["clas_input_p"] == 0.4 and saved["precision"] == "auto" and saved["hidden_size"] == 16
+    texts, labels = synthetic(60, seed=4)
+    config = small_classifier_config(unfreeze_plan=(0,), stage_epochs=(1,), stage_lr_mult=(1.0,), drop_mult=1.0)
+    clf = TextClassifier(config, encoders=stage2[0], model_config=run, verbose=False).fit(texts, labels)
+    model = clf.models_["forward"]
+    encoder = model[0].module
+    assert encoder.n_hid == 16 and len(encoder.rnns) == 2
+    assert encoder.input_dp.p == pytest.approx(0.23) and encoder.encoder_dp.embed_p == pytest.approx(0.024)
+    assert [dp.p for dp in encoder.hidden_dps] == pytest.approx([0.22, 0.22])
+    assert [rnn.weight_p for rnn in encoder.rnns] == pytest.approx([0.25, 0.25])
+    head_dropouts = [m.p for m in model[1].modules() if isinstance(m, torch.nn.Dropout)]
+    assert head_dropouts[0] == pytest.approx(0.21)
+    used = clf.model_configs_["forward"]
+    assert (used.hidden_size, used.precision, used.clas_input_p) == (16, "fp32", 0.23)
+    # Stage 2 likewise: the fine-tuned LM records (and was built with) the run's LM dropouts.
+    texts, _ = synthetic(60, seed=5, lm_tail=True)
+    finetune_lm(texts, stage1[0], tmp_path / "ft", FinetuneConfig(epochs=1, batch_size=8, bptt=10),
+                TokenizerConfig(min_freq=1), model_config=run)
+    tuned = load_checkpoint(tmp_path / "ft").config["model"]
+    assert (tuned["lm_input_p"], tuned["precision"], tuned["hidden_size"]) == (0.13, "fp32", 16)
 
 
 def test_chain_thaw_trains_the_head_then_one_group_at_a_time_then_all(stage2):
@@ -231,8 +259,8 @@ def test_forward_backward_ensemble_averages_probabilities(stage1, tmp_path):
     from datasets import Dataset
     backward = tmp_path / "bwd"
     pretrain(Dataset.from_dict({"text": texts}), backward,
-             PretrainConfig(direction="backward", epochs=1, batch_size=8, bptt=10, min_freq=1,
-                            checkpoint_every_s=0), TINY)
+             PretrainConfig(direction="backward", epochs=1, batch_size=8, bptt=10, checkpoint_every_s=0),
+             TINY, TokenizerConfig(min_freq=1))
     config = small_classifier_config(directions=("forward", "backward"), stage_epochs=(1, 1, 1, 1))
     clf = TextClassifier(config, encoders={"forward": stage1[0], "backward": backward},
                          verbose=False).fit(texts, labels)
@@ -318,13 +346,13 @@ def test_resume_with_another_number_of_processes_is_refused(tmp_path):
     from ulmtl.config import ConfigError
     texts, _ = synthetic(200, seed=9, lm_tail=True)
     corpus = Dataset.from_dict({"text": texts})
-    config = PretrainConfig(epochs=2, batch_size=8, bptt=10, min_freq=1, valid_fraction=0.1,
+    config = PretrainConfig(epochs=2, batch_size=8, bptt=10, valid_fraction=0.1,
                             checkpoint_every_s=1e-6, token_budget=800)
-    pretrain(corpus, tmp_path / "lm", config, TINY)
+    pretrain(corpus, tmp_path / "lm", config, TINY, TokenizerConfig(min_freq=1))
     saved = tmp_path / "lm" / "resume" / "config.json"
     state = json.loads(saved.read_text())
     assert state["progress"]["processes"] == 1
     state["progress"]["processes"] = 2  # as if written by `torchrun --nproc_per_node=2`
     saved.write_text(json.dumps(state))
     with pytest.raises(ConfigError, match=r"written by a run with 2 process\(es\).*now 1"):
-        pretrain(corpus, tmp_path / "lm", replace(config, token_budget=0), TINY)
+        pretrain(corpus, tmp_path / "lm", replace(config, token_budget=0), TINY, TokenizerConfig(min_freq=1))

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from ulmtl import ClassifierConfig, ModelConfig, PretrainConfig, TextClassifier, pretrain
+from ulmtl import ClassifierConfig, ModelConfig, PretrainConfig, TextClassifier, TokenizerConfig, pretrain
 from ulmtl.lstm import AutocastLSTM, resolve_precision, use_autocast_lstm
 from ulmtl.model import build_language_model
 from ulmtl.training import BF16Autocast, make_learner
@@ -100,15 +100,19 @@ def test_bf16_training_lowers_perplexity_and_predicts(tmp_path):
     runs = {}
     for precision in ("fp32", "bf16"):
         runs[precision] = pretrain(Dataset.from_dict({"text": texts}), tmp_path / f"lm-{precision}",
-                                   PretrainConfig(epochs=4, batch_size=8, bptt=10, min_freq=1, lr=3e-2,
-                                                  checkpoint_every_s=0),
-                                   ModelConfig(emb_size=16, hidden_size=16, n_layers=2, precision=precision))
+                                   PretrainConfig(epochs=4, batch_size=8, bptt=10, lr=3e-2, checkpoint_every_s=0),
+                                   ModelConfig(emb_size=16, hidden_size=16, n_layers=2, precision=precision),
+                                   TokenizerConfig(min_freq=1))
     fp32, bf16 = runs["fp32"]["valid_perplexity"], runs["bf16"]["valid_perplexity"]
     assert bf16 < 0.25 * runs["bf16"]["vocab_size"]  # it learned (a uniform guess is the vocabulary size)
     assert abs(bf16 - fp32) <= 0.05 * fp32  # and as well as fp32 after the same tokens
     labels = ["a" if "cat" in t else "b" for t in texts]
     config = ClassifierConfig(batch_size=16, bptt=10, max_len=100, stage_epochs=(1, 1, 1, 1))
-    clf = TextClassifier(config, encoders=tmp_path / "lm-bf16", verbose=False).fit(texts, labels)
+    # Precision is the run's setting (the encoder's own bf16 is not inherited): bf16 asked here.
+    clf = TextClassifier(config, encoders=tmp_path / "lm-fp32", model_config=ModelConfig(precision="bf16"),
+                         verbose=False).fit(texts, labels)
+    assert clf.model_configs_["forward"].precision == "bf16"
+    assert clf.model_configs_["forward"].hidden_size == 16  # the architecture is the encoder's
     probs = clf.predict_proba(texts[:10])
     assert probs.shape == (10, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
     clf.save(tmp_path / "clf")

@@ -1,8 +1,12 @@
 """Every recipe's ``--smoke`` run: tiny model, tiny subset, real files where the data is present."""
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,6 +54,7 @@ def test_recipe_with_scratch_strategy_and_override(shared_data, tmp_path):
                          "--classifier.strategy=scratch", "--seed=7"])
     metrics = check_outputs(out, 6)
     assert metrics["strategy"] == "scratch" and metrics["seed"] == 7 and metrics["lm_finetune"] == {}
+    assert metrics["data"]["splits"] == {"train": 5452, "test": 500}  # rows read, before --max_train
     saved = json.loads((out / "config.json").read_text())  # the seed each stage used, not the default
     assert saved["seed"] == saved["finetune"]["seed"] == saved["classifier"]["seed"] == 7
 
@@ -68,11 +73,13 @@ def test_recipe_holds_out_a_validation_split_for_tuning(shared_data, tmp_path):
     assert all("accuracy" in record for record in epochs if "epoch_done" in record)
 
 
-def test_recipe_rejects_a_bad_valid_fraction(shared_data, tmp_path):
-    from ulmtl.config import ConfigError
-    with pytest.raises(ConfigError, match="valid_fraction"):
+def test_recipe_rejects_a_bad_valid_fraction(shared_data, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
         recipe("trec").main(["--smoke", "--output", str(tmp_path / "bad"), "--data-dir", str(shared_data),
                              "--classifier.strategy=scratch", "--valid_fraction=1.5"])
+    assert exit_info.value.code == 2
+    assert "config key 'valid_fraction' must be in [0, 1)" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()  # refused before the run wrote anything
 
 
 def test_custom_recipe_on_a_csv_without_test_file(tmp_path):
@@ -101,6 +108,25 @@ def test_recipe_rejects_unknown_override(tmp_path, capsys):
         recipe("trec").main(["--classifier.learning_rate=3", "--output", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "classifier.learning_rate" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", sorted(RECIPES.glob("*.py")), ids=lambda path: path.stem)
+def test_every_recipe_runs_through_run_cli(path):
+    """``python recipes/X.py`` goes through the one entry that turns bad input into exit status 2."""
+    tree = ast.parse(path.read_text())
+    guard = [node for node in tree.body if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)]
+    assert len(guard) == 1 and [ast.unparse(node) for node in guard[0].body] == ["run_cli(main)"]
+
+
+def test_a_recipe_that_fails_on_its_data_exits_2_without_a_traceback(tmp_path):
+    """imdb (one of the recipes that once ended in a bare main()) without its data, offline."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", ULMTL_CACHE_DIR=str(tmp_path / "cache"),
+               PYTHONPATH=str(RECIPES.parent), HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
+    result = subprocess.run([sys.executable, str(RECIPES / "imdb.py"), "--smoke", "--data-dir",
+                             str(tmp_path / "nodata"), "--output", str(tmp_path / "out")],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("error: dataset 'imdb'"), result.stderr
 
 
 def test_pretrain_general_smoke(tmp_path):

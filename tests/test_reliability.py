@@ -7,6 +7,7 @@ recipe runs are subprocesses that fail while loading data, before any training.
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 import pickle
@@ -22,8 +23,9 @@ from datasets import Dataset
 
 from ulmtl import (
     CheckpointError, ClassifierConfig, DataError, FinetuneConfig, ModelConfig, PretrainConfig,
-    TextClassifier, TokenizerConfig, finetune_lm, load_checkpoint, load_files, pretrain,
+    TextClassifier, TokenizerConfig, finetune_lm, load_checkpoint, load_files, pretrain, read_files,
 )
+from ulmtl.data import load_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ModelConfig(emb_size=16, hidden_size=16, n_layers=2)
@@ -125,8 +127,12 @@ def test_cli_skip_empty_counts_the_rows_it_skips(tmp_path):
     result = recipe_cli(tmp_path, "--train", str(path), "--skip-empty", "--classifier.strategy=scratch")
     assert result.returncode == 0, result.stderr
     assert "skipped 2 rows with empty text" in result.stdout
+    assert f"ulmtl: read 60 rows from {path} (train)" in result.stdout
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["skipped_empty_rows"] == 2
+    assert metrics["data"]["files"] == [{"path": str(path), "split": "train", "rows_read": 60, "rows_kept": 58,
+                                         "skipped_empty": 2, "skipped_hidden": 0, "warnings": []}]
+    assert metrics["data"]["splits"]["train"] + metrics["data"]["splits"]["test"] == 58
     # Every other row is used: none is dropped without being counted.
     assert metrics["n_train"] + metrics["test"]["n_test"] == 60 - 2
 
@@ -167,6 +173,20 @@ def test_cli_unclosed_quote_names_the_line_it_opens_on(tmp_path):
     path = write(tmp_path / "d.csv", 'text,label\ngood film,pos\n"bad film,neg\nfine,pos\nworse,neg\n')
     assert_clean_error(recipe_cli(tmp_path, "--train", str(path)),
                        str(path), "line 3", "1 fields", "runs on to line 5", "quote left open")
+
+
+def test_cli_csv_field_that_swallowed_rows(tmp_path):
+    # The quote opening line 3 closes on line 5: lines 3-5 read as one row of 2 fields.
+    path = write(tmp_path / "d.csv", 'text,label\ngood film,pos\n"bad film,neg\nfine,pos\nworse" one,neg\n'
+                                     'lovely,pos\n')
+    assert_clean_error(recipe_cli(tmp_path, "--train", str(path)),
+                       str(path), "line 3", "field 'text' runs on to line 5", "shaped like rows")
+
+
+def test_cli_empty_label_column_name(tmp_path):
+    path = write(tmp_path / "d.csv", GOOD_ROWS)
+    assert_clean_error(recipe_cli(tmp_path, "--train", str(path), "--label-column="),
+                       str(path), "the label column name is empty")
 
 
 def test_cli_wrong_typed_override(tmp_path):
@@ -228,6 +248,219 @@ def test_load_files_reads_a_csv_with_a_byte_order_mark(tmp_path):
     assert load_files(path, path)["train"].num_rows == 2
 
 
+# =========================================================================== A2. the user's files (API)
+# The same loader as the recipes, called directly: fast, no subprocess.
+
+def review_texts(n: int) -> list[str]:
+    return [f"review number {i} of the file" for i in range(n)]
+
+
+def write_rows(path: Path, rows: list[tuple[str, str]], sep: str, header=("text", "label")) -> Path:
+    return write(path, "".join(sep.join(r) + "\n" for r in [header, *rows]))
+
+
+def test_tsv_text_beginning_with_a_quote_keeps_every_row(tmp_path, capsys):
+    """A quote opening text 50 used to run on to the next quote (text 90): 200 rows read as 160."""
+    texts = review_texts(200)
+    texts[49], texts[89] = '"Quoted" start of a review', 'he said "wow" loudly'
+    rows = [(t, "pos" if i % 2 else "neg") for i, t in enumerate(texts)]
+    path = write_rows(tmp_path / "d.tsv", rows, "\t")
+    data = load_files(path, path)
+    assert data["train"]["text"] == texts and data["test"].num_rows == 200
+    assert f"ulmtl: read 200 rows from {path} (train)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("layout", ["text,label", "label,text"])
+def test_csv_field_that_swallowed_rows_is_an_error(tmp_path, layout):
+    texts = review_texts(200)
+    texts[49], texts[89] = '"Quoted start of a review', 'he said "wow" loudly'
+    rows = [(t, "pos" if i % 2 else "neg") for i, t in enumerate(texts)]
+    if layout == "label,text":
+        rows = [(y, t) for t, y in rows]
+    path = write_rows(tmp_path / "d.csv", rows, ",", header=tuple(layout.split(",")))
+    with pytest.raises(DataError) as info:
+        load_files(path)
+    message = str(info.value)
+    for fragment in (str(path), "line 51", "field 'text' runs on to line 91", "shaped like rows", '""'):
+        assert fragment in message, (fragment, message)
+
+
+def test_csv_text_spanning_lines_with_commas_is_one_text(tmp_path):
+    path = write(tmp_path / "d.csv", 'text,label\n"First line, with a comma\nsecond line, and more",pos\n'
+                                     'plain,neg\n"a ""quoted"" word",neg\n')
+    data, report = read_files(path, path)
+    assert data["train"]["text"] == ["First line, with a comma\nsecond line, and more", "plain",
+                                     'a "quoted" word']
+    assert report.files[0].rows_read == 3
+
+
+def test_every_file_read_is_counted_in_the_report(tmp_path):
+    train = write_rows(tmp_path / "train.csv", [("good", "pos"), ("bad", "neg"), ("fine", "pos")], ",")
+    test = write_rows(tmp_path / "test.tsv", [("great", "pos"), ("awful", "neg")], "\t")
+    data, report = read_files(train, test)
+    assert [(f.path, f.split, f.rows_read, f.rows_kept) for f in report.files] == [
+        (str(train), "train", 3, 3), (str(test), "test", 2, 2)]
+    assert report.splits == {"train": 3, "test": 2}
+    assert report.lines() == [f"ulmtl: read 3 rows from {train} (train)", f"ulmtl: read 2 rows from {test} (test)"]
+    assert json.loads(json.dumps(report.to_dict()))["files"][1]["rows_read"] == 2
+
+
+def test_same_file_as_train_and_test_is_warned(tmp_path, capsys):
+    path = write(tmp_path / "d.csv", GOOD_ROWS)
+    _, report = read_files(path, path)
+    assert report.warnings == [f"{path} is also the training file: the test metrics are measured on "
+                               f"training rows"]
+    load_files(path, path)
+    assert f"ulmtl: warning: {path} is also the training file" in capsys.readouterr().err
+
+
+def jsonl(path: Path, labels: list) -> Path:
+    return write(path, "".join(json.dumps({"text": f"text {i}", "label": y}) + "\n"
+                               for i, y in enumerate(labels)))
+
+
+def test_equal_numeric_labels_are_one_class(tmp_path):
+    path = jsonl(tmp_path / "d.jsonl", [1, 1.0, 0, 0.0, 1, 0])
+    data, report = read_files(path, jsonl(tmp_path / "t.jsonl", [0, 1]))
+    assert data["train"].features["label"].names == ["0", "1"]
+    assert data["train"]["label"] == [1, 1, 0, 0, 1, 0]
+    assert not report.all_warnings
+
+
+@pytest.mark.parametrize("labels, duplicates", [
+    (["pos", "Pos", "neg", "NEG"], ["'NEG', 'neg'", "'Pos', 'pos'"]),
+    ([True, "true", False, "false"], ["'False', 'false'", "'True', 'true'"]),
+    (["1", "1.0", "2", "2.0"], ["'1', '1.0'", "'2', '2.0'"]),  # strings, as a CSV has them
+])
+def test_labels_differing_in_case_or_type_are_warned(tmp_path, capsys, labels, duplicates):
+    path = jsonl(tmp_path / "d.jsonl", labels * 2)
+    test = jsonl(tmp_path / "t.jsonl", labels)
+    data, report = read_files(path, test)
+    assert len(data["train"].features["label"].names) == 4  # kept apart, but never silently
+    assert len(report.warnings) == 2
+    for warning, names in zip(sorted(report.warnings), duplicates):
+        assert f"{path}: classes {names} differ only in case" in warning
+    load_files(path, test)
+    assert capsys.readouterr().err.count("ulmtl: warning: ") == 2
+
+
+def test_a_number_and_a_string_label_are_one_class_with_a_warning(tmp_path):
+    path = jsonl(tmp_path / "d.jsonl", [1, "1", 0, 0])
+    data, report = read_files(path, path)
+    assert data["train"].features["label"].names == ["0", "1"]
+    assert report.files[0].warnings == [f"{path}: class '1' is written as a number and as a string; "
+                                        f"they are read as one class"]
+
+
+@pytest.mark.parametrize("kind, where", [
+    ("csv", "row at line 3"), ("tsv", "row at line 3"), ("jsonl-null", "row at line 2"),
+    ("jsonl-NaN", "row at line 2"), ("parquet-null", "row 2"), ("parquet-NaN", "row 2"),
+])
+def test_a_missing_label_is_an_error_naming_the_row(tmp_path, kind, where):
+    if kind in ("csv", "tsv"):
+        sep = "," if kind == "csv" else "\t"
+        path = write(tmp_path / f"d.{kind}", f"text{sep}label\ngood{sep}pos\nso so{sep}\nbad{sep}neg\n")
+    elif kind.startswith("jsonl"):
+        path = write(tmp_path / "d.jsonl", '{"text": "good", "label": 1}\n{"text": "so so", "label": '
+                     + ("null" if kind == "jsonl-null" else "NaN") + '}\n{"text": "bad", "label": 0}\n')
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        label = ["pos", None, "neg"] if kind == "parquet-null" else [1.0, float("nan"), 0.0]
+        path = tmp_path / "d.parquet"
+        pq.write_table(pa.table({"text": ["good", "so so", "bad"], "label": label}), path)
+    with pytest.raises(DataError) as info:
+        load_files(path, path)
+    assert str(info.value) == f"{path}, {where}: field 'label' (the label) is missing"
+
+
+def class_folder(root: Path) -> Path:
+    for label, texts in (("pos", ["good film", "lovely"]), ("neg", ["bad film", "awful"])):
+        for i, text in enumerate(texts):
+            (root / label).mkdir(parents=True, exist_ok=True)
+            write(root / label / f"{i}.txt", text)
+    return root
+
+
+def test_class_folder_skips_and_counts_hidden_files_and_folders(tmp_path, capsys):
+    folder = class_folder(tmp_path / "train")
+    (folder / ".ipynb_checkpoints").mkdir()
+    write(folder / ".ipynb_checkpoints" / "notes.txt", "not a class")
+    write(folder / "pos" / ".~lock.0.txt#", "lock file")
+    write(folder / "neg" / ".DS_Store", b"\x00\x00\x00\x01Bud1")
+    (folder / "neg" / ".ipynb_checkpoints").mkdir()
+    write(folder / "neg" / ".ipynb_checkpoints" / "0-checkpoint.txt", "bad film")
+    data, report = read_files(folder, folder)
+    assert data["train"].features["label"].names == ["neg", "pos"]
+    assert sorted(data["train"]["text"]) == ["awful", "bad film", "good film", "lovely"]
+    assert report.files[0].skipped_hidden == 4 and report.files[0].rows_read == 4
+    load_files(folder, folder)
+    assert f"ulmtl: skipped 4 hidden files or folders in {folder}" in capsys.readouterr().out
+
+
+def test_empty_class_folder_is_an_error_naming_it(tmp_path):
+    folder = class_folder(tmp_path / "train")
+    (folder / "neutral").mkdir()
+    write(folder / "neutral" / ".DS_Store", "x")
+    with pytest.raises(DataError) as info:
+        load_files(folder)
+    assert str(info.value).startswith(f"{folder / 'neutral'}: the class folder 'neutral' holds no texts "
+                                      f"(no text files; 1 hidden files or folders skipped)")
+
+
+def test_csv_text_over_the_csv_modules_field_limit_is_read(tmp_path):
+    long_text = "word " * (200 * 1024 // 5)  # 200 KiB; the csv module's default limit is 128 KiB
+    path = write(tmp_path / "d.csv", f'text,label\n"{long_text}",pos\nshort,neg\n')
+    data = load_files(path, path)
+    assert data["train"]["text"][0] == long_text
+    assert csv.field_size_limit() == 128 * 1024  # the module's limit is put back after reading
+
+
+@pytest.mark.parametrize("text, kind", [('{"a": 1}', "an object"), ('["a", "b"]', "a list"),
+                                        ("42", "a number"), ("true", "a boolean")])
+def test_non_string_json_text_is_an_error_naming_line_and_field(tmp_path, text, kind):
+    path = write(tmp_path / "d.jsonl", f'{{"text": "good", "label": 1}}\n{{"text": {text}, "label": 0}}\n')
+    with pytest.raises(DataError) as info:
+        load_files(path, path)
+    assert str(info.value) == f"{path}, row at line 2: field 'text' is {kind}, not a string"
+
+
+def test_pretty_printed_json_array_is_read(tmp_path):
+    records = [{"text": "good film", "label": "pos"}, {"text": "bad film", "label": "neg"},
+               {"text": "lovely", "label": "pos"}]
+    path = write(tmp_path / "d.json", json.dumps(records, indent=2))
+    data = load_files(path, path)
+    assert data["train"]["text"] == ["good film", "bad film", "lovely"]
+    write(path, json.dumps(records + [{"text": "", "label": "neg"}], indent=2))
+    with pytest.raises(DataError, match=r"d\.json, record 4: field 'text' is empty"):
+        load_files(path, path)
+
+
+def test_pretty_printed_json_object_is_named_as_such(tmp_path):
+    path = write(tmp_path / "d.json", json.dumps({"text": ["good", "bad"], "label": ["pos", "neg"]}, indent=2))
+    with pytest.raises(DataError) as info:
+        load_files(path, path)
+    assert str(info.value).startswith(f"{path} is a JSON document spanning several lines, not JSON lines "
+                                      f"(one object per line)")
+
+
+def test_empty_label_column_name_is_named(tmp_path):
+    path = write(tmp_path / "d.csv", GOOD_ROWS)
+    with pytest.raises(DataError) as info:
+        load_files(path, path, label_column="")
+    assert str(info.value).startswith(f"{path}: the label column name is empty")
+
+
+def test_latin1_byte_in_a_stage1_corpus_names_file_and_byte(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    write(folder / "a.txt", "first paragraph\n")
+    bad = write(folder / "b.txt", b"a good line\ncaf\xe9 au lait\n")
+    with pytest.raises(DataError) as info:
+        load_corpus(folder)
+    assert str(info.value).startswith(f"corpus {bad}, line 2, byte 15: bytes are not valid utf-8")
+
+
 # =========================================================================== B. the Python API
 
 class _Payload:
@@ -246,8 +479,8 @@ def tiny_lm(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("lm")
     texts, _ = synthetic(200, seed=1)
     pretrain(Dataset.from_dict({"text": texts}), root / "stage1",
-             PretrainConfig(epochs=1, batch_size=8, bptt=10, max_vocab=500, min_freq=1,
-                            checkpoint_every_s=0, valid_fraction=0.1), TINY, TokenizerConfig())
+             PretrainConfig(epochs=1, batch_size=8, bptt=10, checkpoint_every_s=0, valid_fraction=0.1),
+             TINY, TokenizerConfig(max_vocab=500, min_freq=1))
     texts, _ = synthetic(100, seed=2)
     finetune_lm(texts, root / "stage1", root / "stage2", FinetuneConfig(epochs=1, batch_size=8, bptt=10),
                 TokenizerConfig(min_freq=1))
@@ -390,8 +623,8 @@ TIMING_KEYS = ("train_seconds", "tokens_per_s")
 def test_same_seed_same_pretraining_and_lm_finetuning(tmp_path):
     texts, _ = synthetic(120, seed=8)
     corpus = Dataset.from_dict({"text": texts})
-    config = PretrainConfig(epochs=1, batch_size=8, bptt=10, min_freq=1, checkpoint_every_s=0)
-    metrics = [pretrain(corpus, tmp_path / f"lm{i}", config, TINY) for i in range(2)]
+    config = PretrainConfig(epochs=1, batch_size=8, bptt=10, checkpoint_every_s=0)
+    metrics = [pretrain(corpus, tmp_path / f"lm{i}", config, TINY, TokenizerConfig(min_freq=1)) for i in range(2)]
     for m in metrics:
         for key in TIMING_KEYS:
             m.pop(key)

@@ -16,11 +16,11 @@ from ulmtl import load_checkpoint
 
 SCRIPT = """
 import sys
-from ulmtl import ModelConfig, PretrainConfig, pretrain
+from ulmtl import ModelConfig, PretrainConfig, TokenizerConfig, pretrain
 corpus, out, every = sys.argv[1], sys.argv[2], float(sys.argv[3])
-pretrain(corpus, out, PretrainConfig(epochs=2, batch_size=8, bptt=10, min_freq=1, valid_fraction=0.1,
+pretrain(corpus, out, PretrainConfig(epochs=2, batch_size=8, bptt=10, valid_fraction=0.1,
                                      checkpoint_every_s=every, log_every=1000),
-         ModelConfig(emb_size=16, hidden_size=16, n_layers=2))
+         ModelConfig(emb_size=16, hidden_size=16, n_layers=2), TokenizerConfig(min_freq=1))
 """
 
 

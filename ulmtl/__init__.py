@@ -11,7 +11,7 @@ from ulmtl.config import (
     ClassifierConfig, ConfigError, FinetuneConfig, ModelConfig, PretrainConfig, PretrainRunConfig,
     RecipeConfig, TokenizerConfig, apply_overrides, load_config, save_config,
 )
-from ulmtl.data import DataError, load_dataset, load_files, resolve_data_dir
+from ulmtl.data import DataError, LoadReport, load_dataset, load_files, read_files, resolve_data_dir
 from ulmtl.finetune import finetune_lm
 from ulmtl.pretrain import default_lm_dir, fetch_fastai_wt103, import_fastai_lm, pretrain
 from ulmtl.recipe import run_cross_validation, run_recipe
@@ -22,8 +22,8 @@ __version__ = "0.1.0"
 __all__ = [
     "TextClassifier", "finetune_lm", "run_recipe", "run_cross_validation",
     "Checkpoint", "CheckpointError", "ClassifierConfig", "ConfigError", "DataError", "FinetuneConfig",
-    "ModelConfig", "PretrainConfig", "PretrainRunConfig", "RecipeConfig", "TokenizerConfig", "Vocab",
-    "apply_overrides", "default_lm_dir", "fetch_fastai_wt103", "import_fastai_lm", "load_checkpoint",
-    "load_config", "load_dataset", "load_files", "parse_args", "pretrain", "resolve_data_dir",
-    "save_checkpoint", "save_config", "tokenize_texts",
+    "LoadReport", "ModelConfig", "PretrainConfig", "PretrainRunConfig", "RecipeConfig", "TokenizerConfig",
+    "Vocab", "apply_overrides", "default_lm_dir", "fetch_fastai_wt103", "import_fastai_lm",
+    "load_checkpoint", "load_config", "load_dataset", "load_files", "parse_args", "pretrain", "read_files",
+    "resolve_data_dir", "save_checkpoint", "save_config", "tokenize_texts",
 ]

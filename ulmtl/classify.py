@@ -23,7 +23,8 @@ from fastai.metrics import accuracy
 from ulmtl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ulmtl.backbones import transformer
 from ulmtl.config import (
-    ClassifierConfig, ConfigError, ModelConfig, TokenizerConfig, TransformerConfig, from_dict, to_dict,
+    ClassifierConfig, ConfigError, ModelConfig, TokenizerConfig, TransformerConfig, architecture, from_dict,
+    to_dict,
 )
 from ulmtl.data import DataError
 from ulmtl.distributed import is_main, world
@@ -35,11 +36,6 @@ from ulmtl.text import Vocab, tokenize_texts
 from ulmtl.training import (
     ScheduledLR, TrainingLog, group_lrs, train_only_groups, make_learner, prepare_torch, set_seed,
 )
-
-STRATEGIES = ("finetune", "feature_extraction", "scratch")
-DIRECTIONS = ("forward", "backward")
-UNFREEZING = ("gradual", "chain_thaw")
-
 
 class SkipValidation(Callback):
     """No validation set was given: skip fastai's per-epoch validation."""
@@ -110,21 +106,6 @@ class TextClassifier:
 
     # ------------------------------------------------------------------ fitting
 
-    def _check_config(self) -> None:
-        config = self.config
-        if config.strategy not in STRATEGIES:
-            raise ConfigError(f"classifier.strategy must be one of {STRATEGIES}, got {config.strategy!r}")
-        if not config.directions or any(d not in DIRECTIONS for d in config.directions):
-            raise ConfigError(f"classifier.directions must be a non-empty subset of {DIRECTIONS}, "
-                             f"got {config.directions}")
-        if len(config.unfreeze_plan) != len(config.stage_epochs) or \
-                len(config.stage_epochs) != len(config.stage_lr_mult):
-            raise ConfigError("classifier.unfreeze_plan, stage_epochs and stage_lr_mult need one entry per stage")
-        if config.unfreezing not in UNFREEZING:
-            raise ConfigError(f"classifier.unfreezing must be one of {UNFREEZING}, got {config.unfreezing!r}")
-        if config.chain_thaw_epochs < 1:
-            raise ConfigError(f"classifier.chain_thaw_epochs must be at least 1, got {config.chain_thaw_epochs}")
-
     @property
     def is_transformer(self) -> bool:
         return isinstance(self.model_config, TransformerConfig)
@@ -162,7 +143,6 @@ class TextClassifier:
 
         ``valid``: optional ``(texts, labels)`` evaluated after every epoch.
         """
-        self._check_config()
         texts, labels, names = _texts_and_labels(X, y)
         if labels is None:
             raise DataError("fit needs labels: pass y, or a dataset with a 'label' column")
@@ -220,7 +200,11 @@ class TextClassifier:
                 raise CheckpointError(f"{encoder_path}: a {saved_direction} LM cannot serve as the "
                                       f"{direction} encoder")
             vocab, state = checkpoint.vocab, encoder_state(checkpoint.state_dict)
-            model_config = from_dict(ModelConfig, checkpoint.config["model"])
+            model_config = self.model_config.with_architecture_of(checkpoint.config["model"])
+            if model_config != self.model_config and self.verbose:
+                print(f"ulmtl: the {direction} classifier takes its architecture from {encoder_path} "
+                      f"({architecture(model_config)}), not the run's ({architecture(self.model_config)})",
+                      flush=True)
             rows = state["encoder.weight"].shape[0]
             if rows != len(vocab):
                 raise CheckpointError(f"{encoder_path}: weights have {rows} embedding rows but the "

@@ -2,45 +2,129 @@
 
 Each stage has one dataclass. Configs nest (a recipe config holds the stage configs), are
 overridden from the command line with ``--section.key=value`` and are saved as JSON next to every
-checkpoint and result.
+checkpoint and result. Every config checks itself when built (``__post_init__``): enumerated
+settings are ``Literal`` fields, every number has a range (:func:`limited`) and must be finite, so a
+bad value fails with the key named before any work starts.
 """
 from __future__ import annotations
 
+import codecs
 import dataclasses
+import functools
 import json
-import types
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
+
+from ulmtl.text import SPECIAL_TOKENS
 
 
 class ConfigError(ValueError):
     """A configuration value or override that cannot be used."""
 
 
+class FieldError(ConfigError):
+    """A bad value of one config field: ``config key 'owner.field' problem``.
+
+    Raised by ``__post_init__`` with the class name as ``owner``; :func:`from_dict` (and so
+    :func:`apply_overrides`) replaces it with the section's dotted path (``classifier``)."""
+
+    def __init__(self, owner: str, field_name: str, problem: str):
+        self.owner, self.field_name, self.problem = owner, field_name, problem
+        key = f"{owner}.{field_name}" if owner else field_name
+        super().__init__(f"config key {key!r} {problem}")
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The numbers a field (or every item of a tuple field) accepts: ``low``..``high``, each end
+    included unless ``*_open``. Every float must also be finite."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+    why: str = ""
+
+    def admits(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def describe(self) -> str:
+        def number(x: float) -> str:
+            return str(int(x)) if float(x).is_integer() else repr(x)
+        if self.high == math.inf:
+            text = f"{'>' if self.low_open else '>='} {number(self.low)}"
+        else:
+            left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            text = f"in {left}{number(self.low)}, {number(self.high)}{right}"
+        return f"{text} ({self.why})" if self.why else text
+
+
+POSITIVE = Limit(0, low_open=True)
+NON_NEGATIVE = Limit(0)
+AT_LEAST_1 = Limit(1)
+PROBABILITY = Limit(0, 1, high_open=True)  # dropouts, Adam betas
+FRACTION = Limit(0, 1, low_open=True, high_open=True)
+SEED = Limit(0, 2 ** 32 - 1, why="NumPy's seed range")
+
+
+def limited(default, limit: Limit):
+    """A dataclass field with its accepted range (``field.metadata["limit"]``), checked on build."""
+    return field(default=default, metadata={"limit": limit})
+
+
+Precision = Literal["fp32", "bf16", "auto"]
+Direction = Literal["forward", "backward"]
+Schedule = Literal["stlr", "one_cycle", "constant"]  # ulmtl.schedule.schedule_value
+Strategy = Literal["finetune", "feature_extraction", "scratch"]
+Unfreezing = Literal["gradual", "chain_thaw"]
+LmTexts = Literal["task", "all"]
+Backbone = Literal["auto", "awd_lstm", "transformer"]
+
+ARCHITECTURE = ("emb_size", "hidden_size", "n_layers")  # ModelConfig's fields a checkpoint fixes
+
+
 @dataclass
 class ModelConfig:
     """AWD-LSTM architecture (Merity et al. 2017) as used by ULMFiT: 400 / 1152 / 3."""
 
-    emb_size: int = 400
-    hidden_size: int = 1152
-    n_layers: int = 3
+    emb_size: int = limited(400, AT_LEAST_1)
+    hidden_size: int = limited(1152, AT_LEAST_1)
+    n_layers: int = limited(3, AT_LEAST_1)
     # Dropouts of the language model (fastai's awd_lstm_lm_config).
-    lm_output_p: float = 0.1
-    lm_hidden_p: float = 0.15
-    lm_input_p: float = 0.25
-    lm_embed_p: float = 0.02
-    lm_weight_p: float = 0.2
+    lm_output_p: float = limited(0.1, PROBABILITY)
+    lm_hidden_p: float = limited(0.15, PROBABILITY)
+    lm_input_p: float = limited(0.25, PROBABILITY)
+    lm_embed_p: float = limited(0.02, PROBABILITY)
+    lm_weight_p: float = limited(0.2, PROBABILITY)
     # Dropouts of the classifier encoder (the paper: 0.4 / 0.3 / 0.4 / 0.05 / 0.5).
-    clas_output_p: float = 0.4
-    clas_hidden_p: float = 0.3
-    clas_input_p: float = 0.4
-    clas_embed_p: float = 0.05
-    clas_weight_p: float = 0.5
+    clas_output_p: float = limited(0.4, PROBABILITY)
+    clas_hidden_p: float = limited(0.3, PROBABILITY)
+    clas_input_p: float = limited(0.4, PROBABILITY)
+    clas_embed_p: float = limited(0.05, PROBABILITY)
+    clas_weight_p: float = limited(0.5, PROBABILITY)
     # Matmul precision for training and prediction: "fp32", "bf16" (autocast; on the CPU the LSTM
     # runs its matmuls in bf16 too, see ulmtl.lstm) or "auto": bf16 on a CUDA GPU with bf16, fp32
     # on the CPU (CPU bf16 is opt-in: only worth it with AMX / AVX-512-BF16).
-    precision: str = "auto"
+    precision: Precision = "auto"
+
+    def __post_init__(self):
+        check_fields(self)
+
+    def with_architecture_of(self, saved: dict) -> "ModelConfig":
+        """This config with the architecture (sizes, layers) of a checkpoint's saved ``model``
+        section; the runtime settings (dropouts, precision) stay this run's."""
+        saved_model = from_dict(ModelConfig, saved, "model.")
+        return dataclasses.replace(self, **{key: getattr(saved_model, key) for key in ARCHITECTURE})
+
+
+def architecture(model: ModelConfig) -> str:
+    """The architecture fields of ``model``, as ``emb_size=400, hidden_size=1152, n_layers=3``."""
+    return ", ".join(f"{key}={getattr(model, key)}" for key in ARCHITECTURE)
 
 
 @dataclass
@@ -53,121 +137,164 @@ class TransformerConfig:
 
     # Long documents are read in windows of this many tokens (special tokens included) that
     # overlap by ``overlap`` tokens; ClassifierConfig.max_len caps the tokens read per document.
-    window: int = 256
-    overlap: int = 64
+    window: int = limited(256, Limit(3, why="two special tokens and one of text"))
+    overlap: int = limited(64, NON_NEGATIVE)
     # Layer groups: the embeddings, the blocks in this many groups of consecutive layers, the head.
-    block_groups: int = 3
+    block_groups: int = limited(3, AT_LEAST_1)
     # Dropout on the pooled features, before the head's hidden layer.
-    pooled_dropout: float = 0.1
+    pooled_dropout: float = limited(0.1, PROBABILITY)
     # Stage 2 (masked-LM fine-tuning): masking rate, tokens per row, and the epochs a new MLM head
-    # (for checkpoints without one) trains alone before the encoder is unfrozen.
-    mlm_probability: float = 0.15
-    mlm_block: int = 128
-    head_epochs: int = 1
-    head_lr_mult: float = 10.0
+    # (for checkpoints without one) trains alone, at head_lr_mult times finetune.lr, before the
+    # encoder is unfrozen.
+    mlm_probability: float = limited(0.15, FRACTION)
+    mlm_block: int = limited(128, Limit(4))
+    head_epochs: int = limited(1, NON_NEGATIVE)
+    head_lr_mult: float = limited(10.0, POSITIVE)
     # "fp32", "bf16" (autocast) or "auto": bf16 on a CUDA GPU with bf16, fp32 on the CPU.
-    precision: str = "auto"
+    precision: Precision = "auto"
+
+    def __post_init__(self):
+        check_fields(self)
+        if self.overlap > self.window - 3:
+            raise FieldError(type(self).__name__, "overlap",
+                             f"must be at most window - 3 = {self.window - 3} (a window moves by at least one token)")
 
 
 @dataclass
 class TokenizerConfig:
     """spaCy tokenization with fastai's rules, and the vocabulary built from it."""
 
-    max_vocab: int = 60000
-    min_freq: int = 2
-    num_proc: int = 1
-    batch_size: int = 1000
+    # The vocabulary: at most max_vocab tokens (fastai's special tokens included), each seen at
+    # least min_freq times.
+    max_vocab: int = limited(60000, Limit(len(SPECIAL_TOKENS), low_open=True, why="the special tokens"))
+    min_freq: int = limited(2, AT_LEAST_1)
+    num_proc: int = limited(1, AT_LEAST_1)
+    batch_size: int = limited(1000, AT_LEAST_1)
+
+    def __post_init__(self):
+        check_fields(self)
+
+
+def pretrain_tokenizer() -> TokenizerConfig:
+    """Stage 1's vocabulary: 30000 tokens seen at least 3 times (stage 2's default is 60000 / 2)."""
+    return TokenizerConfig(max_vocab=30000, min_freq=3)
 
 
 @dataclass
 class PretrainConfig:
-    """Stage 1: general-domain language model."""
+    """Stage 1: general-domain language model (its vocabulary: the run's ``tokenizer`` section)."""
 
-    direction: str = "forward"
-    bptt: int = 70
-    batch_size: int = 64
-    epochs: int = 1
-    lr: float = 3e-3
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.7, 0.99)
-    cut_frac: float = 0.1
-    ratio: float = 32.0
-    drop_mult: float = 1.0
-    ar_alpha: float = 2.0
-    tar_beta: float = 1.0
-    clip: float = 0.4
-    valid_fraction: float = 0.02
-    max_vocab: int = 30000
-    min_freq: int = 3
-    max_docs: int = 0
+    direction: Direction = "forward"
+    bptt: int = limited(70, AT_LEAST_1)
+    batch_size: int = limited(64, AT_LEAST_1)
+    epochs: int = limited(1, AT_LEAST_1)
+    lr: float = limited(3e-3, POSITIVE)
+    weight_decay: float = limited(0.01, NON_NEGATIVE)
+    betas: tuple[float, float] = limited((0.7, 0.99), PROBABILITY)
+    cut_frac: float = limited(0.1, FRACTION)
+    ratio: float = limited(32.0, AT_LEAST_1)
+    drop_mult: float = limited(1.0, NON_NEGATIVE)
+    ar_alpha: float = limited(2.0, NON_NEGATIVE)
+    tar_beta: float = limited(1.0, NON_NEGATIVE)
+    clip: float = limited(0.4, NON_NEGATIVE)  # 0: no gradient clipping
+    valid_fraction: float = limited(0.02, FRACTION)
+    max_docs: int = limited(0, NON_NEGATIVE)  # 0: every document
     # Read the training tokens from a memory-mapped file in corpus order instead of shuffling
     # documents in memory: for corpora larger than RAM.
     stream: bool = False
-    time_budget_s: float = 0.0
-    token_budget: int = 0
-    checkpoint_every_s: float = 600.0
-    log_every: int = 20
-    seed: int = 42
+    # Budgets (0: none): stop after this many seconds of training / training tokens.
+    time_budget_s: float = limited(0.0, NON_NEGATIVE)
+    token_budget: int = limited(0, NON_NEGATIVE)
+    checkpoint_every_s: float = limited(600.0, NON_NEGATIVE)  # 0: no resume checkpoints
+    log_every: int = limited(20, AT_LEAST_1)
+    seed: int = limited(42, SEED)
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 @dataclass
 class FinetuneConfig:
     """Stage 2: LM fine-tuning on target-domain text (discriminative LRs + STLR)."""
 
-    bptt: int = 70
-    batch_size: int = 64
-    epochs: int = 2
-    lr: float = 4e-3
-    lr_decay: float = 2.6
+    bptt: int = limited(70, AT_LEAST_1)
+    batch_size: int = limited(64, AT_LEAST_1)
+    epochs: int = limited(2, AT_LEAST_1)
+    lr: float = limited(4e-3, POSITIVE)
+    # Each lower layer group gets the LR of the one above divided by lr_decay: >= 1, so no lower
+    # group learns faster than the top (1: the same LR everywhere).
+    lr_decay: float = limited(2.6, AT_LEAST_1)
     discriminative: bool = True
-    schedule: str = "stlr"
-    cut_frac: float = 0.1
-    ratio: float = 32.0
-    betas: tuple[float, float] = (0.7, 0.99)
-    weight_decay: float = 0.01
-    drop_mult: float = 0.3
-    ar_alpha: float = 2.0
-    tar_beta: float = 1.0
-    clip: float = 0.4
-    valid_fraction: float = 0.1
-    seed: int = 42
+    schedule: Schedule = "stlr"
+    cut_frac: float = limited(0.1, FRACTION)
+    ratio: float = limited(32.0, AT_LEAST_1)
+    betas: tuple[float, float] = limited((0.7, 0.99), PROBABILITY)
+    weight_decay: float = limited(0.01, NON_NEGATIVE)
+    drop_mult: float = limited(0.3, NON_NEGATIVE)
+    ar_alpha: float = limited(2.0, NON_NEGATIVE)
+    tar_beta: float = limited(1.0, NON_NEGATIVE)
+    clip: float = limited(0.4, NON_NEGATIVE)  # 0: no gradient clipping
+    valid_fraction: float = limited(0.1, FRACTION)
+    seed: int = limited(42, SEED)
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 @dataclass
 class ClassifierConfig:
     """Stage 3: concat-pooling classifier with gradual unfreezing, discriminative LRs and STLR."""
 
-    strategy: str = "finetune"
-    directions: tuple[str, ...] = ("forward",)
-    bptt: int = 70
-    max_len: int = 1400
-    batch_size: int = 64
-    head_hidden: int = 50
-    head_dropout: float = 0.1
-    drop_mult: float = 0.5
-    lr: float = 0.01
-    lr_decay: float = 2.6
+    strategy: Strategy = "finetune"
+    directions: tuple[Direction, ...] = ("forward",)
+    bptt: int = limited(70, AT_LEAST_1)
+    # The head pools over the last max_len tokens of a document: at least bptt.
+    max_len: int = limited(1400, AT_LEAST_1)
+    batch_size: int = limited(64, AT_LEAST_1)
+    head_hidden: int = limited(50, AT_LEAST_1)
+    head_dropout: float = limited(0.1, PROBABILITY)
+    drop_mult: float = limited(0.5, NON_NEGATIVE)
+    lr: float = limited(0.01, POSITIVE)
+    lr_decay: float = limited(2.6, AT_LEAST_1)  # as FinetuneConfig.lr_decay
     discriminative: bool = True
-    schedule: str = "stlr"
-    cut_frac: float = 0.1
-    ratio: float = 32.0
-    betas: tuple[float, float] = (0.7, 0.99)
-    weight_decay: float = 0.01
-    ar_alpha: float = 2.0
-    tar_beta: float = 1.0
+    schedule: Schedule = "stlr"
+    cut_frac: float = limited(0.1, FRACTION)
+    ratio: float = limited(32.0, AT_LEAST_1)
+    betas: tuple[float, float] = limited((0.7, 0.99), PROBABILITY)
+    weight_decay: float = limited(0.01, NON_NEGATIVE)
+    ar_alpha: float = limited(2.0, NON_NEGATIVE)
+    tar_beta: float = limited(1.0, NON_NEGATIVE)
     # "gradual": unfreeze from the top down, following unfreeze_plan. "chain_thaw" (Felbo et al.
     # 2017): the head alone (stage_epochs[0], stage_lr_mult[0]), then each lower group alone from the
     # bottom up (chain_thaw_epochs, chain_thaw_lr_mult each), then all groups (the last entries).
-    unfreezing: str = "gradual"
+    unfreezing: Unfreezing = "gradual"
     # Gradual unfreezing: number of top layer groups trainable in each stage (0 = all).
-    unfreeze_plan: tuple[int, ...] = (1, 2, 3, 0)
-    # Epochs and peak learning-rate multiplier (of ``lr``) for each unfreezing stage.
-    stage_epochs: tuple[int, ...] = (1, 1, 1, 2)
-    stage_lr_mult: tuple[float, ...] = (2.0, 1.0, 0.5, 0.1)
-    chain_thaw_epochs: int = 1
-    chain_thaw_lr_mult: float = 0.1
-    clip: float = 0.0
-    seed: int = 42
+    unfreeze_plan: tuple[int, ...] = limited((1, 2, 3, 0), NON_NEGATIVE)
+    # Epochs and peak learning-rate multiplier (of ``lr``) for each unfreezing stage: one entry
+    # per entry of unfreeze_plan.
+    stage_epochs: tuple[int, ...] = limited((1, 1, 1, 2), AT_LEAST_1)
+    stage_lr_mult: tuple[float, ...] = limited((2.0, 1.0, 0.5, 0.1), POSITIVE)
+    chain_thaw_epochs: int = limited(1, AT_LEAST_1)
+    chain_thaw_lr_mult: float = limited(0.1, POSITIVE)
+    clip: float = limited(0.0, NON_NEGATIVE)  # 0: no gradient clipping
+    seed: int = limited(42, SEED)
+
+    def __post_init__(self):
+        check_fields(self)
+        owner = type(self).__name__
+        if not self.directions:
+            raise FieldError(owner, "directions", "needs at least one of 'forward', 'backward'")
+        if len(set(self.directions)) != len(self.directions):
+            raise FieldError(owner, "directions", f"names a direction twice; got {self.directions}")
+        if not self.unfreeze_plan:
+            raise FieldError(owner, "unfreeze_plan", "needs at least one stage")
+        for name in ("stage_epochs", "stage_lr_mult"):
+            value = getattr(self, name)
+            if len(value) != len(self.unfreeze_plan):
+                raise FieldError(owner, name, f"needs one entry per stage of unfreeze_plan ("
+                                              f"{len(self.unfreeze_plan)}: {self.unfreeze_plan}); got {value}")
+        if self.max_len < self.bptt:
+            raise FieldError(owner, "max_len", f"must be at least bptt ({self.bptt}); got {self.max_len}")
 
 
 @dataclass
@@ -178,37 +305,50 @@ class RecipeConfig:
     data_dir: str = ""
     output: str = "runs/trec"
     pretrained: str = ""
-    seed: int = 42
+    seed: int = limited(42, SEED)
     smoke: bool = False
     finetune_lm: bool = True
     # LM fine-tuning texts: "task" (the run's train + test [+ unsup] texts) or "all" (every text
     # of the dataset even when max_train keeps fewer labelled examples: semi-supervised).
-    lm_texts: str = "task"
-    max_train: int = 0
-    max_test: int = 0
+    lm_texts: LmTexts = "task"
+    # Keep this many labelled train / test examples (stratified); 0: all.
+    max_train: int = limited(0, NON_NEGATIVE)
+    max_test: int = limited(0, NON_NEGATIVE)
     # Hold out this fraction of the training texts (seeded, stratified) as a validation set: the
     # classifier reports its accuracy after every epoch and metrics.json gets a "valid" block.
-    # Choose epochs and learning rates on it, never on the test split.
-    valid_fraction: float = 0.0
-    fold: int = 0
-    folds: int = 1
+    # Choose epochs and learning rates on it, never on the test split. In [0, 1): 0 holds out none.
+    valid_fraction: float = limited(0.0, Limit(0, 1, high_open=True))
+    # Cross-validation: folds > 1 runs every fold; with folds = 1, fold picks one (polarity's 10).
+    fold: int = limited(0, NON_NEGATIVE)
+    folds: int = limited(1, AT_LEAST_1)
     fine: bool = False
     train_file: str = ""
     test_file: str = ""
     text_column: str = "text"
     label_column: str = "label"
-    # Your own files: their encoding, and whether rows with empty text are skipped (and counted)
-    # rather than an error.
+    # Your own files: their encoding (any name Python's codecs know), and whether rows with empty
+    # text are skipped (and counted) rather than an error.
     encoding: str = "utf-8"
     skip_empty: bool = False
     # "awd_lstm", "transformer", or "auto": the AWD-LSTM when --pretrained is an AWD-LSTM or fastai
     # checkpoint, else the transformer (the bundled encoder unless --pretrained names another).
-    backbone: str = "auto"
+    backbone: Backbone = "auto"
     model: ModelConfig = field(default_factory=ModelConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+
+    def __post_init__(self):
+        check_fields(self)
+        owner = type(self).__name__
+        if self.folds > 1 and self.fold >= self.folds:
+            raise FieldError(owner, "fold", f"must be below folds ({self.folds}); got {self.fold}")
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise FieldError(owner, "encoding", f"is not a text encoding Python knows (e.g. 'utf-8', "
+                                                f"'latin-1'); got {self.encoding!r}") from None
 
 
 @dataclass
@@ -219,8 +359,11 @@ class PretrainRunConfig:
     output: str = ""
     smoke: bool = False
     model: ModelConfig = field(default_factory=ModelConfig)
-    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    tokenizer: TokenizerConfig = field(default_factory=pretrain_tokenizer)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 def to_dict(config) -> dict:
@@ -238,9 +381,10 @@ def save_config(config, path: str | Path) -> None:
 
 
 def from_dict(cls, data: dict, where: str = ""):
-    """Build dataclass ``cls`` from ``data``, checking keys and types."""
-    hints = typing.get_type_hints(cls)
+    """Build dataclass ``cls`` from ``data``, checking keys, types and ranges; errors name the
+    dotted key (``where`` is the path of ``cls``'s section, e.g. ``"classifier."``)."""
     names = {f.name for f in dataclasses.fields(cls)}
+    hints = _type_hints(cls)
     kwargs = {}
     for key, value in data.items():
         path = f"{where}{key}"
@@ -250,10 +394,14 @@ def from_dict(cls, data: dict, where: str = ""):
         if dataclasses.is_dataclass(kind):
             if not isinstance(value, dict):
                 raise ConfigError(f"config key {path!r} must be a section (a JSON object)")
-            kwargs[key] = from_dict(kind, value, path + ".")
-        else:
-            kwargs[key] = _check_value(kind, value, path)
-    return cls(**kwargs)
+            value = from_dict(kind, value, path + ".")
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except FieldError as err:
+        if err.owner != cls.__name__:
+            raise
+        raise FieldError(where.rstrip("."), err.field_name, err.problem) from None
 
 
 def load_config(cls, path: str | Path):
@@ -264,7 +412,8 @@ def load_config(cls, path: str | Path):
 def apply_overrides(config, overrides: list[str]):
     """Return a copy of ``config`` with ``--section.key=value`` overrides applied.
 
-    Unknown keys and values of the wrong type raise :class:`ConfigError` naming the key.
+    Unknown keys, values of the wrong type and values out of range raise :class:`ConfigError`
+    naming the key.
     """
     data = to_dict(config)
     for item in overrides:
@@ -274,7 +423,7 @@ def apply_overrides(config, overrides: list[str]):
         keys = dotted.replace("-", "_").split(".")
         cls, node = type(config), data
         for depth, key in enumerate(keys):
-            hints = typing.get_type_hints(cls)
+            hints = _type_hints(cls)
             if key not in hints:
                 known = ", ".join(sorted(hints))
                 raise ConfigError(f"unknown config key {dotted!r} (no {key!r}; known here: {known})")
@@ -291,8 +440,37 @@ def apply_overrides(config, overrides: list[str]):
     return from_dict(type(config), data)
 
 
+def check_fields(config) -> None:
+    """Check every field of a config dataclass against its type and ``limit`` (and that every
+    float is finite), normalising as it goes: lists become tuples, ints in float fields floats.
+
+    Called by each config's ``__post_init__``; raises :class:`FieldError`."""
+    owner = type(config).__name__
+    hints = _type_hints(type(config))
+    for item in dataclasses.fields(config):
+        kind, value = hints[item.name], getattr(config, item.name)
+        if dataclasses.is_dataclass(kind):
+            if not isinstance(value, kind):
+                raise FieldError(owner, item.name, f"must be a {kind.__name__} section; got {value!r}")
+            continue
+        value = _check_value(kind, value, owner, item.name)
+        limit = item.metadata.get("limit")
+        for number in value if isinstance(value, tuple) else (value,):
+            if isinstance(number, float) and not math.isfinite(number):
+                raise FieldError(owner, item.name, f"must be a finite number; got {value!r}")
+            if limit is not None and not limit.admits(number):
+                raise FieldError(owner, item.name, f"must be {limit.describe()}; got {value!r}")
+        setattr(config, item.name, value)
+
+
+@functools.cache
+def _type_hints(cls) -> dict:
+    return typing.get_type_hints(cls)
+
+
 def _parse_value(kind, raw: str, key: str):
-    """Parse the text of an override into the field's type."""
+    """Parse the text of an override into the field's type (ranges and choices are checked when
+    the config is built)."""
     origin = typing.get_origin(kind)
     if origin is tuple:
         inner = typing.get_args(kind)
@@ -303,6 +481,8 @@ def _parse_value(kind, raw: str, key: str):
         if len(parts) != len(inner):
             raise ConfigError(f"config key {key!r} takes {len(inner)} comma-separated values, got {raw!r}")
         return tuple(_parse_value(k, p, key) for k, p in zip(inner, parts))
+    if origin is Literal and all(isinstance(choice, str) for choice in typing.get_args(kind)):
+        return raw
     try:
         if kind is bool:
             lowered = raw.strip().lower()
@@ -322,28 +502,33 @@ def _parse_value(kind, raw: str, key: str):
     raise ConfigError(f"config key {key!r} has unsupported type {kind}")
 
 
-def _check_value(kind, value, key: str):
-    """Check a JSON value against the field's type; convert lists to tuples."""
+def _check_value(kind, value, owner: str, name: str):
+    """Check a value against the field's type (a Literal: one of its choices); convert lists to
+    tuples and ints to floats."""
     origin = typing.get_origin(kind)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key {key!r} expects a list, got {value!r}")
+            raise FieldError(owner, name, f"expects a list, got {value!r}")
         inner = typing.get_args(kind)
         if len(inner) == 2 and inner[1] is Ellipsis:
-            return tuple(_check_value(inner[0], v, key) for v in value)
+            return tuple(_check_value(inner[0], v, owner, name) for v in value)
         if len(inner) != len(value):
-            raise ConfigError(f"config key {key!r} expects {len(inner)} values, got {value!r}")
-        return tuple(_check_value(k, v, key) for k, v in zip(inner, value))
+            raise FieldError(owner, name, f"expects {len(inner)} values, got {value!r}")
+        return tuple(_check_value(k, v, owner, name) for k, v in zip(inner, value))
+    if origin is Literal:
+        choices = typing.get_args(kind)
+        if value not in choices or isinstance(value, bool):
+            raise FieldError(owner, name, f"must be one of {', '.join(map(repr, choices))}; got {value!r}")
+        return value
     if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if kind is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if kind in (bool, str) and isinstance(value, kind):
         return value
-    if isinstance(kind, types.UnionType):
-        raise ConfigError(f"config key {key!r} has unsupported type {kind}")
-    name = getattr(kind, "__name__", str(kind))
-    raise ConfigError(f"config key {key!r} expects {name}, got {value!r}")
+    if kind not in (bool, int, float, str):
+        raise FieldError(owner, name, f"has unsupported type {kind}")
+    raise FieldError(owner, name, f"expects {kind.__name__}, got {value!r}")
 
 
 # ULMFiT's schedule with the optimizer settings a pretrained transformer needs (AdamW's betas, LRs

@@ -18,7 +18,8 @@ from fastai.metrics import Perplexity, accuracy
 from ulmtl.backbones import transformer
 from ulmtl.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ulmtl.config import (
-    TRANSFORMER_FINETUNE, ConfigError, FinetuneConfig, ModelConfig, TokenizerConfig, TransformerConfig, from_dict, to_dict,
+    TRANSFORMER_FINETUNE, ConfigError, FinetuneConfig, ModelConfig, TokenizerConfig, TransformerConfig,
+    architecture, to_dict,
 )
 from ulmtl.data import DataError, build_vocab, numericalize, token_ids, tokenize
 from ulmtl.distributed import barrier, is_main, world
@@ -51,23 +52,30 @@ def lm_learning_rates(config: FinetuneConfig, n_groups: int) -> list[float]:
 
 def finetune_lm(data, pretrained: str | Path | Checkpoint, output: str | Path,
                 config: FinetuneConfig | None = None, tokenizer: TokenizerConfig | None = None,
-                log_path: str | Path | None = None, transformer_config: TransformerConfig | None = None) -> dict:
+                log_path: str | Path | None = None, model_config: ModelConfig | None = None,
+                transformer_config: TransformerConfig | None = None) -> dict:
     """Fine-tune the stage-1 LM ``pretrained`` on the texts of ``data``; write a checkpoint to ``output``.
 
-    With ``transformer_config``, ``pretrained`` is a transformer encoder (folder, hub id, or empty
-    for the bundled one), fine-tuned as a masked LM. Returns metrics: validation perplexity before
-    and after fine-tuning, tokens, the LRs used.
+    The architecture comes from ``pretrained``; dropouts and precision from ``model_config``. With
+    ``transformer_config``, ``pretrained`` is a transformer encoder (folder, hub id, or empty for
+    the bundled one), fine-tuned as a masked LM. Returns metrics: validation perplexity before and
+    after fine-tuning, tokens, the LRs used.
     """
     if transformer_config is not None:
         return finetune_masked_lm(data, pretrained, output, config, transformer_config, log_path)
     config = config or FinetuneConfig()
     tokenizer = tokenizer or TokenizerConfig()
+    run_model = model_config or ModelConfig()
     set_seed(config.seed)
     device = prepare_torch()
     source = pretrained if isinstance(pretrained, Checkpoint) else load_checkpoint(pretrained)
     if source.kind != "lm":
         raise DataError(f"{pretrained}: expected a language-model checkpoint, found kind {source.kind!r}")
-    model_config = from_dict(ModelConfig, source.config["model"])
+    model_config = run_model.with_architecture_of(source.config["model"])
+    if model_config != run_model and is_main():
+        origin = "the stage-1 LM" if isinstance(pretrained, Checkpoint) else pretrained
+        print(f"ulmtl: LM fine-tuning takes its architecture from {origin} ({architecture(model_config)}), "
+              f"not the run's ({architecture(run_model)})", flush=True)
     direction = source.config.get("direction", "forward")
 
     texts = target_texts(data)

@@ -16,7 +16,7 @@ from fastai.callback.core import Callback
 from fastai.metrics import Perplexity, accuracy
 
 from ulmtl.checkpoint import load_checkpoint, load_tensors, save_checkpoint
-from ulmtl.config import ConfigError, ModelConfig, PretrainConfig, TokenizerConfig, to_dict
+from ulmtl.config import ConfigError, ModelConfig, PretrainConfig, TokenizerConfig, pretrain_tokenizer, to_dict
 from ulmtl.data import (
     DataError, build_vocab, cache_dir, load_corpus, load_wikitext103, numericalize, token_ids, token_stream,
     tokenize,
@@ -141,7 +141,7 @@ def prepare_corpus(corpus, config: PretrainConfig, tokenizer: TokenizerConfig):
     if len(ds) < 2:
         raise DataError("pretraining corpus needs at least two non-empty documents")
     split = ds.train_test_split(test_size=config.valid_fraction, seed=config.seed, shuffle=True)
-    vocab = build_vocab([split["train"]], max_size=config.max_vocab, min_freq=config.min_freq)
+    vocab = build_vocab([split["train"]], max_size=tokenizer.max_vocab, min_freq=tokenizer.min_freq)
     ids = numericalize(split, vocab, num_proc=tokenizer.num_proc)
     train = token_stream(ids["train"]) if config.stream else token_ids(ids["train"])
     return train, token_ids(ids["test"]), vocab
@@ -150,14 +150,15 @@ def prepare_corpus(corpus, config: PretrainConfig, tokenizer: TokenizerConfig):
 def pretrain(corpus, output: str | Path, config: PretrainConfig | None = None,
              model_config: ModelConfig | None = None, tokenizer: TokenizerConfig | None = None,
              resume: bool = True) -> dict:
-    """Train an AWD-LSTM LM on ``corpus`` (folder / file of text, a Dataset, or 'wikitext-103').
+    """Train an AWD-LSTM LM on ``corpus`` (folder / file of text, a Dataset, or 'wikitext-103'), with
+    the vocabulary ``tokenizer`` sets (default: :func:`~ulmtl.config.pretrain_tokenizer`, 30000 / 3).
 
     Writes a checkpoint folder at ``output`` (and ``output/resume`` while training), returns the
     metrics: tokens seen, tokens/s, validation loss and perplexity.
     """
     config = config or PretrainConfig()
     model_config = model_config or ModelConfig()
-    tokenizer = tokenizer or TokenizerConfig()
+    tokenizer = tokenizer or pretrain_tokenizer()
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     set_seed(config.seed)
@@ -169,8 +170,6 @@ def pretrain(corpus, output: str | Path, config: PretrainConfig | None = None,
     if is_main():
         barrier()
     backwards = config.direction == "backward"
-    if config.direction not in ("forward", "backward"):
-        raise ConfigError(f"pretrain.direction must be 'forward' or 'backward', got {config.direction!r}")
     train = LanguageModelLoader(train_docs, config.batch_size, config.bptt, backwards, shuffle=not config.stream,
                                 seed=config.seed, rank=rank, world_size=processes)
     valid = LanguageModelLoader(valid_docs, min(config.batch_size, 16), config.bptt, backwards)

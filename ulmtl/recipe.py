@@ -19,7 +19,7 @@ from ulmtl.backbones.transformer import resolve_encoder
 from ulmtl.checkpoint import CheckpointError, load_checkpoint
 from ulmtl.classify import TextClassifier
 from ulmtl.config import ConfigError, PretrainConfig, RecipeConfig, save_config, to_dict
-from ulmtl.data import DataError, load_dataset, load_files, stratified_split
+from ulmtl.data import DataError, LoadReport, load_dataset, read_files, stratified_split
 from ulmtl.distributed import barrier, is_main
 from ulmtl.finetune import finetune_lm
 from ulmtl.model import FASTAI_WT103_URLS
@@ -35,33 +35,32 @@ SMOKE_RECIPE = [
 ]
 
 
-def load_recipe_data(config: RecipeConfig, subset: bool = True) -> DatasetDict:
+def read_recipe_data(config: RecipeConfig, subset: bool = True) -> tuple[DatasetDict, LoadReport]:
     """The dataset of the run, cut down to ``max_train`` / ``max_test`` examples (stratified)
-    unless ``subset`` is False."""
+    unless ``subset`` is False, and the report of what was read (before the cut)."""
     if config.dataset == "custom":
         if not config.train_file:
             raise DataError("the custom recipe needs --train FILE_OR_FOLDER")
-        data = load_files(config.train_file, config.test_file or None, config.text_column,
-                          config.label_column, seed=config.seed, encoding=config.encoding,
-                          skip_empty=config.skip_empty)
+        data, report = read_files(config.train_file, config.test_file or None, config.text_column,
+                                  config.label_column, seed=config.seed, encoding=config.encoding,
+                                  skip_empty=config.skip_empty)
     else:
         data = load_dataset(config.dataset, config.data_dir or None, fold=config.fold, fine=config.fine)
+        report = LoadReport.of_splits(config.dataset, data)
     if not subset:
-        return data
+        return data, report
     for split, limit in (("train", config.max_train), ("test", config.max_test)):
         if limit and len(data[split]) > limit:
             keep, _ = stratified_split(data[split]["label"], 1 - limit / len(data[split]), config.seed)
             data[split] = data[split].select(keep)
     if "unsup" in data and config.max_train:
         data["unsup"] = data["unsup"].select(range(min(len(data["unsup"]), config.max_train)))
-    return data
+    return data, report
 
 
-def skipped_empty_rows(data: DatasetDict) -> int:
-    """How many rows :func:`load_files` skipped as empty (``skip_empty``); 0 for named datasets."""
-    description = data["train"].info.description or ""
-    prefix = "skipped_empty_rows="
-    return int(description[len(prefix):]) if description.startswith(prefix) else 0
+def load_recipe_data(config: RecipeConfig, subset: bool = True) -> DatasetDict:
+    """:func:`read_recipe_data` without the report."""
+    return read_recipe_data(config, subset)[0]
 
 
 def resolve_pretrained(config: RecipeConfig, direction: str, data: DatasetDict, output: Path) -> Path:
@@ -87,8 +86,7 @@ def resolve_pretrained(config: RecipeConfig, direction: str, data: DatasetDict, 
         tiny = output / f"stage1-{direction}"
         texts = data["train"].select_columns(["text"])
         pretrain(texts, tiny, PretrainConfig(direction=direction, epochs=1, batch_size=8, bptt=20,
-                                             max_vocab=2000, min_freq=1, checkpoint_every_s=0,
-                                             seed=config.seed),
+                                             checkpoint_every_s=0, seed=config.seed),
                  config.model, config.tokenizer)
         return tiny
     try:
@@ -142,8 +140,9 @@ def run_recipe(config: RecipeConfig) -> dict:
     log_path = output / "train_log.jsonl"
     if not is_main():
         barrier()  # under torchrun, rank 0 parses and caches the data first
-    data = load_recipe_data(config)
+    data, report = read_recipe_data(config)
     if is_main():
+        report.show()
         barrier()
     classes = data["train"].features["label"].names
     if is_main():
@@ -152,14 +151,10 @@ def run_recipe(config: RecipeConfig) -> dict:
     # The semi-supervised setting: the LM is fine-tuned on every text of the dataset (labels
     # unused), the classifier sees only the max_train labelled examples.
     lm_data = load_recipe_data(config, subset=False) if config.lm_texts == "all" else data
-    if config.lm_texts not in ("task", "all"):
-        raise ConfigError(f"lm_texts must be 'task' or 'all', got {config.lm_texts!r}")
     # Held out after lm_data is chosen: like the test texts, the validation texts (not their labels)
     # stay in LM fine-tuning, so validation mimics the test setting.
     valid = None
     if config.valid_fraction:
-        if not 0 < config.valid_fraction < 1:
-            raise ConfigError(f"valid_fraction must be between 0 and 1, got {config.valid_fraction}")
         keep, held_out = stratified_split(data["train"]["label"], config.valid_fraction, config.seed)
         valid = data["train"].select(held_out)
         data = DatasetDict({**data, "train": data["train"].select(keep)})
@@ -177,7 +172,7 @@ def run_recipe(config: RecipeConfig) -> dict:
     ensemble = sum(by_direction.values()) / len(by_direction)
     result = {"dataset": config.dataset, "strategy": config.classifier.strategy, "seed": config.seed,
               "directions": list(clf.models_), "n_train": len(data["train"]),
-              "skipped_empty_rows": skipped_empty_rows(data),
+              "skipped_empty_rows": report.skipped_empty, "data": report.to_dict(),
               "test": classification_metrics(truth, ensemble.argmax(1), classes), "per_direction": metrics,
               "valid": None if valid is None else classification_metrics(
                   np.asarray(valid["label"]), clf.predict_proba(list(valid["text"])).argmax(1), classes),
@@ -208,7 +203,7 @@ def _fit_awd_lstm(config: RecipeConfig, data: DatasetDict, lm_data: DatasetDict,
             if config.classifier.strategy == "finetune" and config.finetune_lm:
                 target = output / f"lm-{direction}"
                 lm_metrics[direction] = finetune_lm(lm_data, stage1, target, config.finetune,
-                                                    config.tokenizer, log_path)
+                                                    config.tokenizer, log_path, config.model)
                 encoders[direction] = target
             else:
                 encoders[direction] = stage1
@@ -254,9 +249,11 @@ def finetuned_lm_for(config: RecipeConfig, target: str | Path, all_texts: bool =
                               f"{saved.get('direction')!r}, different finetune fields: {differing}); asked for "
                               f"{direction}: remove that folder or give another one")
     else:
-        data = load_recipe_data(config, subset=not all_texts)
+        data, report = read_recipe_data(config, subset=not all_texts)
+        if is_main():
+            report.show()
         stage1 = resolve_pretrained(config, direction, data, target.parent)
-        finetune_lm(data, stage1, target, config.finetune, config.tokenizer)
+        finetune_lm(data, stage1, target, config.finetune, config.tokenizer, model_config=config.model)
     return target
 
 
