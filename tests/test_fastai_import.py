@@ -310,6 +310,12 @@ def test_a_whole_pickled_model_is_refused(tmp_path):
         load_fastai_weights(tmp_path / "model.pth")
 
 
+def test_a_torchscript_archive_is_refused_before_torch_hands_it_to_jit_load(tmp_path):
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), tmp_path / "lm.pth")
+    with pytest.raises(CheckpointError, match="a TorchScript archive"):
+        load_fastai_weights(tmp_path / "lm.pth")
+
+
 @pytest.mark.parametrize("size", [0, 20])
 def test_an_empty_or_truncated_vocabulary_names_the_file(size, tmp_path):
     full = pickle.dumps(v2_vocab())

@@ -24,6 +24,7 @@ import pickle
 import re
 import tarfile
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import torch
@@ -129,6 +130,15 @@ class _RestrictedPickle:
         return self.Unpickler(file, **kwargs).load()
 
 
+def _is_torchscript(path: Path) -> bool:
+    """Whether torch.load would pass this zip to torch.jit.load (it looks for constants.pkl, as here)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.rsplit("/", 1)[-1] == "constants.pkl" for name in archive.namelist())
+    except zipfile.BadZipFile:
+        return False  # torch.load cannot open it either, and says so
+
+
 def _read_torch_file(path: Path) -> tuple[object, set[str]]:
     """The object a torch file holds, read through :class:`_RestrictedPickle`, and the names of
     the classes and functions it holds (each read as :class:`_Inert`)."""
@@ -141,6 +151,9 @@ def _read_torch_file(path: Path) -> tuple[object, set[str]]:
     if head == HDF5_MAGIC:
         raise CheckpointError(f"{path}: an HDF5 file (e.g. Keras), not fastai's weights; fastai's .h5 files are "
                               f"torch.save'd state dicts")
+    if head.startswith(b"PK\x03\x04") and _is_torchscript(path):
+        raise CheckpointError(f"{path}: a TorchScript archive (torch.jit.save), not a state dict: torch.load would "
+                              f"hand it to torch.jit.load, which runs its code; save model.state_dict() instead")
     restricted = _RestrictedPickle()
     try:
         obj = torch.load(str(path), map_location="cpu", pickle_module=restricted, weights_only=False)
@@ -167,7 +180,7 @@ def _without_module(key: str) -> str:
     return ".".join(parts)
 
 
-_FASTAI07_RAW = re.compile(r"^0\.rnns\.(\d+)\.module\.weight_hh_l0_raw$")
+_FASTAI07_RAW = re.compile(r"^0\.rnns\.\d+\.module\.weight_hh_l0_raw$")
 
 
 def _modern_keys(state: dict) -> tuple[dict, str]:
@@ -184,7 +197,8 @@ def _modern_keys(state: dict) -> tuple[dict, str]:
             key = "0.encoder_dp.emb.weight" if key.startswith("0.encoder_") else _without_module(key)
         out[key] = tensor
     if "0.encoder.weight" in out and "1.decoder.bias" not in out:
-        out["1.decoder.bias"] = torch.zeros(out["0.encoder.weight"].shape[0])  # 0.7: a decoder without bias
+        embedding = out["0.encoder.weight"]  # 0.7: a decoder without bias
+        out["1.decoder.bias"] = torch.zeros(embedding.shape[0], dtype=embedding.dtype)
     return out, layout
 
 
