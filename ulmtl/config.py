@@ -31,7 +31,8 @@ class ModelConfig:
     lm_input_p: float = 0.25
     lm_embed_p: float = 0.02
     lm_weight_p: float = 0.2
-    # Dropouts of the classifier encoder (the paper: 0.4 / 0.3 / 0.4 / 0.05 / 0.5).
+    # Dropouts of the classifier encoder (the paper: 0.4 / 0.3 / 0.4 / 0.05 / 0.5), times
+    # ClassifierConfig.drop_mult (default 1.0).
     clas_output_p: float = 0.4
     clas_hidden_p: float = 0.3
     clas_input_p: float = 0.4
@@ -118,7 +119,9 @@ class ClassifierConfig:
     batch_size: int = 64
     head_hidden: int = 50
     head_dropout: float = 0.1
-    drop_mult: float = 0.5
+    # Multiplies the encoder dropouts (ModelConfig.clas_*_p): 1.0 gives the paper's 0.4 / 0.3 / 0.4 /
+    # 0.05 / 0.5. (fastai's text_classifier_learner defaults to 0.5; ulmtl did too before 2026-12-01.)
+    drop_mult: float = 1.0
     lr: float = 0.01
     lr_decay: float = 2.6
     discriminative: bool = True
