@@ -245,9 +245,10 @@ def import_fastai_lm(weights: str | Path, itos: str | Path, output: str | Path,
     naming the file when it cannot be used.
     """
     state, layout = load_fastai_weights(weights)
+    tokens = load_itos_pickle(itos)
     try:
-        vocab = Vocab(modern_itos(load_itos_pickle(itos)))
-    except ValueError as err:
+        vocab = Vocab(modern_itos(tokens))
+    except ValueError as err:  # repeated tokens, or 0.7 tokens clashing with today's
         raise CheckpointError(f"{itos}: {err}") from None
     rows = state["0.encoder.weight"].shape[0]
     if rows != len(vocab):
