@@ -21,7 +21,7 @@ from ulmtl.config import ConfigError, PretrainConfig, RecipeConfig, save_config,
 from ulmtl.data import DataError, LoadReport, load_dataset, read_files, stratified_split
 from ulmtl.distributed import barrier, is_main
 from ulmtl.finetune import finetune_lm
-from ulmtl.model import FASTAI_WT103_URLS
+from ulmtl.fastai_files import FASTAI_WT103_URLS, find_fastai_files
 from ulmtl.pretrain import default_lm_dir, fetch_fastai_wt103, import_fastai_lm, pretrain
 
 SMOKE_RECIPE = [
@@ -69,14 +69,14 @@ def resolve_pretrained(config: RecipeConfig, direction: str, data: DatasetDict, 
         path = Path(config.pretrained.replace("{direction}", direction))
         if path.is_dir() and (path / "weights.safetensors").exists():
             return path
-        pth, pkl = sorted(path.glob("*.pth")) if path.is_dir() else [], sorted(path.glob("*.pkl")) if path.is_dir() else []
-        if pth and pkl:
-            try:
-                return import_fastai_lm(pth[0], pkl[0], output / f"stage1-{direction}", direction)
-            except ValueError as err:  # unreadable, unsafe or mismatched files: the message names them
-                raise CheckpointError(f"--pretrained {path}: {err}") from None
-        raise CheckpointError(f"--pretrained {path}: not a ulmtl checkpoint folder, nor a folder with "
-                              f"fastai's .pth weights and itos .pkl")
+        if not path.is_dir():
+            raise CheckpointError(f"--pretrained {path}: no such folder (give a ulmtl checkpoint folder, or a "
+                                  f"folder with fastai's weights .pth / .h5 and vocabulary itos .pkl)")
+        try:
+            weights, itos = find_fastai_files(path, direction)
+            return import_fastai_lm(weights, itos, output / f"stage1-{direction}", direction)
+        except ValueError as err:  # unreadable, unsafe, ambiguous or mismatched files: the message names them
+            raise CheckpointError(f"--pretrained {path}: {err}") from None
     cached = default_lm_dir(direction)
     if (cached / "weights.safetensors").exists():
         return cached
