@@ -150,8 +150,9 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
         raise CheckpointError(f"{folder / VOCAB_FILE}: {err}") from None
     missing = [token for token in (UNK, PAD) if token not in vocab.stoi]
     if missing:
-        raise CheckpointError(f"{folder / VOCAB_FILE}: the vocabulary has no {' or '.join(map(repr, missing))} "
-                              f"token; every ulmtl vocabulary starts with the special tokens")
+        names = " or ".join(map(repr, missing))
+        raise CheckpointError(f"{folder / VOCAB_FILE}: the vocabulary has no {names} token; every ulmtl "
+                              f"vocabulary starts with the special tokens")
     for key in EMBEDDING_KEYS:
         if key in tensors and tensors[key].shape[0] != len(vocab):
             raise CheckpointError(f"{folder}: {WEIGHTS_FILE} has {tensors[key].shape[0]} embedding rows "

@@ -105,7 +105,8 @@ def _texts_and_labels(X, y) -> tuple[list[str], list | None, list[str] | None]:
                                 f"numbers or booleans")
             kinds.setdefault(kind, (i, label))
         if len(kinds) > 1:
-            examples = ", ".join(f"label {i} is {label!r} ({kind})" for kind, (i, label) in sorted(kinds.items()))
+            examples = ", ".join(f"label {i} is {label!r} ({kind})"
+                                 for kind, (i, label) in sorted(kinds.items()))
             raise DataError(f"labels of mixed types: {examples}; give every label the same type "
                             f"(e.g. all strings)")
     return texts, y, names
@@ -206,9 +207,12 @@ class TextClassifier:
         tokens = tokenize_texts(texts, batch_size=self.tokenizer.batch_size)
         valid_tokens = tokenize_texts(valid_texts) if valid is not None else None
         paths = self._encoder_paths()
-        self.vocabs_, self.models_, self.model_configs_, self.history_ = {}, {}, {}, {}
-        for direction in self.config.directions:
-            self._fit_direction(direction, paths.get(direction), tokens, label_ids, valid_tokens, valid_ids)
+        fitted = {direction: self._fit_direction(direction, paths.get(direction), tokens, label_ids,
+                                                 valid_tokens, valid_ids)
+                  for direction in self.config.directions}
+        # Set only once every direction is trained: a fit that fails leaves no half-fitted classifier.
+        self.vocabs_, self.models_, self.model_configs_, self.history_ = (
+            {d: parts[i] for d, parts in fitted.items()} for i in range(4))
         return self
 
     def _encode_labels(self, labels, where: str) -> np.ndarray:
@@ -219,7 +223,8 @@ class TextClassifier:
                             f"{self.classes_.tolist()}")
         return np.array([index[v] for v in labels], dtype=np.int64)
 
-    def _fit_direction(self, direction, encoder_path, tokens, label_ids, valid_tokens, valid_ids) -> None:
+    def _fit_direction(self, direction, encoder_path, tokens, label_ids, valid_tokens, valid_ids) -> tuple:
+        """(vocabulary, trained model, model config, history) of one direction."""
         config = self.config
         if encoder_path is None:
             from collections import Counter
@@ -277,10 +282,7 @@ class TextClassifier:
                 "trainable_params": [n for n, p in learn.model.named_parameters() if p.requires_grad],
             })
         learn.model.eval()
-        self.vocabs_[direction] = vocab
-        self.models_[direction] = learn.model
-        self.model_configs_[direction] = model_config
-        self.history_[direction] = history
+        return vocab, learn.model, model_config, history
 
     def training_plan(self, n_groups: int) -> list[tuple[tuple[int, ...], int, list[float]]]:
         """(trainable layer groups, bottom group = 0; epochs; peak LR per group) for each stage."""
@@ -407,8 +409,8 @@ class TextClassifier:
             raise CheckpointError(f"{index}: no completion record (field 'run_id'): the save that wrote "
                                   f"{folder} did not finish, or an older ulmtl wrote it; save it again")
         directions = record.get("directions")
-        if not isinstance(directions, list) or not directions or len(set(map(str, directions))) != len(directions) \
-                or any(d not in DIRECTIONS for d in directions):
+        if not isinstance(directions, list) or not directions \
+                or any(d not in DIRECTIONS for d in directions) or len(set(directions)) != len(directions):
             raise CheckpointError(f"{index}: field 'directions' must list 'forward' and/or 'backward', "
                                   f"got {directions!r}")
         clf = None
@@ -422,10 +424,11 @@ class TextClassifier:
                 if key not in config:
                     raise CheckpointError(f"{where}: missing field {key!r}")
             if config.get("run_id") != run_id:
-                raise CheckpointError(f"{where}: field 'run_id' is {config.get('run_id')!r} but {index} records "
-                                      f"{run_id!r}: the folder mixes two saves")
+                raise CheckpointError(f"{where}: field 'run_id' is {config.get('run_id')!r} but {index} "
+                                      f"records {run_id!r}: the folder mixes two saves")
             classes = config["classes"]
-            if not isinstance(classes, list) or len(classes) < 2 or len(set(map(str, classes))) != len(classes):
+            if not isinstance(classes, list) or len(classes) < 2 \
+                    or len(set(map(str, classes))) != len(classes):
                 raise CheckpointError(f"{where}: field 'classes' must list two or more distinct classes, "
                                       f"got {classes!r}")
             model_config = _saved_section(ModelConfig, config, "model", where)
@@ -435,12 +438,13 @@ class TextClassifier:
                 for field in POSITIVE_FIELDS:
                     value = getattr(clf.config, field)
                     if not isinstance(value, int) or value < 1:
-                        raise CheckpointError(f"{where}: field 'classifier.{field}' must be a positive integer, "
-                                              f"got {value!r}")
+                        raise CheckpointError(f"{where}: field 'classifier.{field}' must be a positive "
+                                              f"integer, got {value!r}")
                 clf.classes_ = np.array(classes)
                 clf.vocabs_, clf.models_, clf.model_configs_, clf.history_ = {}, {}, {}, {}
             elif classes != clf.classes_.tolist():
-                raise CheckpointError(f"{where}: field 'classes' differs from the {directions[0]} classifier's")
+                raise CheckpointError(f"{where}: field 'classes' differs from the {directions[0]} "
+                                      f"classifier's")
             model = build_classifier(len(checkpoint.vocab), len(clf.classes_), model_config, clf.config)
             try:
                 result = model.load_state_dict(checkpoint.state_dict, strict=False)
@@ -462,7 +466,8 @@ def _saved_section(cls, config: dict, key: str, where: Path):
     """Section ``key`` of a saved checkpoint config as dataclass ``cls``; a CheckpointError naming
     the file and field when it does not fit."""
     if not isinstance(config[key], dict):
-        raise CheckpointError(f"{where}: field {key!r} must be a JSON object, got {type(config[key]).__name__}")
+        raise CheckpointError(f"{where}: field {key!r} must be a JSON object, "
+                              f"got {type(config[key]).__name__}")
     try:
         return from_dict(cls, config[key], f"{key}.")
     except (ConfigError, TypeError) as err:

@@ -328,5 +328,6 @@ def run_cross_validation(config: RecipeConfig) -> dict:
                    "accuracy_std": round(float(np.std(accuracies)), 4), "config": to_dict(config)}
         if is_main():
             (work / "metrics.json").write_text(json.dumps(summary, indent=2))
-            print(f"ulmtl: {config.folds}-fold accuracy {summary['accuracy_mean']} +- {summary['accuracy_std']}")
+            print(f"ulmtl: {config.folds}-fold accuracy {summary['accuracy_mean']} "
+                  f"+- {summary['accuracy_std']}")
         return summary

@@ -120,15 +120,22 @@ class StopOnNonFiniteLoss(Callback):
         if self.processes > 1:
             bad = any_process(bad)  # every process stops at the same batch, none waits alone
         if bad:
+            self.stopped = True
             split = "training" if self.training else "validation"
-            raise NonFiniteLoss(f"{self.stage}: the {split} loss is {float(loss.detach().float().mean())} at "
-                                f"epoch {self.epoch}, batch {self.iter}; nothing was saved. A learning rate too "
-                                f"large (or NaN / inf), or a pretrained model whose weights are not finite, "
-                                f"does this: lower the learning rate or check the model")
+            value = float(loss.detach().float().mean())
+            raise NonFiniteLoss(f"{self.stage}: the {split} loss is {value} at epoch {self.epoch}, "
+                                f"batch {self.iter}; nothing was saved. A learning rate too large (or NaN / "
+                                f"inf), or a pretrained model whose weights are not finite, does this: lower "
+                                f"the learning rate or check the model")
+
+    def before_fit(self):
+        self.stopped = False
 
     def after_fit(self):
-        # The last optimizer step is followed by no loss that would show it.
-        if not all(bool(torch.isfinite(p.detach()).all()) for p in self.learn.model.parameters()):
+        # The last optimizer step is followed by no loss that would show it. fastai also calls
+        # after_fit while the error raised above propagates (validation): keep that error.
+        finite = all(bool(torch.isfinite(p.detach()).all()) for p in self.learn.model.parameters())
+        if not self.stopped and not finite:
             raise NonFiniteLoss(f"{self.stage}: the weights are NaN or infinite after training; nothing was "
                                 f"saved. Lower the learning rate")
 
