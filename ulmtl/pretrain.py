@@ -170,13 +170,18 @@ def pretrain(corpus, output: str | Path, config: PretrainConfig | None = None,
     if is_main():
         barrier()
     backwards = config.direction == "backward"
-    train = LanguageModelLoader(train_docs, config.batch_size, config.bptt, backwards, shuffle=not config.stream,
-                                seed=config.seed, rank=rank, world_size=processes)
-    valid = LanguageModelLoader(valid_docs, min(config.batch_size, 16), config.bptt, backwards)
+    try:
+        train = LanguageModelLoader(train_docs, config.batch_size, config.bptt, backwards,
+                                    shuffle=not config.stream, seed=config.seed, rank=rank,
+                                    world_size=processes)
+        valid = LanguageModelLoader(valid_docs, min(config.batch_size, 16), config.bptt, backwards)
+    except ValueError as err:  # too few tokens for the batch size
+        raise DataError(f"pretraining: {err} (pretrain.batch_size is {config.batch_size})") from None
     model = build_language_model(len(vocab), model_config, config.drop_mult)
     learn = make_learner(train, valid, model, lm_layer_groups, config.betas, config.weight_decay,
                          config.ar_alpha, config.tar_beta, config.clip, metrics=[accuracy, Perplexity()],
-                         device=device, progress=False, precision=model_config.precision)
+                         device=device, progress=False, precision=model_config.precision,
+                         stage="pretraining")
     saved = {"kind": "lm", "direction": config.direction, "model": to_dict(model_config),
              "pretrain": to_dict(config), "tokenizer": to_dict(tokenizer), "stage": "pretrain"}
     progress = {"epoch": 0, "batch": 0, "tokens": 0, "elapsed_s": 0.0}
