@@ -204,3 +204,13 @@ def test_save_load_tensors(tmp_path):
     assert meta == {"epoch": 2, "lrs": [0.1, 0.2]}
     assert all(torch.equal(loaded[k], v) for k, v in tensors.items())
     assert [p.name for p in tmp_path.iterdir()] == ["opt.safetensors"]
+
+
+def test_config_that_is_not_an_object_and_vocab_without_padding_are_refused(tmp_path, vocab):
+    folder = save_checkpoint(tmp_path / "c", {"a": torch.ones(2)}, vocab, {})
+    (folder / CONFIG_FILE).write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match=f"{CONFIG_FILE}: expected a JSON object, got list"):
+        load_checkpoint(folder)
+    folder = save_checkpoint(tmp_path / "d", {"a": torch.ones(2)}, Vocab(["xxunk", "movie"]), {})
+    with pytest.raises(CheckpointError, match=f"{VOCAB_FILE}: the vocabulary has no 'xxpad' token"):
+        load_checkpoint(folder)

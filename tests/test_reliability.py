@@ -24,6 +24,7 @@ from datasets import Dataset
 from ulmtl import (
     CheckpointError, ClassifierConfig, DataError, FinetuneConfig, ModelConfig, PretrainConfig,
     TextClassifier, TokenizerConfig, finetune_lm, load_checkpoint, load_files, pretrain, read_files,
+    TextClassifier, TokenizerConfig, finetune_lm, load_checkpoint, load_files, pretrain, save_checkpoint,
 )
 from ulmtl.data import load_corpus
 
@@ -230,7 +231,7 @@ def test_cli_pretrained_fastai_weights_holding_a_pickle_payload(tmp_path):
     write(folder / "itos.pkl", pickle.dumps(["xxunk", "xxpad"]))
     assert_clean_error(recipe_cli(tmp_path, "--train", str(path), "--test", str(path),
                                   "--pretrained", str(folder)),
-                       f"--pretrained {folder}", str(folder / "fwd.pth"), "weights_only=True")
+                       f"--pretrained {folder}", str(folder / "fwd.pth"), "refusing to load: the file names posix.system")
     assert not marker.exists()
 
 
@@ -635,3 +636,248 @@ def test_same_seed_same_pretraining_and_lm_finetuning(tmp_path):
                          FinetuneConfig(epochs=1, batch_size=8, bptt=10), TokenizerConfig(min_freq=1))
              for i in range(2)]
     assert tuned[0] == tuned[1]
+
+
+# =========================================================================== D. run folders
+
+def earlier_run(folder: Path) -> dict:
+    """A stand-in for a complete earlier run: the files every test below checks are left alone."""
+    folder.mkdir(parents=True)
+    files = {"config.json": '{"seed": 1}', "metrics.json": '{"run_id": "earlier"}', "train_log.jsonl": "{}\n"}
+    for name, text in files.items():
+        write(folder / name, text)
+    return files
+
+
+def test_cli_run_failing_on_bad_data_keeps_the_earlier_run(tmp_path):
+    files = earlier_run(tmp_path / "out")
+    path = write(tmp_path / "d.csv", "text,label\ngood film,pos\nbad film,\n")
+    assert_clean_error(recipe_cli(tmp_path, "--train", str(path)), "field 'label'")
+    assert {name: (tmp_path / "out" / name).read_text() for name in files} == files
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out")) == ["out"]
+
+
+def test_cli_output_that_is_a_file_is_refused_before_any_work(tmp_path):
+    write(tmp_path / "out", "my notes")
+    # The missing --train file is not reached: the output is checked first.
+    assert_clean_error(recipe_cli(tmp_path, "--train", str(tmp_path / "missing.csv")),
+                       str(tmp_path / "out"), "is a file, not a folder")
+    assert (tmp_path / "out").read_text() == "my notes"
+
+
+def test_cli_output_holding_other_files_is_refused_before_any_work(tmp_path):
+    write(tmp_path / "out.txt", "")  # not inside: a sibling is fine
+    (tmp_path / "out").mkdir()
+    write(tmp_path / "out" / "thesis.tex", "precious")
+    assert_clean_error(recipe_cli(tmp_path, "--train", str(tmp_path / "missing.csv")),
+                       str(tmp_path / "out"), "thesis.tex", "empty or new one")
+    assert (tmp_path / "out" / "thesis.tex").read_text() == "precious"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_cli_read_only_output_is_refused_before_any_work(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out").chmod(0o555)
+    try:
+        assert_clean_error(recipe_cli(tmp_path, "--train", str(tmp_path / "missing.csv")),
+                           str(tmp_path / "out"), "read-only")
+    finally:
+        (tmp_path / "out").chmod(0o755)
+
+
+def rows_csv(path: Path, n: int) -> Path:
+    texts, labels = synthetic(n, seed=11)
+    return write(path, "text,label\n" + "".join(f"{t},{y}\n" for t, y in zip(texts, labels)))
+
+
+@pytest.mark.slow
+def test_cli_killed_run_leaves_the_earlier_run_and_the_next_run_replaces_it(tmp_path):
+    import signal
+    out = tmp_path / "out"
+    data = rows_csv(tmp_path / "d.csv", 50)  # --smoke on 50 rows (its stage-1 LM is sized to fit)
+    first = recipe_cli(tmp_path, "--train", str(data), "--seed=1", "--classifier.directions=forward,backward")
+    assert first.returncode == 0, first.stderr
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    run_id = json.loads((out / "metrics.json").read_text())["run_id"]
+    assert json.loads((out / "model" / "classifier.json").read_text())["run_id"] == run_id
+
+    # A second run with another seed, killed during classifier training.
+    env = dict(os.environ, OMP_NUM_THREADS="1", ULMTL_CACHE_DIR=str(tmp_path / "cache"), PYTHONUNBUFFERED="1")
+    command = [sys.executable, str(REPO / "recipes" / "custom.py"), "--smoke", "--train", str(data),
+               "--seed=2", "--classifier.stage_epochs=300,300", "--output", str(out)]
+    with open(tmp_path / "stderr.txt", "w") as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env,
+                                   cwd=tmp_path)
+        for line in process.stdout:
+            if line.startswith("[classifier-forward] epoch_done"):
+                break
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    clf = TextClassifier.load(out / "model")
+    assert list(clf.models_) == ["forward", "backward"]
+    assert (tmp_path / f"out.partial-{process.pid}").is_dir()  # the killed run's own folder, beside
+
+    # A complete third run replaces everything: no stale backward folders, a log of its own.
+    third = recipe_cli(tmp_path, "--train", str(data), "--seed=3")
+    assert third.returncode == 0, third.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out")) == ["out"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "lm-forward", "metrics.json", "model",
+                                                     "stage1-forward", "train_log.jsonl"]
+    assert sorted(p.name for p in (out / "model").iterdir()) == ["classifier.json", "forward"]
+    assert json.loads((out / "config.json").read_text())["seed"] == 3
+    stages = {json.loads(line)["stage"] for line in (out / "train_log.jsonl").read_text().splitlines()}
+    assert stages == {"finetune_lm", "classifier-forward"}
+    epochs = [line for line in (out / "train_log.jsonl").read_text().splitlines() if "finetune_lm" in line
+              and "epoch_done" in line]
+    assert len(epochs) == 1  # the log of one run, not appended to the first one's
+    assert TextClassifier.load(out / "model").predict(["good film ."])[0] in ("neg", "pos")
+
+
+# =========================================================================== E. non-finite training
+
+def nan_lm(tiny_lm: Path, target: Path) -> Path:
+    """A copy of the tiny LM whose weights are all NaN."""
+    checkpoint = load_checkpoint(tiny_lm)
+    state = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+             for k, v in checkpoint.state_dict.items()}
+    return save_checkpoint(target, state, checkpoint.vocab, checkpoint.config)
+
+
+def test_training_stops_when_the_loss_stops_being_finite():
+    from ulmtl.loaders import LanguageModelLoader
+    from ulmtl.model import build_language_model, lm_layer_groups
+    from ulmtl.training import NonFiniteLoss, make_learner
+    docs = [np.random.RandomState(i).randint(0, 32, size=50) for i in range(8)]
+    learn = make_learner(LanguageModelLoader(docs, 4, 10), LanguageModelLoader(docs, 4, 10),
+                         build_language_model(32, TINY), lm_layer_groups, (0.7, 0.99), 0.01, progress=False,
+                         stage="test stage")
+    with pytest.raises(NonFiniteLoss) as info:
+        learn.fit(2, lr=float("nan"))  # the first step makes every weight NaN
+    assert str(info.value).startswith("test stage: the training loss is nan at epoch 0, batch 1; "
+                                      "nothing was saved")
+    # One batch and no validation (as the classifier trains without a validation set): no loss
+    # after the step shows it, the weights do.
+    from ulmtl.classify import SkipValidation
+    learn = make_learner(LanguageModelLoader(docs, 4, 100), LanguageModelLoader(docs, 4, 100),
+                         build_language_model(32, TINY), lm_layer_groups, (0.7, 0.99), 0.01, progress=False,
+                         stage="test stage")
+    with pytest.raises(NonFiniteLoss, match="test stage: the weights are NaN or infinite after training"):
+        learn.fit(1, lr=float("nan"), cbs=[SkipValidation()])
+
+
+def test_api_fit_on_an_encoder_with_nan_weights_stops_with_a_clear_error(tiny_lm, tmp_path):
+    from ulmtl.training import NonFiniteLoss
+    texts, labels = synthetic(40, seed=12)
+    clf = TextClassifier(tiny_config(), encoders=nan_lm(tiny_lm, tmp_path / "lm"), verbose=False)
+    with pytest.raises(NonFiniteLoss, match=r"classifier training \(forward\): the training loss is nan at "
+                                            r"epoch 0, batch 0"):
+        clf.fit(texts, labels)
+    assert not hasattr(clf, "models_")
+
+
+def test_cli_stage1_lm_with_nan_weights_saves_nothing(tiny_lm, tmp_path):
+    path = rows_csv(tmp_path / "d.csv", 60)
+    result = recipe_cli(tmp_path, "--train", str(path), "--pretrained", str(nan_lm(tiny_lm, tmp_path / "lm")))
+    assert_clean_error(result, "LM fine-tuning: the validation loss is nan at epoch 0, batch 0",
+                       "nothing was saved")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("out")]
+
+
+# =========================================================================== F. damaged model folders
+
+def _edit_json(path: Path, change) -> None:
+    path.write_text(json.dumps(change(json.loads(path.read_text()))))
+
+
+def _drop(key):
+    return lambda config: {k: v for k, v in config.items() if k != key}
+
+
+def _set_classifier(field, value):
+    return lambda config: {**config, "classifier": {**config["classifier"], field: value}}
+
+
+DAMAGE = [
+    pytest.param("classifier.json", lambda c: {**c, "directions": []}, "classifier.json: field 'directions'",
+                 id="no-directions"),
+    pytest.param("classifier.json", "{broken", "classifier.json: invalid JSON", id="index-not-json"),
+    pytest.param("classifier.json", _drop("run_id"), "classifier.json: no completion record (field 'run_id')",
+                 id="index-without-completion-record"),
+    pytest.param("forward/config.json", lambda c: {**c, "run_id": "another"}, "mixes two saves",
+                 id="direction-from-another-save"),
+    pytest.param("forward/config.json", _drop("classes"), "forward/config.json: missing field 'classes'",
+                 id="no-classes"),
+    pytest.param("forward/config.json", _drop("classifier"),
+                 "forward/config.json: missing field 'classifier'", id="no-classifier-section"),
+    pytest.param("forward/config.json", _drop("model"), "forward/config.json: missing field 'model'",
+                 id="no-model-section"),
+    pytest.param("forward/config.json", "[1, 2]", "forward/config.json: expected a JSON object, got list",
+                 id="config-a-list"),
+    pytest.param("forward/vocab.json", lambda itos: [t for t in itos if t != "xxpad"] + ["xxpadding"],
+                 "forward/vocab.json: the vocabulary has no 'xxpad' token", id="vocab-without-xxpad"),
+    pytest.param("forward/config.json", _set_classifier("bptt", 0), "'classifier.bptt' must be >= 1", id="bptt-0"),
+    pytest.param("forward/config.json", _set_classifier("batch_size", 0), "classifier.batch_size",
+                 id="batch-size-0"),
+    pytest.param("forward/config.json", lambda c: {**c, "classes": ["pos"]}, "field 'classes'",
+                 id="one-class"),
+]
+
+
+@pytest.mark.parametrize("name, damage, message", DAMAGE)
+def test_api_damaged_classifier_folder_is_refused_at_load(fitted, tmp_path, name, damage, message):
+    folder = fitted.save(tmp_path / "clf")
+    if isinstance(damage, str):
+        (folder / name).write_text(damage)
+    else:
+        _edit_json(folder / name, damage)
+    with pytest.raises(CheckpointError) as info:
+        TextClassifier.load(folder)
+    assert message in str(info.value) and str(folder) in str(info.value)
+
+
+def test_api_save_records_its_run_and_load_reads_it_back(fitted, tmp_path):
+    folder = fitted.save(tmp_path / "clf")
+    shutil.copytree(folder / "forward", folder / "backward")  # as if an earlier save had both directions
+    folder = fitted.save(tmp_path / "clf", run_id="run-1")
+    assert sorted(p.name for p in folder.iterdir()) == ["classifier.json", "forward"]
+    index = json.loads((folder / "classifier.json").read_text())
+    assert index == {"directions": ["forward"], "run_id": "run-1"}
+    assert json.loads((folder / "forward" / "config.json").read_text())["run_id"] == "run-1"
+    texts, _ = synthetic(10, seed=13)
+    loaded = TextClassifier.load(folder)
+    np.testing.assert_array_equal(loaded.predict_proba(texts), fitted.predict_proba(texts))
+
+
+# =========================================================================== G. what the API takes
+
+def test_api_predict_takes_a_dataframe_or_series_text_column(fitted):
+    import pandas as pd
+    texts, labels = synthetic(6, seed=14)
+    expected = fitted.predict(texts)
+    np.testing.assert_array_equal(fitted.predict(pd.DataFrame({"text": texts, "other": 1})), expected)
+    np.testing.assert_array_equal(fitted.predict(pd.Series(texts)), expected)
+    assert fitted.score(pd.DataFrame({"text": texts, "label": labels}), None) == fitted.score(texts, labels)
+
+
+def test_api_predict_refuses_a_dict_and_a_dataframe_without_text(fitted):
+    import pandas as pd
+    with pytest.raises(DataError, match="got a dict"):
+        fitted.predict({"good film": 1, "bad film": 0})
+    with pytest.raises(DataError, match=r"needs a 'text' column \(columns: \['review'\]\)"):
+        fitted.predict(pd.DataFrame({"review": ["good film", "bad film"]}))
+
+
+def test_api_fit_refuses_labels_of_mixed_types(tiny_lm):
+    clf = TextClassifier(tiny_config(), encoders=tiny_lm, verbose=False)
+    message = r"labels of mixed types: label 0 is 1 \(number\), label 1 is '1' \(string\)"
+    with pytest.raises(DataError, match=message):
+        clf.fit(["good film", "great film", "bad film"], [1, "1", 0])
+
+
+def test_api_fitted_classifier_refuses_pickling_unfitted_one_pickles(fitted):
+    with pytest.raises(TypeError, match=r"clf.save\(folder\) and TextClassifier.load\(folder\)"):
+        pickle.dumps(fitted)
+    unfitted = pickle.loads(pickle.dumps(TextClassifier(tiny_config(), verbose=False)))
+    assert unfitted.config == tiny_config()

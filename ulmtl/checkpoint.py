@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from ulmtl.text import Vocab
+from ulmtl.text import PAD, UNK, Vocab
 
 WEIGHTS_FILE = "weights.safetensors"
 VOCAB_FILE = "vocab.json"
@@ -143,10 +143,17 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
         config = json.loads((folder / CONFIG_FILE).read_text())
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{folder / CONFIG_FILE}: invalid JSON ({err})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{folder / CONFIG_FILE}: expected a JSON object, got {type(config).__name__}")
     try:
         vocab = Vocab.load(folder / VOCAB_FILE)
     except (ValueError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{folder / VOCAB_FILE}: {err}") from None
+    missing = [token for token in (UNK, PAD) if token not in vocab.stoi]
+    if missing:
+        names = " or ".join(map(repr, missing))
+        raise CheckpointError(f"{folder / VOCAB_FILE}: the vocabulary has no {names} token; every ulmtl "
+                              f"vocabulary starts with the special tokens")
     for key in EMBEDDING_KEYS:
         if key in tensors and tensors[key].shape[0] != len(vocab):
             raise CheckpointError(f"{folder}: {WEIGHTS_FILE} has {tensors[key].shape[0]} embedding rows "

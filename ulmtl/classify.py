@@ -11,17 +11,21 @@ directions' probabilities (the paper's bidirectional ensemble). Strategies:
 from __future__ import annotations
 
 import json
+import os
 from functools import partial
+import shutil
+import uuid
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from datasets import Dataset, DatasetDict
 from fastai.callback.core import Callback, CancelValidException
 from fastai.metrics import accuracy
 
-from ulmtl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ulmtl.backbones import transformer
+from ulmtl.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, load_checkpoint, save_checkpoint
 from ulmtl.config import (
     ClassifierConfig, ConfigError, ModelConfig, TokenizerConfig, TransformerConfig, architecture, from_dict,
     to_dict,
@@ -37,6 +41,10 @@ from ulmtl.training import (
     ScheduledLR, TrainingLog, group_lrs, train_only_groups, make_learner, prepare_torch, set_seed,
 )
 
+DIRECTIONS = ("forward", "backward")
+INDEX_FILE = "classifier.json"
+
+
 class SkipValidation(Callback):
     """No validation set was given: skip fastai's per-epoch validation."""
 
@@ -47,6 +55,16 @@ class SkipValidation(Callback):
 def _texts_and_labels(X, y) -> tuple[list[str], list | None, list[str] | None]:
     """Texts, labels and (for a ClassLabel column) the class names, from lists or a Dataset."""
     names = None
+    if isinstance(X, pd.DataFrame):
+        if "text" not in X.columns:
+            raise DataError(f"a DataFrame needs a 'text' column (columns: {[str(c) for c in X.columns]})")
+        if y is None and "label" in X.columns:
+            y = X["label"]
+        X = X["text"]
+    if isinstance(X, (dict, set, frozenset)):
+        raise DataError(f"expected a list of texts, got a {type(X).__name__} (its order and its keys are not "
+                        f"a list of texts); pass a list, a pandas Series, or a DataFrame / Dataset with a "
+                        f"'text' column")
     if isinstance(X, DatasetDict):
         if "train" not in X:
             raise DataError("a DatasetDict passed to fit needs a 'train' split")
@@ -77,10 +95,33 @@ def _texts_and_labels(X, y) -> tuple[list[str], list | None, list[str] | None]:
         y = list(y)
         if len(y) != len(texts):
             raise DataError(f"{len(texts)} texts but {len(y)} labels")
+        y = [label.item() if isinstance(label, np.generic) else label for label in y]
+        kinds = {}
         for i, label in enumerate(y):
             if label is None or (isinstance(label, float) and np.isnan(label)):
                 raise DataError(f"label {i} is missing")
+            kind = _label_kind(label)
+            if kind is None:
+                raise DataError(f"label {i} is a {type(label).__name__} ({label!r}); labels must be strings, "
+                                f"numbers or booleans")
+            kinds.setdefault(kind, (i, label))
+        if len(kinds) > 1:
+            examples = ", ".join(f"label {i} is {label!r} ({kind})"
+                                 for kind, (i, label) in sorted(kinds.items()))
+            raise DataError(f"labels of mixed types: {examples}; give every label the same type "
+                            f"(e.g. all strings)")
     return texts, y, names
+
+
+def _label_kind(label) -> str | None:
+    """'bool', 'number' or 'string' (ints and floats mix: equal numbers are one class); None for others."""
+    if isinstance(label, bool):
+        return "bool"
+    if isinstance(label, (int, float)):
+        return "number"
+    if isinstance(label, str):
+        return "string"
+    return None
 
 
 class TextClassifier:
@@ -94,8 +135,7 @@ class TextClassifier:
     """
 
     def __init__(self, config: ClassifierConfig | None = None, encoders: dict | str | Path | None = None,
-                 model_config: ModelConfig | TransformerConfig | None = None,
-                 tokenizer: TokenizerConfig | None = None,
+                 model_config: ModelConfig | TransformerConfig | None = None, tokenizer: TokenizerConfig | None = None,
                  log_path: str | Path | None = None, verbose: bool = True):
         self.config = config or ClassifierConfig()
         self.encoders = encoders
@@ -103,6 +143,14 @@ class TextClassifier:
         self.tokenizer = tokenizer or TokenizerConfig()
         self.log_path = log_path
         self.verbose = verbose
+
+    def __getstate__(self):
+        """An unfitted classifier pickles (it is settings only); a fitted one refuses."""
+        if hasattr(self, "models_"):
+            raise TypeError("a fitted TextClassifier cannot be pickled: unpickling runs code, which is what "
+                            "its safetensors + JSON format avoids; use clf.save(folder) and "
+                            "TextClassifier.load(folder)")
+        return self.__dict__
 
     # ------------------------------------------------------------------ fitting
 
@@ -150,7 +198,7 @@ class TextClassifier:
             self.classes_ = np.array(names)
             label_ids = np.asarray(labels, dtype=np.int64)
         else:
-            self.classes_ = np.array(sorted(set(labels), key=lambda v: (str(type(v)), v)))
+            self.classes_ = np.array(sorted(set(labels)))
             index = {c: i for i, c in enumerate(self.classes_.tolist())}
             label_ids = np.array([index[v] for v in labels], dtype=np.int64)
         if len(set(label_ids.tolist())) < 2:
@@ -163,16 +211,19 @@ class TextClassifier:
         set_seed(self.config.seed)
         self.device_ = prepare_torch()
         paths = self._encoder_paths()
-        self.vocabs_, self.models_, self.model_configs_, self.history_ = {}, {}, {}, {}
         if self.is_transformer:
             self._check_transformer_config()
-            self._fit_transformer(paths["forward"], texts, label_ids,
-                                  None if valid is None else (valid_texts, valid_ids))
-            return self
-        tokens = tokenize_texts(texts, batch_size=self.tokenizer.batch_size)
-        valid_tokens = tokenize_texts(valid_texts) if valid is not None else None
-        for direction in self.config.directions:
-            self._fit_direction(direction, paths.get(direction), tokens, label_ids, valid_tokens, valid_ids)
+            fitted = {"forward": self._fit_transformer(paths["forward"], texts, label_ids,
+                                                       None if valid is None else (valid_texts, valid_ids))}
+        else:
+            tokens = tokenize_texts(texts, batch_size=self.tokenizer.batch_size)
+            valid_tokens = tokenize_texts(valid_texts) if valid is not None else None
+            fitted = {direction: self._fit_direction(direction, paths.get(direction), tokens, label_ids,
+                                                     valid_tokens, valid_ids)
+                      for direction in self.config.directions}
+        # Set only once every direction is trained: a fit that fails leaves no half-fitted classifier.
+        self.vocabs_, self.models_, self.history_, self.model_configs_ = (
+            {d: parts[i] for d, parts in fitted.items()} for i in range(4))
         return self
 
     def _encode_labels(self, labels, where: str) -> np.ndarray:
@@ -183,7 +234,8 @@ class TextClassifier:
                             f"{self.classes_.tolist()}")
         return np.array([index[v] for v in labels], dtype=np.int64)
 
-    def _fit_direction(self, direction, encoder_path, tokens, label_ids, valid_tokens, valid_ids) -> None:
+    def _fit_direction(self, direction, encoder_path, tokens, label_ids, valid_tokens, valid_ids) -> tuple:
+        """(vocabulary, trained model, history, model config) of one direction."""
         config = self.config
         if encoder_path is None:
             from collections import Counter
@@ -226,13 +278,12 @@ class TextClassifier:
             load_encoder(model, state)
         learn = make_learner(train, valid, model, classifier_layer_groups, config.betas, config.weight_decay,
                              config.ar_alpha, config.tar_beta, config.clip, metrics=[accuracy],
-                             device=self.device_, progress=False, precision=model_config.precision)
-        self.vocabs_[direction] = vocab
-        self.model_configs_[direction] = model_config
-        self._train(learn, direction, has_valid=valid_tokens is not None)
+                             device=self.device_, progress=False, precision=model_config.precision,
+                             stage=f"classifier training ({direction})")
+        return (vocab, *self._train(learn, direction, has_valid=valid_tokens is not None), model_config)
 
-    def _fit_transformer(self, source, texts, label_ids, valid) -> None:
-        """The classifier on a transformer encoder (the forward direction only)."""
+    def _fit_transformer(self, source, texts, label_ids, valid) -> tuple:
+        """(tokenizer, trained model, history, settings) of the classifier on a transformer encoder."""
         config, settings = self.config, self.model_config
         where, description = transformer.resolve_encoder(source)
         if self.verbose and is_main():
@@ -254,13 +305,12 @@ class TextClassifier:
         groups = partial(transformer.classifier_groups, block_groups=settings.block_groups)
         learn = make_learner(train, valid_loader, model, groups, config.betas, config.weight_decay,
                              clip=config.clip, metrics=[accuracy], device=self.device_, progress=False,
-                             precision=settings.precision, recurrent=False)
-        self.vocabs_["forward"] = tokenizer
-        self.model_configs_["forward"] = settings
-        self._train(learn, "forward", has_valid=valid is not None)
+                             precision=settings.precision, stage="classifier training (transformer)",
+                             recurrent=False)
+        return (tokenizer, *self._train(learn, "forward", has_valid=valid is not None), settings)
 
-    def _train(self, learn, direction: str, has_valid: bool) -> None:
-        """Run the training plan on ``learn``; keep the model and its history under ``direction``."""
+    def _train(self, learn, direction: str, has_valid: bool) -> tuple:
+        """Run the training plan on ``learn``: (the trained model, what each stage trained and how)."""
         config = self.config
         if not has_valid:
             learn.add_cb(SkipValidation())
@@ -279,8 +329,7 @@ class TextClassifier:
                 "trainable_params": [n for n, p in learn.model.named_parameters() if p.requires_grad],
             })
         learn.model.eval()
-        self.models_[direction] = learn.model
-        self.history_[direction] = history
+        return learn.model, history
 
     def training_plan(self, n_groups: int) -> list[tuple[tuple[int, ...], int, list[float]]]:
         """(trainable layer groups, bottom group = 0; epochs; peak LR per group) for each stage."""
@@ -372,48 +421,92 @@ class TextClassifier:
 
     # ------------------------------------------------------------------ saving
 
-    def save(self, folder: str | Path) -> Path:
-        """One checkpoint folder per direction under ``folder`` (safetensors + JSON)."""
+    def save(self, folder: str | Path, run_id: str = "") -> Path:
+        """One checkpoint folder per direction under ``folder`` (safetensors + JSON), then
+        ``classifier.json``, the record that the folder is complete and which save (``run_id``, a
+        fresh one if not given) wrote it. Folders of directions this classifier lacks are removed."""
         self._check_fitted()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        run_id = run_id or uuid.uuid4().hex
+        index = folder / INDEX_FILE
+        index.unlink(missing_ok=True)  # incomplete until the new record is written
+        backbone = "transformer" if self.is_transformer else "awd_lstm"
         if self.is_transformer:
-            config = {"kind": "classifier", "backbone": "transformer", "direction": "forward",
+            config = {"kind": "classifier", "backbone": backbone, "direction": "forward",
                       "classes": self.classes_.tolist(), "transformer": to_dict(self.model_config),
-                      "classifier": to_dict(self.config), "history": self.history_.get("forward", [])}
-            transformer.save_classifier(folder / "forward", self.models_["forward"], self.vocabs_["forward"], config)
-            (folder / "classifier.json").write_text(json.dumps({"directions": ["forward"], "backbone": "transformer"}))
-            return folder
-        for direction, model in self.models_.items():
+                      "classifier": to_dict(self.config), "history": self.history_.get("forward", []),
+                      "run_id": run_id}
+            transformer.save_classifier(folder / "forward", self.models_["forward"], self.vocabs_["forward"],
+                                        config)
+        for direction, model in ({} if self.is_transformer else self.models_).items():
             config = {"kind": "classifier", "direction": direction, "classes": self.classes_.tolist(),
                       "model": to_dict(self.model_configs_[direction]), "classifier": to_dict(self.config),
-                      "tokenizer": to_dict(self.tokenizer), "history": self.history_.get(direction, [])}
+                      "tokenizer": to_dict(self.tokenizer), "history": self.history_.get(direction, []),
+                      "run_id": run_id}
             save_checkpoint(folder / direction, model.state_dict(), self.vocabs_[direction], config)
-        (folder / "classifier.json").write_text(json.dumps({"directions": list(self.models_)}))
+        for direction in DIRECTIONS:
+            stale = folder / direction
+            if direction not in self.models_ and (stale / WEIGHTS_FILE).exists():
+                shutil.rmtree(stale)
+        partial = index.with_name(index.name + f".tmp-{os.getpid()}")
+        partial.write_text(json.dumps({"directions": list(self.models_), "backbone": backbone, "run_id": run_id}))
+        os.replace(partial, index)
         return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> "TextClassifier":
-        """Load a classifier written by :meth:`save` (no unpickling)."""
+        """Load a classifier written by :meth:`save` (no unpickling); a folder whose save did not
+        finish, or that mixes two saves, is refused."""
         folder = Path(folder)
-        index = folder / "classifier.json"
+        index = folder / INDEX_FILE
         if not index.exists():
-            raise CheckpointError(f"{folder}: no classifier.json; not a saved TextClassifier")
-        record = json.loads(index.read_text())
+            raise CheckpointError(f"{folder}: no {INDEX_FILE}; not a saved TextClassifier, or its save did "
+                                  f"not finish")
+        try:
+            record = json.loads(index.read_text())
+        except json.JSONDecodeError as err:
+            raise CheckpointError(f"{index}: invalid JSON ({err})") from None
+        if not isinstance(record, dict):
+            raise CheckpointError(f"{index}: expected a JSON object, got {type(record).__name__}")
+        run_id = record.get("run_id")
+        if not isinstance(run_id, str) or not run_id:
+            raise CheckpointError(f"{index}: no completion record (field 'run_id'): the save that wrote "
+                                  f"{folder} did not finish, or an older ulmtl wrote it; save it again")
+        directions = record.get("directions")
+        if not isinstance(directions, list) or not directions \
+                or any(d not in DIRECTIONS for d in directions) or len(set(directions)) != len(directions):
+            raise CheckpointError(f"{index}: field 'directions' must list 'forward' and/or 'backward', "
+                                  f"got {directions!r}")
         if record.get("backbone") == "transformer":
-            return cls._load_transformer(folder)
-        directions = record["directions"]
+            return cls._load_transformer(folder, run_id)
         clf = None
         for direction in directions:
             checkpoint = load_checkpoint(folder / direction)
+            where = folder / direction / CONFIG_FILE
             if checkpoint.kind != "classifier":
                 raise CheckpointError(f"{folder / direction}: not a classifier checkpoint")
+            config = checkpoint.config
+            for key in ("classes", "classifier", "model", "tokenizer"):
+                if key not in config:
+                    raise CheckpointError(f"{where}: missing field {key!r}")
+            if config.get("run_id") != run_id:
+                raise CheckpointError(f"{where}: field 'run_id' is {config.get('run_id')!r} but {index} "
+                                      f"records {run_id!r}: the folder mixes two saves")
+            classes = config["classes"]
+            if not isinstance(classes, list) or len(classes) < 2 \
+                    or len(set(map(str, classes))) != len(classes):
+                raise CheckpointError(f"{where}: field 'classes' must list two or more distinct classes, "
+                                      f"got {classes!r}")
+            model_config = _saved_section(ModelConfig, config, "model", where)
             if clf is None:
-                clf = cls(from_dict(ClassifierConfig, checkpoint.config["classifier"]),
-                          tokenizer=from_dict(TokenizerConfig, checkpoint.config["tokenizer"]))
-                clf.classes_ = np.array(checkpoint.config["classes"])
+                clf = cls(_saved_section(ClassifierConfig, config, "classifier", where),
+                          tokenizer=_saved_section(TokenizerConfig, config, "tokenizer", where))
+                clf.classes_ = np.array(classes)
                 clf.vocabs_, clf.models_, clf.model_configs_, clf.history_ = {}, {}, {}, {}
-            model_config = from_dict(ModelConfig, checkpoint.config["model"])
+            elif classes != clf.classes_.tolist():
+                raise CheckpointError(f"{where}: field 'classes' differs from the {directions[0]} "
+                                      f"classifier's")
             model = build_classifier(len(checkpoint.vocab), len(clf.classes_), model_config, clf.config)
             try:
                 result = model.load_state_dict(checkpoint.state_dict, strict=False)
@@ -427,22 +520,42 @@ class TextClassifier:
             clf.vocabs_[direction] = checkpoint.vocab
             clf.models_[direction] = model
             clf.model_configs_[direction] = model_config
-            clf.history_[direction] = checkpoint.config.get("history", [])
+            clf.history_[direction] = config.get("history", [])
         return clf
 
-
     @classmethod
-    def _load_transformer(cls, folder: Path) -> "TextClassifier":
+    def _load_transformer(cls, folder: Path, run_id: str) -> "TextClassifier":
         path = folder / "forward"
+        where = path / CONFIG_FILE
         try:
-            saved = json.loads((path / "config.json").read_text())
+            config = json.loads(where.read_text())
         except (OSError, json.JSONDecodeError) as err:
-            raise CheckpointError(f"{path / 'config.json'}: cannot be read ({err})") from None
-        settings = from_dict(TransformerConfig, saved["transformer"])
-        clf = cls(from_dict(ClassifierConfig, saved["classifier"]), model_config=settings)
-        clf.classes_ = np.array(saved["classes"])
+            raise CheckpointError(f"{where}: cannot be read ({err})") from None
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{where}: expected a JSON object, got {type(config).__name__}")
+        for key in ("classes", "classifier", "transformer"):
+            if key not in config:
+                raise CheckpointError(f"{where}: missing field {key!r}")
+        if config.get("run_id") != run_id:
+            raise CheckpointError(f"{where}: field 'run_id' is {config.get('run_id')!r} but the index records "
+                                  f"{run_id!r}: the folder mixes two saves")
+        settings = _saved_section(TransformerConfig, config, "transformer", where)
+        clf = cls(_saved_section(ClassifierConfig, config, "classifier", where), model_config=settings)
+        clf.classes_ = np.array(config["classes"])
         model, tokenizer = transformer.load_classifier(path, len(clf.classes_), settings, clf.config.head_hidden,
                                                        clf.config.head_dropout)
         clf.vocabs_, clf.models_ = {"forward": tokenizer}, {"forward": model}
-        clf.model_configs_, clf.history_ = {"forward": settings}, {"forward": saved.get("history", [])}
+        clf.model_configs_, clf.history_ = {"forward": settings}, {"forward": config.get("history", [])}
         return clf
+
+
+def _saved_section(cls, config: dict, key: str, where: Path):
+    """Section ``key`` of a saved checkpoint config as dataclass ``cls``; a CheckpointError naming
+    the file and field when it does not fit."""
+    if not isinstance(config[key], dict):
+        raise CheckpointError(f"{where}: field {key!r} must be a JSON object, "
+                              f"got {type(config[key]).__name__}")
+    try:
+        return from_dict(cls, config[key], f"{key}.")
+    except (ConfigError, TypeError) as err:
+        raise CheckpointError(f"{where}: {err}") from None

@@ -68,9 +68,10 @@ def run_cli(entry) -> None:
     not a traceback."""
     from ulmtl.checkpoint import CheckpointError
     from ulmtl.data import DataError
+    from ulmtl.training import NonFiniteLoss
     try:
         entry()
-    except (ConfigError, DataError, CheckpointError) as err:
+    except (ConfigError, DataError, CheckpointError, NonFiniteLoss) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:

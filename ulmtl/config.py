@@ -101,7 +101,8 @@ class ModelConfig:
     lm_input_p: float = limited(0.25, PROBABILITY)
     lm_embed_p: float = limited(0.02, PROBABILITY)
     lm_weight_p: float = limited(0.2, PROBABILITY)
-    # Dropouts of the classifier encoder (the paper: 0.4 / 0.3 / 0.4 / 0.05 / 0.5).
+    # Dropouts of the classifier encoder (the paper: 0.4 / 0.3 / 0.4 / 0.05 / 0.5), times
+    # ClassifierConfig.drop_mult (default 1.0).
     clas_output_p: float = limited(0.4, PROBABILITY)
     clas_hidden_p: float = limited(0.3, PROBABILITY)
     clas_input_p: float = limited(0.4, PROBABILITY)
@@ -253,7 +254,9 @@ class ClassifierConfig:
     batch_size: int = limited(64, AT_LEAST_1)
     head_hidden: int = limited(50, AT_LEAST_1)
     head_dropout: float = limited(0.1, PROBABILITY)
-    drop_mult: float = limited(0.5, NON_NEGATIVE)
+    # Multiplies the encoder dropouts (ModelConfig.clas_*_p): 1.0 gives the paper's 0.4 / 0.3 / 0.4 /
+    # 0.05 / 0.5. (fastai's text_classifier_learner defaults to 0.5; ulmtl did too before 2026-12-01.)
+    drop_mult: float = limited(1.0, NON_NEGATIVE)
     lr: float = limited(0.01, POSITIVE)
     lr_decay: float = limited(2.6, AT_LEAST_1)  # as FinetuneConfig.lr_decay
     discriminative: bool = True

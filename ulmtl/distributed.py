@@ -83,6 +83,15 @@ def any_process(flag: bool) -> bool:
     return bool(tensor.item() > 0)
 
 
+def from_main_process(values: list[int]) -> list[int]:
+    """Rank 0's integers, on every process (a name every process must agree on)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return list(values)
+    tensor = _collective_tensor(torch.tensor(values, dtype=torch.int64))
+    dist.broadcast(tensor, src=0)
+    return [int(v) for v in tensor.tolist()]
+
+
 def gather_from_processes(tensor: torch.Tensor) -> list[torch.Tensor]:
     """Every process's copy of a same-shaped tensor, in rank order (CPU tensors)."""
     if not (dist.is_available() and dist.is_initialized()):

@@ -91,15 +91,21 @@ def finetune_lm(data, pretrained: str | Path | Checkpoint, output: str | Path,
     if is_main():
         barrier()
     backwards = direction == "backward"
-    train = LanguageModelLoader(token_ids(ids["train"]), config.batch_size, config.bptt, backwards,
-                                shuffle=True, seed=config.seed, rank=rank, world_size=processes)
-    valid = LanguageModelLoader(token_ids(ids["test"]), min(config.batch_size, 16), config.bptt, backwards)
+    try:
+        train = LanguageModelLoader(token_ids(ids["train"]), config.batch_size, config.bptt, backwards,
+                                    shuffle=True, seed=config.seed, rank=rank, world_size=processes)
+        valid = LanguageModelLoader(token_ids(ids["test"]), min(config.batch_size, 16), config.bptt,
+                                    backwards)
+    except ValueError as err:  # too few tokens for the batch size
+        raise DataError(f"LM fine-tuning on {len(texts)} texts: {err} (finetune.batch_size is "
+                        f"{config.batch_size})") from None
 
     model = build_language_model(len(vocab), model_config, config.drop_mult)
     load_lm_state(model, remap_lm_state(source.state_dict, source.vocab.itos, vocab.itos))
     learn = make_learner(train, valid, model, lm_layer_groups, config.betas, config.weight_decay,
                          config.ar_alpha, config.tar_beta, config.clip, metrics=[accuracy, Perplexity()],
-                         device=device, progress=False, precision=model_config.precision)
+                         device=device, progress=False, precision=model_config.precision,
+                         stage="LM fine-tuning")
     before = float(learn.validate()[0])
     learn.unfreeze()
     max_lrs = lm_learning_rates(config, len(learn.opt.param_lists))

@@ -2,15 +2,9 @@
 
 The architecture is fastai's own (``AWD_LSTM``, ``get_language_model``, ``get_text_classifier``);
 this module adds the parts ULMFiT needs around it: vocabulary remapping, moving an encoder from an
-LM into a classifier, and loading fastai's published WT103 weights without unpickling code.
+LM into a classifier. Reading fastai's own files is :mod:`ulmtl.fastai_files`.
 """
 from __future__ import annotations
-
-import io
-import pickle
-import tarfile
-import urllib.request
-from pathlib import Path
 
 import torch
 from fastai.text.models.awdlstm import AWD_LSTM, awd_lstm_clas_split, awd_lstm_lm_split
@@ -19,10 +13,6 @@ from torch import nn
 
 from ulmtl.config import ClassifierConfig, ModelConfig
 
-FASTAI_WT103_URLS = {
-    "forward": "https://s3.amazonaws.com/fast-ai-modelzoo/wt103-fwd.tgz",
-    "backward": "https://s3.amazonaws.com/fast-ai-modelzoo/wt103-bwd.tgz",
-}
 # Keys that are the same tensor as the encoder embedding in an LM state dict.
 TIED_KEYS = ("0.encoder_dp.emb.weight", "1.decoder.weight")
 
@@ -112,68 +102,3 @@ def load_encoder(classifier: nn.Module, state: dict) -> None:
     missing, unexpected = encoder.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(f"encoder weights do not fit: missing {missing}, unexpected {unexpected}")
-
-
-# --------------------------------------------------------------------------- fastai's WT103
-
-class _ItosUnpickler(pickle.Unpickler):
-    """An unpickler that builds no objects but lists and strings."""
-
-    def find_class(self, module, name):
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a vocabulary file may only "
-                                     f"hold a list of strings")
-
-
-def load_itos_pickle(path: str | Path) -> list[str]:
-    """fastai's ``itos_*.pkl``: a pickled list of strings, read without running any code."""
-    data = Path(path).read_bytes()
-    try:
-        itos = _ItosUnpickler(io.BytesIO(data)).load()
-    except pickle.UnpicklingError as err:
-        raise ValueError(f"{path}: {err}") from None
-    if not isinstance(itos, list) or not all(isinstance(t, str) for t in itos):
-        raise ValueError(f"{path}: expected a list of strings, got {type(itos).__name__}")
-    return itos
-
-
-def load_fastai_weights(path: str | Path) -> dict:
-    """A fastai ``.pth`` LM state dict (plain, or ``{'model': ..., 'opt': ...}``), weights only."""
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"{path}: cannot be read with torch.load(weights_only=True): "
-                         f"{str(err).splitlines()[0]}") from None
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
-    if not isinstance(state, dict) or "0.encoder.weight" not in state:
-        raise ValueError(f"{path}: not a fastai AWD-LSTM language model state dict")
-    return {k: v for k, v in state.items()}
-
-
-def infer_model_config(state: dict) -> ModelConfig:
-    """Embedding size, hidden size and layers of an AWD-LSTM LM state dict."""
-    emb_size = state["0.encoder.weight"].shape[1]
-    n_layers = len({k.split(".")[2] for k in state if k.startswith("0.rnns.")})
-    hidden_size = state["0.rnns.0.weight_hh_l0_raw"].shape[1]
-    return ModelConfig(emb_size=emb_size, hidden_size=hidden_size, n_layers=n_layers)
-
-
-def download_fastai_wt103(direction: str, dest: str | Path) -> tuple[Path, Path]:
-    """Download and unpack fastai's WT103 LM (needs network): returns (weights .pth, itos .pkl)."""
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    url = FASTAI_WT103_URLS[direction]
-    archive = dest / Path(url).name
-    if not archive.exists():
-        print(f"ulmtl: downloading {url}")
-        tmp = archive.with_suffix(".part")
-        urllib.request.urlretrieve(url, tmp)
-        tmp.rename(archive)
-    with tarfile.open(archive) as tar:
-        members = [m for m in tar.getmembers() if m.isfile() and m.name.endswith((".pth", ".pkl"))]
-        for member in members:
-            member.name = Path(member.name).name  # no paths outside dest
-            tar.extract(member, dest, filter="data")
-    weights = next(dest.glob("*.pth"))
-    itos = next(dest.glob("*.pkl"))
-    return weights, itos

@@ -1,7 +1,7 @@
 """Stage 1: pretrain a general-domain AWD-LSTM language model, or load fastai's WT103 one.
 
 Entry points: :func:`pretrain` (train on a corpus; resumable, with a time or token budget) and
-:func:`import_fastai_lm` (turn fastai's published ``.pth`` + ``itos.pkl`` into a ulmtl checkpoint).
+:func:`import_fastai_lm` (turn a fastai LM, ``.pth`` / ``.h5`` + ``itos.pkl``, into a ulmtl checkpoint).
 """
 from __future__ import annotations
 
@@ -15,19 +15,19 @@ from datasets import Dataset
 from fastai.callback.core import Callback
 from fastai.metrics import Perplexity, accuracy
 
-from ulmtl.checkpoint import load_checkpoint, load_tensors, save_checkpoint
+from ulmtl.checkpoint import CheckpointError, load_checkpoint, load_tensors, save_checkpoint
 from ulmtl.config import ConfigError, ModelConfig, PretrainConfig, TokenizerConfig, pretrain_tokenizer, to_dict
 from ulmtl.data import (
     DataError, build_vocab, cache_dir, load_corpus, load_wikitext103, numericalize, token_ids, token_stream,
     tokenize,
 )
 from ulmtl.distributed import any_process, barrier, gather_from_processes, is_main, world
-from ulmtl.loaders import LanguageModelLoader
-from ulmtl.model import (
-    build_language_model, download_fastai_wt103, infer_model_config, lm_layer_groups, load_fastai_weights,
-    load_itos_pickle, load_lm_state,
+from ulmtl.fastai_files import (
+    download_fastai_wt103, infer_model_config, load_fastai_weights, load_itos_pickle, modern_itos,
 )
-from ulmtl.text import Vocab
+from ulmtl.loaders import LanguageModelLoader
+from ulmtl.model import build_language_model, lm_layer_groups, load_lm_state
+from ulmtl.text import PAD, Vocab
 from ulmtl.training import (
     ScheduledLR, StopAfter, TrainingLog, make_learner, optimizer_tensors, prepare_torch, restore_optimizer,
     set_seed,
@@ -170,13 +170,18 @@ def pretrain(corpus, output: str | Path, config: PretrainConfig | None = None,
     if is_main():
         barrier()
     backwards = config.direction == "backward"
-    train = LanguageModelLoader(train_docs, config.batch_size, config.bptt, backwards, shuffle=not config.stream,
-                                seed=config.seed, rank=rank, world_size=processes)
-    valid = LanguageModelLoader(valid_docs, min(config.batch_size, 16), config.bptt, backwards)
+    try:
+        train = LanguageModelLoader(train_docs, config.batch_size, config.bptt, backwards,
+                                    shuffle=not config.stream, seed=config.seed, rank=rank,
+                                    world_size=processes)
+        valid = LanguageModelLoader(valid_docs, min(config.batch_size, 16), config.bptt, backwards)
+    except ValueError as err:  # too few tokens for the batch size
+        raise DataError(f"pretraining: {err} (pretrain.batch_size is {config.batch_size})") from None
     model = build_language_model(len(vocab), model_config, config.drop_mult)
     learn = make_learner(train, valid, model, lm_layer_groups, config.betas, config.weight_decay,
                          config.ar_alpha, config.tar_beta, config.clip, metrics=[accuracy, Perplexity()],
-                         device=device, progress=False, precision=model_config.precision)
+                         device=device, progress=False, precision=model_config.precision,
+                         stage="pretraining")
     saved = {"kind": "lm", "direction": config.direction, "model": to_dict(model_config),
              "pretrain": to_dict(config), "tokenizer": to_dict(tokenizer), "stage": "pretrain"}
     progress = {"epoch": 0, "batch": 0, "tokens": 0, "elapsed_s": 0.0}
@@ -236,21 +241,34 @@ def pretrain(corpus, output: str | Path, config: PretrainConfig | None = None,
 
 def import_fastai_lm(weights: str | Path, itos: str | Path, output: str | Path,
                      direction: str = "forward") -> Path:
-    """Convert fastai's published LM (``.pth`` state dict + ``itos.pkl``) into a ulmtl checkpoint.
+    """Convert a fastai LM (weights ``.pth`` / ``.h5`` + vocabulary ``itos.pkl``) into a ulmtl checkpoint.
 
-    The weights are read with ``torch.load(weights_only=True)``; the vocabulary with an
-    unpickler that accepts only a list of strings.
+    Reads fastai v2 and v1 (fastai's WT103 archives) and 0.7 (the paper's ``fwd_wt103.h5``) weights,
+    with or without their optimizer, and runs nothing from either file (:mod:`ulmtl.fastai_files`).
+    The hidden size is the file's (1150 for 0.7, 1152 since). Raises :class:`CheckpointError`
+    naming the file when it cannot be used.
     """
-    state = load_fastai_weights(weights)
-    vocab = Vocab(load_itos_pickle(itos))
-    if state["0.encoder.weight"].shape[0] != len(vocab):
-        raise ValueError(f"{weights} has {state['0.encoder.weight'].shape[0]} embedding rows but "
-                         f"{itos} has {len(vocab)} tokens: they are not from the same model")
-    model_config = infer_model_config(state)
-    model = build_language_model(len(vocab), model_config)
-    load_lm_state(model, state)
+    state, layout = load_fastai_weights(weights)
+    tokens = load_itos_pickle(itos)
+    try:
+        vocab = Vocab(modern_itos(tokens))
+    except ValueError as err:  # repeated tokens, or 0.7 tokens clashing with today's
+        raise CheckpointError(f"{itos}: {err}") from None
+    rows = state["0.encoder.weight"].shape[0]
+    if rows != len(vocab):
+        raise CheckpointError(f"{weights} has {rows} embedding rows but {itos} has {len(vocab)} tokens: "
+                              f"they are not from the same model")
+    if vocab.stoi.get(PAD) != 1:
+        raise CheckpointError(f"{itos}: the padding token {PAD!r} must be token 1, as in fastai's vocabularies "
+                              f"(it is {vocab.stoi.get(PAD)})")
+    try:
+        model_config = infer_model_config(state)
+        model = build_language_model(len(vocab), model_config)
+        load_lm_state(model, state)
+    except (ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{weights} ({layout}): {str(err).splitlines()[0]}") from None
     config = {"kind": "lm", "direction": direction, "model": to_dict(model_config),
-              "stage": "fastai-wt103", "source": {"weights": str(weights), "itos": str(itos)}}
+              "stage": "fastai-wt103", "source": {"weights": str(weights), "itos": str(itos), "layout": layout}}
     return save_checkpoint(output, model.state_dict(), vocab, config)
 
 

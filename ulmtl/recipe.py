@@ -2,12 +2,19 @@
 
 Recipes (``recipes/*.py``) declare a config and call :func:`run_recipe`. Everything a run produces
 goes into ``config.output``: ``config.json`` (resolved), ``lm-<direction>/`` (stage 2),
-``model/`` (the classifier), ``metrics.json`` and ``train_log.jsonl``.
+``model/`` (the classifier), ``metrics.json`` and ``train_log.jsonl``. A run writes them into a
+fresh folder beside it (``<output>.partial-<pid>``) that replaces ``config.output`` only once the
+run is complete: a run that fails or is killed leaves the earlier run as it was.
 """
 from __future__ import annotations
 
 import json
+import os
+import re
+import secrets
+import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,10 +27,13 @@ from ulmtl.checkpoint import CheckpointError, load_checkpoint
 from ulmtl.classify import TextClassifier
 from ulmtl.config import ConfigError, PretrainConfig, RecipeConfig, save_config, to_dict
 from ulmtl.data import DataError, LoadReport, load_dataset, read_files, stratified_split
-from ulmtl.distributed import barrier, is_main
+from ulmtl.distributed import barrier, from_main_process, is_main, setup
 from ulmtl.finetune import finetune_lm
-from ulmtl.model import FASTAI_WT103_URLS
+from ulmtl.fastai_files import FASTAI_WT103_URLS, find_fastai_files
 from ulmtl.pretrain import default_lm_dir, fetch_fastai_wt103, import_fastai_lm, pretrain
+
+# What a run folder holds (a folder with anything else is not replaced by a new run).
+RUN_ENTRIES = re.compile(r"((config|metrics)\.json.*|train_log\.jsonl|model|(lm|stage1)-.*|fold\d+.*)")
 
 SMOKE_RECIPE = [
     "--model.emb_size=16", "--model.hidden_size=16", "--model.n_layers=2",
@@ -70,14 +80,14 @@ def resolve_pretrained(config: RecipeConfig, direction: str, data: DatasetDict, 
         path = Path(config.pretrained.replace("{direction}", direction))
         if path.is_dir() and (path / "weights.safetensors").exists():
             return path
-        pth, pkl = sorted(path.glob("*.pth")) if path.is_dir() else [], sorted(path.glob("*.pkl")) if path.is_dir() else []
-        if pth and pkl:
-            try:
-                return import_fastai_lm(pth[0], pkl[0], output / f"stage1-{direction}", direction)
-            except ValueError as err:  # unreadable, unsafe or mismatched files: the message names them
-                raise CheckpointError(f"--pretrained {path}: {err}") from None
-        raise CheckpointError(f"--pretrained {path}: not a ulmtl checkpoint folder, nor a folder with "
-                              f"fastai's .pth weights and itos .pkl")
+        if not path.is_dir():
+            raise CheckpointError(f"--pretrained {path}: no such folder (give a ulmtl checkpoint folder, or a "
+                                  f"folder with fastai's weights .pth / .h5 and vocabulary itos .pkl)")
+        try:
+            weights, itos = find_fastai_files(path, direction)
+            return import_fastai_lm(weights, itos, output / f"stage1-{direction}", direction)
+        except ValueError as err:  # unreadable, unsafe, ambiguous or mismatched files: the message names them
+            raise CheckpointError(f"--pretrained {path}: {err}") from None
     cached = default_lm_dir(direction)
     if (cached / "weights.safetensors").exists():
         return cached
@@ -85,8 +95,13 @@ def resolve_pretrained(config: RecipeConfig, direction: str, data: DatasetDict, 
         print("ulmtl: --smoke without a stage-1 LM: training a tiny one on the task's texts", flush=True)
         tiny = output / f"stage1-{direction}"
         texts = data["train"].select_columns(["text"])
-        pretrain(texts, tiny, PretrainConfig(direction=direction, epochs=1, batch_size=8, bptt=20,
-                                             checkpoint_every_s=0, seed=config.seed),
+        # Every text has two tokens or more (xxbos and a word), and a stream of t tokens fills at
+        # most t - 1 rows: the batch is sized so that a file of a few rows still gives one.
+        n_valid = max(1, -(-len(texts) // 10))
+        batch_size = max(1, min(8, 2 * n_valid - 1, 2 * (len(texts) - n_valid) - 1))
+        pretrain(texts, tiny, PretrainConfig(direction=direction, epochs=1, batch_size=batch_size, bptt=20,
+                                             checkpoint_every_s=0,
+                                             valid_fraction=n_valid / len(texts), seed=config.seed),
                  config.model, config.tokenizer)
         return tiny
     try:
@@ -129,13 +144,87 @@ def with_run_seed(config: RecipeConfig) -> RecipeConfig:
                    classifier=replace(config.classifier, seed=config.seed))
 
 
-def run_recipe(config: RecipeConfig) -> dict:
-    """Run stages 2 and 3 (stage 1 is loaded) and evaluate on the test split; write everything."""
-    started = time.time()
-    config = with_run_seed(config)
-    output = Path(config.output)
-    output.mkdir(parents=True, exist_ok=True)
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _prepare_output(output: Path, work: Path) -> None:
+    """Check that ``output`` can take a run (before any work) and create the fresh folder ``work``."""
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"output {output} is a file, not a folder; give a folder (--output DIR)")
+    if not output.exists():
+        # A swap killed between its two renames: the earlier run is put back.
+        earlier = sorted(output.parent.glob(output.name + ".old-*")) if output.parent.is_dir() else []
+        if earlier:
+            earlier[-1].rename(output)
+    if output.is_dir():
+        if not os.access(output, os.W_OK | os.X_OK):
+            raise ConfigError(f"output folder {output} is read-only; give a folder you can write to")
+        foreign = sorted(p.name for p in output.iterdir() if not RUN_ENTRIES.fullmatch(p.name))
+        if foreign:
+            raise ConfigError(f"output folder {output} holds {', '.join(foreign[:5])}, which no ulmtl run "
+                              f"writes; a new run replaces the whole folder, so give an empty or new one")
+    siblings = output.parent.glob(output.name + ".*-*") if output.parent.is_dir() else []
+    for stale in siblings:
+        kind, _, pid = stale.name[len(output.name) + 1:].partition("-")
+        if kind in ("partial", "old") and pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)  # left by a killed run
+    if work.exists():  # this process's own, from a run that could not remove it
+        shutil.rmtree(work)
+    try:
+        work.mkdir(parents=True)
+    except OSError as err:
+        raise ConfigError(f"cannot write the output folder {output}: cannot create {work} "
+                          f"({err.strerror})") from None
+
+
+@contextmanager
+def fresh_output(output: str | Path):
+    """``(work, run_id)``: a fresh folder beside ``output`` (``<output>.partial-<pid>``) to write
+    a run into. When the block ends it replaces ``output`` (an earlier run stays until then); when
+    the block fails it is removed. Under torchrun every process gets the same folder, rank 0 writes."""
+    output = Path(os.path.abspath(output))
+    setup()
+    pid, nonce = from_main_process([os.getpid(), secrets.randbits(48)])
+    work, run_id = output.with_name(f"{output.name}.partial-{pid}"), f"{pid}-{nonce:012x}"
     if is_main():
+        _prepare_output(output, work)
+    barrier()
+    try:
+        yield work, run_id
+    except BaseException:
+        if is_main():
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    if is_main():
+        old = output.with_name(f"{output.name}.old-{pid}")
+        if output.exists():
+            output.rename(old)
+        work.rename(output)
+        if old.exists():
+            shutil.rmtree(old)
+    barrier()
+
+
+def run_recipe(config: RecipeConfig) -> dict:
+    """Run stages 2 and 3 (stage 1 is loaded) and evaluate on the test split; write everything
+    into ``config.output``, replacing an earlier run there once this one is complete."""
+    config = with_run_seed(config)
+    with fresh_output(config.output) as (work, run_id):
+        return _run_stages(config, work, run_id)
+
+
+def _run_stages(config: RecipeConfig, output: Path, run_id: str) -> dict:
+    """The stages of :func:`run_recipe`, written into the folder ``output``."""
+    started = time.time()
+    if is_main():
+        output.mkdir(parents=True, exist_ok=True)
         save_config(config, output / "config.json")
     log_path = output / "train_log.jsonl"
     if not is_main():
@@ -165,12 +254,13 @@ def run_recipe(config: RecipeConfig) -> dict:
     else:
         clf, lm_metrics = _fit_awd_lstm(config, data, lm_data, valid, output, log_path)
     if is_main():
-        clf.save(output / "model")
+        clf.save(output / "model", run_id=run_id)
     truth = np.asarray(data["test"]["label"])
     by_direction = clf.predict_proba_by_direction(data["test"]["text"])
     metrics = {d: classification_metrics(truth, p.argmax(1), classes) for d, p in by_direction.items()}
     ensemble = sum(by_direction.values()) / len(by_direction)
     result = {"dataset": config.dataset, "strategy": config.classifier.strategy, "seed": config.seed,
+              "run_id": run_id,
               "directions": list(clf.models_), "n_train": len(data["train"]),
               "skipped_empty_rows": report.skipped_empty, "data": report.to_dict(),
               "test": classification_metrics(truth, ensemble.argmax(1), classes), "per_direction": metrics,
@@ -181,7 +271,7 @@ def run_recipe(config: RecipeConfig) -> dict:
     if is_main():
         (output / "metrics.json").write_text(json.dumps(result, indent=2))
         print(f"ulmtl: {config.dataset} test accuracy {result['test']['accuracy']} "
-              f"(macro-F1 {result['test']['macro_f1']}); outputs in {output}", flush=True)
+              f"(macro-F1 {result['test']['macro_f1']}); outputs in {config.output}", flush=True)
     barrier()
     return result
 
@@ -262,13 +352,16 @@ def run_cross_validation(config: RecipeConfig) -> dict:
     mean and standard deviation of test accuracy in ``output/metrics.json``."""
     if config.folds <= 1:
         return run_recipe(config)
-    runs = []
-    for fold in range(config.folds):
-        runs.append(run_recipe(replace(config, fold=fold, output=str(Path(config.output) / f"fold{fold}"))))
-    accuracies = [r["test"]["accuracy"] for r in runs]
-    summary = {"dataset": config.dataset, "folds": config.folds, "accuracy_per_fold": accuracies,
-               "accuracy_mean": round(float(np.mean(accuracies)), 4),
-               "accuracy_std": round(float(np.std(accuracies)), 4), "config": to_dict(config)}
-    (Path(config.output) / "metrics.json").write_text(json.dumps(summary, indent=2))
-    print(f"ulmtl: {config.folds}-fold accuracy {summary['accuracy_mean']} +- {summary['accuracy_std']}")
-    return summary
+    config = with_run_seed(config)
+    with fresh_output(config.output) as (work, run_id):
+        runs = [_run_stages(replace(config, fold=fold, output=str(Path(config.output) / f"fold{fold}")),
+                            work / f"fold{fold}", run_id) for fold in range(config.folds)]
+        accuracies = [r["test"]["accuracy"] for r in runs]
+        summary = {"dataset": config.dataset, "folds": config.folds, "run_id": run_id,
+                   "accuracy_per_fold": accuracies, "accuracy_mean": round(float(np.mean(accuracies)), 4),
+                   "accuracy_std": round(float(np.std(accuracies)), 4), "config": to_dict(config)}
+        if is_main():
+            (work / "metrics.json").write_text(json.dumps(summary, indent=2))
+            print(f"ulmtl: {config.folds}-fold accuracy {summary['accuracy_mean']} "
+                  f"+- {summary['accuracy_std']}")
+        return summary

@@ -145,16 +145,33 @@ def tokenize_batch(batch: dict, text_column: str = "text") -> dict:
     return {"tokens": tokenize_texts(batch[text_column])}
 
 
+FASTAI_PADDING = "xxfake"
+
+
+def _without_fastai_padding(itos: list[str]) -> list[str]:
+    """``itos`` without the run of 1 to 8 ``'xxfake'`` at its end that fastai v2's ``make_vocab``
+    appends (a longer run is not fastai's padding and stays, to be refused as duplicates)."""
+    end = len(itos)
+    while end and itos[end - 1] == FASTAI_PADDING:
+        end -= 1
+    return itos[:end] if len(itos) - end <= 8 else itos
+
+
 @dataclass
 class Vocab:
-    """Token list (``itos``) with special tokens first; unknown tokens map to ``xxunk`` (id 0)."""
+    """Token list (``itos``) with special tokens first; unknown tokens map to ``xxunk`` (id 0).
+
+    Tokens are unique, except for the 1 to 8 ``'xxfake'`` entries that fastai v2's ``make_vocab``
+    appends to reach a multiple of 8: like fastai's ``o2i``, ``stoi`` leaves that padding out."""
 
     itos: list[str]
 
     def __post_init__(self):
-        if len(set(self.itos)) != len(self.itos):
-            raise ValueError("vocabulary has duplicate tokens")
-        self.stoi = {token: index for index, token in enumerate(self.itos)}
+        body = _without_fastai_padding(self.itos)
+        if len(set(body)) != len(body):
+            repeated = sorted(t for t, n in Counter(body).items() if n > 1)
+            raise ValueError(f"vocabulary has duplicate tokens: {repeated[:5]}")
+        self.stoi = {token: index for index, token in enumerate(body)}
         self.unk_id = self.stoi.get(UNK, 0)
 
     def __len__(self) -> int:

@@ -4,6 +4,7 @@
   (slanted triangular by default), optionally advancing with wall-clock time under a time budget.
 * :class:`TrainingLog` prints and records progress (loss, LR, tokens/s) as JSON lines.
 * :class:`StopAfter` ends training when a time or token budget is spent.
+* :class:`StopOnNonFiniteLoss` ends it with :class:`NonFiniteLoss` when the loss is NaN or infinite.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.progress import ProgressCallback
-from fastai.callback.rnn import rnn_cbs
+from fastai.callback.rnn import ModelResetter, RNNCallback, RNNRegularizer
 from fastai.callback.training import GradientClip
 from fastai.data.core import DataLoaders
 from fastai.learner import Learner
@@ -49,15 +50,19 @@ def prepare_torch() -> torch.device:
 def make_learner(train_loader, valid_loader, model, splitter, betas: tuple[float, float],
                  weight_decay: float, ar_alpha: float = 0.0, tar_beta: float = 0.0, clip: float = 0.0,
                  metrics=None, device: torch.device | None = None, progress: bool = True,
-                 precision: str = "fp32", recurrent: bool = True) -> Learner:
+                 precision: str = "fp32", stage: str = "training", recurrent: bool = True) -> Learner:
     """A fastai Learner with Adam (decoupled weight decay), optional clipping and, for a
     ``recurrent`` model (the AWD-LSTM), fastai's RNN callbacks with AR/TAR regularization;
-    ``precision`` "bf16" (or "auto" on hardware with fast bf16) trains under bf16 autocast."""
+    ``precision`` "bf16" (or "auto" on hardware with fast bf16) trains under bf16 autocast. A loss
+    that stops being finite raises :class:`NonFiniteLoss` naming ``stage``."""
     device = device or torch.device("cpu")
     dls = DataLoaders(train_loader, valid_loader, device=device)
     if not recurrent and (ar_alpha or tar_beta):
         raise ValueError("AR/TAR regularization needs a recurrent model")
-    callbacks = list(rnn_cbs(ar_alpha, tar_beta)) if recurrent else []
+    callbacks = [ModelResetter(), RNNCallback()] if recurrent else []
+    callbacks.append(StopOnNonFiniteLoss(stage))
+    if ar_alpha or tar_beta:
+        callbacks.append(Regularizer(alpha=ar_alpha, beta=tar_beta))
     if resolve_precision(precision, device) == "bf16" and recurrent:
         use_autocast_lstm(model)
         callbacks.append(BF16Autocast())
@@ -74,6 +79,70 @@ def make_learner(train_loader, valid_loader, model, splitter, betas: tuple[float
         learn.logger = _quiet
     learn.create_opt()
     return learn
+
+
+class Regularizer(RNNRegularizer):
+    """fastai's AR / TAR, with TAR skipped on a batch one token long (the last of a stream whose
+    length leaves one column): fastai tests the batch size there, and the mean of no differences
+    is NaN."""
+
+    def after_loss(self):
+        if not self.training:
+            return
+        if self.alpha:
+            self.learn.loss_grad += self.alpha * self.rnn.out.float().pow(2).mean()
+        hidden = self.rnn.raw_out
+        if self.beta and hidden.shape[1] > 1:
+            self.learn.loss_grad += self.beta * (hidden[:, 1:] - hidden[:, :-1]).float().pow(2).mean()
+
+
+class NonFiniteLoss(ValueError):
+    """Training produced a NaN or infinite loss: the weights are lost, nothing is saved."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        # fastai prefixes the message of an exception raised in a callback; keep it one line.
+        return self.message
+
+
+class StopOnNonFiniteLoss(Callback):
+    """Raise :class:`NonFiniteLoss` (stage, epoch, batch) as soon as a loss is NaN or infinite:
+    after an optimizer step with such a loss every weight is NaN, and training on would save a model
+    that predicts one class."""
+
+    order = 90  # after AR/TAR have been added to the loss
+
+    def __init__(self, stage: str):
+        self.stage = stage
+        self.processes = world()[1]
+
+    def after_loss(self):
+        loss = self.learn.loss_grad if self.training else self.learn.loss
+        bad = not bool(torch.isfinite(loss.detach()).all())
+        if self.processes > 1:
+            bad = any_process(bad)  # every process stops at the same batch, none waits alone
+        if bad:
+            self.stopped = True
+            split = "training" if self.training else "validation"
+            value = float(loss.detach().float().mean())
+            raise NonFiniteLoss(f"{self.stage}: the {split} loss is {value} at epoch {self.epoch}, "
+                                f"batch {self.iter}; nothing was saved. A learning rate too large (or NaN / "
+                                f"inf), or a pretrained model whose weights are not finite, does this: lower "
+                                f"the learning rate or check the model")
+
+    def before_fit(self):
+        self.stopped = False
+
+    def after_fit(self):
+        # The last optimizer step is followed by no loss that would show it. fastai also calls
+        # after_fit while the error raised above propagates (validation): keep that error.
+        finite = all(bool(torch.isfinite(p.detach()).all()) for p in self.learn.model.parameters())
+        if not self.stopped and not finite:
+            raise NonFiniteLoss(f"{self.stage}: the weights are NaN or infinite after training; nothing was "
+                                f"saved. Lower the learning rate")
 
 
 class BF16Autocast(Callback):
