@@ -231,14 +231,14 @@ def test_parse_args_any_true_smoke_spelling_applies_smoke_overrides(flag):
 
 
 def test_parse_args_smoke_false_does_not_apply_smoke_overrides():
-    config = parse_args(RecipeConfig(), ["--smoke", "--smoke=false"],
+    config = parse_args(RecipeConfig(backbone="awd_lstm"), ["--smoke", "--smoke=false"],
                         smoke_overrides=["--classifier.max_len=100"])
     assert config.smoke is False and config.classifier.max_len == 1400
 
 
 def test_parse_args_without_smoke_ignores_smoke_overrides():
-    config = parse_args(RecipeConfig(), [], smoke_overrides=["--classifier.max_len=100"])
-    assert config == RecipeConfig()
+    config = parse_args(RecipeConfig(backbone="awd_lstm"), [], smoke_overrides=["--classifier.max_len=100"])
+    assert config == RecipeConfig(backbone="awd_lstm")
 
 
 def test_normalize_argv():

@@ -153,7 +153,7 @@ def test_without_a_stage1_lm_the_recipe_says_how_to_make_one(shared_data, tmp_pa
     monkeypatch.setattr(ulmtl.recipe, "fetch_fastai_wt103", offline)
     monkeypatch.setenv("ULMTL_CACHE_DIR", str(tmp_path / "empty-cache"))
     with pytest.raises(CheckpointError, match="pretrain_general.py"):
-        recipe("trec").main(["--output", str(tmp_path / "out"), "--data-dir", str(shared_data)])
+        recipe("trec").main(["--backbone=awd_lstm", "--output", str(tmp_path / "out"), "--data-dir", str(shared_data)])
 
 
 def test_recipe_uses_the_cached_stage1_lm(shared_data, tmp_path, monkeypatch):

@@ -817,7 +817,7 @@ DAMAGE = [
                  id="config-a-list"),
     pytest.param("forward/vocab.json", lambda itos: [t for t in itos if t != "xxpad"] + ["xxpadding"],
                  "forward/vocab.json: the vocabulary has no 'xxpad' token", id="vocab-without-xxpad"),
-    pytest.param("forward/config.json", _set_classifier("bptt", 0), "field 'classifier.bptt'", id="bptt-0"),
+    pytest.param("forward/config.json", _set_classifier("bptt", 0), "'classifier.bptt' must be >= 1", id="bptt-0"),
     pytest.param("forward/config.json", _set_classifier("batch_size", 0), "classifier.batch_size",
                  id="batch-size-0"),
     pytest.param("forward/config.json", lambda c: {**c, "classes": ["pos"]}, "field 'classes'",

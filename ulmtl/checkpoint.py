@@ -115,7 +115,8 @@ def check_no_pickle(folder: Path) -> None:
         if path.is_file():
             with open(path, "rb") as handle:
                 head = handle.read(4)
-            if path.name != WEIGHTS_FILE and any(head.startswith(m) for m in PICKLE_MAGIC):
+            # A safetensors file starts with its header's length, whose first byte may be 0x80.
+            if path.suffix != ".safetensors" and any(head.startswith(m) for m in PICKLE_MAGIC):
                 raise CheckpointError(f"{path}: looks like a pickle or torch archive; refusing to load it")
 
 

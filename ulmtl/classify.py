@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import partial
 import shutil
 import uuid
 from pathlib import Path
@@ -23,12 +24,14 @@ from datasets import Dataset, DatasetDict
 from fastai.callback.core import Callback, CancelValidException
 from fastai.metrics import accuracy
 
+from ulmtl.backbones import transformer
 from ulmtl.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, load_checkpoint, save_checkpoint
 from ulmtl.config import (
-    ClassifierConfig, ConfigError, ModelConfig, TokenizerConfig, architecture, from_dict, to_dict,
+    ClassifierConfig, ConfigError, ModelConfig, TokenizerConfig, TransformerConfig, architecture, from_dict,
+    to_dict,
 )
 from ulmtl.data import DataError
-from ulmtl.distributed import world
+from ulmtl.distributed import is_main, world
 from ulmtl.loaders import ClassificationLoader
 from ulmtl.lstm import autocast, resolve_precision, use_autocast_lstm
 from ulmtl.model import build_classifier, classifier_layer_groups, encoder_state, load_encoder
@@ -40,8 +43,6 @@ from ulmtl.training import (
 
 DIRECTIONS = ("forward", "backward")
 INDEX_FILE = "classifier.json"
-# What predict needs from a saved classifier section: a size of 0 divides by zero there.
-POSITIVE_FIELDS = ("bptt", "batch_size")
 
 
 class SkipValidation(Callback):
@@ -128,10 +129,13 @@ class TextClassifier:
 
     ``encoders`` maps each direction in ``config.directions`` to a stage-2 (or stage-1) LM
     checkpoint folder; a single path is taken as the forward encoder. Not needed for ``scratch``.
+    ``model_config`` chooses the backbone: a :class:`ModelConfig` (AWD-LSTM, the default) or a
+    :class:`TransformerConfig` (a Hugging Face encoder: ``encoders`` is its folder or hub id, and
+    empty means the bundled all-MiniLM-L6-v2; ``scratch`` takes its architecture, not its weights).
     """
 
     def __init__(self, config: ClassifierConfig | None = None, encoders: dict | str | Path | None = None,
-                 model_config: ModelConfig | None = None, tokenizer: TokenizerConfig | None = None,
+                 model_config: ModelConfig | TransformerConfig | None = None, tokenizer: TokenizerConfig | None = None,
                  log_path: str | Path | None = None, verbose: bool = True):
         self.config = config or ClassifierConfig()
         self.encoders = encoders
@@ -150,7 +154,25 @@ class TextClassifier:
 
     # ------------------------------------------------------------------ fitting
 
+    @property
+    def is_transformer(self) -> bool:
+        return isinstance(self.model_config, TransformerConfig)
+
+    def _check_transformer_config(self) -> None:
+        config = self.config
+        if tuple(config.directions) != ("forward",):
+            raise ConfigError("classifier.directions must be 'forward' for a transformer encoder (it reads "
+                              f"both directions at once), got {config.directions}")
+        if config.ar_alpha or config.tar_beta:
+            raise ConfigError("classifier.ar_alpha and classifier.tar_beta regularize an LSTM's activations; "
+                              "set both to 0 for a transformer encoder (TRANSFORMER_CLASSIFIER does)")
+
     def _encoder_paths(self) -> dict:
+        if self.is_transformer:
+            encoders = self.encoders
+            if isinstance(encoders, dict):
+                encoders = encoders.get("forward")
+            return {"forward": str(encoders) if encoders else ""}
         if self.config.strategy == "scratch":
             return {}
         encoders = self.encoders
@@ -188,14 +210,19 @@ class TextClassifier:
             valid_ids = self._encode_labels(valid_labels, where="validation")
         set_seed(self.config.seed)
         self.device_ = prepare_torch()
-        tokens = tokenize_texts(texts, batch_size=self.tokenizer.batch_size)
-        valid_tokens = tokenize_texts(valid_texts) if valid is not None else None
         paths = self._encoder_paths()
-        fitted = {direction: self._fit_direction(direction, paths.get(direction), tokens, label_ids,
-                                                 valid_tokens, valid_ids)
-                  for direction in self.config.directions}
+        if self.is_transformer:
+            self._check_transformer_config()
+            fitted = {"forward": self._fit_transformer(paths["forward"], texts, label_ids,
+                                                       None if valid is None else (valid_texts, valid_ids))}
+        else:
+            tokens = tokenize_texts(texts, batch_size=self.tokenizer.batch_size)
+            valid_tokens = tokenize_texts(valid_texts) if valid is not None else None
+            fitted = {direction: self._fit_direction(direction, paths.get(direction), tokens, label_ids,
+                                                     valid_tokens, valid_ids)
+                      for direction in self.config.directions}
         # Set only once every direction is trained: a fit that fails leaves no half-fitted classifier.
-        self.vocabs_, self.models_, self.model_configs_, self.history_ = (
+        self.vocabs_, self.models_, self.history_, self.model_configs_ = (
             {d: parts[i] for d, parts in fitted.items()} for i in range(4))
         return self
 
@@ -208,7 +235,7 @@ class TextClassifier:
         return np.array([index[v] for v in labels], dtype=np.int64)
 
     def _fit_direction(self, direction, encoder_path, tokens, label_ids, valid_tokens, valid_ids) -> tuple:
-        """(vocabulary, trained model, model config, history) of one direction."""
+        """(vocabulary, trained model, history, model config) of one direction."""
         config = self.config
         if encoder_path is None:
             from collections import Counter
@@ -253,7 +280,39 @@ class TextClassifier:
                              config.ar_alpha, config.tar_beta, config.clip, metrics=[accuracy],
                              device=self.device_, progress=False, precision=model_config.precision,
                              stage=f"classifier training ({direction})")
-        if valid_tokens is None:
+        return (vocab, *self._train(learn, direction, has_valid=valid_tokens is not None), model_config)
+
+    def _fit_transformer(self, source, texts, label_ids, valid) -> tuple:
+        """(tokenizer, trained model, history, settings) of the classifier on a transformer encoder."""
+        config, settings = self.config, self.model_config
+        where, description = transformer.resolve_encoder(source)
+        if self.verbose and is_main():
+            print(f"ulmtl: classifier on {description}" + (" (architecture only: strategy scratch)"
+                  if config.strategy == "scratch" else ""), flush=True)
+        tokenizer = transformer.load_tokenizer(where)
+        model = transformer.build_classifier(where, tokenizer, len(self.classes_), settings, config.head_hidden,
+                                             config.head_dropout, pretrained=config.strategy != "scratch")
+        collate = partial(transformer.pad_right, pad_id=tokenizer.pad_token_id)
+        docs = transformer.encode_texts(tokenizer, texts, config.max_len)
+        rank, processes = world()
+        train = ClassificationLoader(docs, label_ids, config.batch_size, shuffle=True, seed=config.seed,
+                                     rank=rank, world_size=processes, collate=collate)
+        if valid is not None:
+            valid_loader = ClassificationLoader(transformer.encode_texts(tokenizer, valid[0], config.max_len),
+                                                valid[1], config.batch_size, collate=collate)
+        else:
+            valid_loader = ClassificationLoader(docs[:1], label_ids[:1], 1, collate=collate)
+        groups = partial(transformer.classifier_groups, block_groups=settings.block_groups)
+        learn = make_learner(train, valid_loader, model, groups, config.betas, config.weight_decay,
+                             clip=config.clip, metrics=[accuracy], device=self.device_, progress=False,
+                             precision=settings.precision, stage="classifier training (transformer)",
+                             recurrent=False)
+        return (tokenizer, *self._train(learn, "forward", has_valid=valid is not None), settings)
+
+    def _train(self, learn, direction: str, has_valid: bool) -> tuple:
+        """Run the training plan on ``learn``: (the trained model, what each stage trained and how)."""
+        config = self.config
+        if not has_valid:
             learn.add_cb(SkipValidation())
         history = []
         for trainable, epochs, max_lrs in self.training_plan(len(learn.opt.param_lists)):
@@ -270,7 +329,7 @@ class TextClassifier:
                 "trainable_params": [n for n, p in learn.model.named_parameters() if p.requires_grad],
             })
         learn.model.eval()
-        return vocab, learn.model, model_config, history
+        return learn.model, history
 
     def training_plan(self, n_groups: int) -> list[tuple[tuple[int, ...], int, list[float]]]:
         """(trainable layer groups, bottom group = 0; epochs; peak LR per group) for each stage."""
@@ -306,7 +365,7 @@ class TextClassifier:
         """Class probabilities of each direction's classifier, in the order of ``X``."""
         self._check_fitted()
         texts, _, _ = _texts_and_labels(X, None)
-        tokens = tokenize_texts(texts, batch_size=self.tokenizer.batch_size)
+        tokens = texts if self.is_transformer else tokenize_texts(texts, batch_size=self.tokenizer.batch_size)
         return {direction: self._direction_proba(direction, model, tokens, batch_size)
                 for direction, model in self.models_.items()}
 
@@ -315,21 +374,31 @@ class TextClassifier:
         by_direction = self.predict_proba_by_direction(X, batch_size)
         return sum(by_direction.values()) / len(by_direction)
 
-    def _direction_proba(self, direction, model, tokens, batch_size) -> np.ndarray:
-        vocab = self.vocabs_[direction]
-        docs = [np.asarray(vocab.numericalize(d), dtype=np.int64) for d in tokens]
-        loader = ClassificationLoader(docs, None, batch_size or self.config.batch_size * 2, vocab.pad_id,
-                                      self.config.bptt, backwards=direction == "backward")
+    def _direction_proba(self, direction, model, texts_or_tokens, batch_size) -> np.ndarray:
+        batch_size = batch_size or self.config.batch_size * 2
+        if self.is_transformer:
+            tokenizer = self.vocabs_[direction]
+            docs = transformer.encode_texts(tokenizer, texts_or_tokens, self.config.max_len)
+            loader = ClassificationLoader(docs, None, batch_size,
+                                          collate=partial(transformer.pad_right, pad_id=tokenizer.pad_token_id))
+        else:
+            vocab = self.vocabs_[direction]
+            docs = [np.asarray(vocab.numericalize(d), dtype=np.int64) for d in texts_or_tokens]
+            loader = ClassificationLoader(docs, None, batch_size, vocab.pad_id, self.config.bptt,
+                                          backwards=direction == "backward")
         device = next(model.parameters()).device
         precision = resolve_precision(self.model_configs_[direction].precision, device)
-        if precision == "bf16":
+        if precision == "bf16" and not self.is_transformer:
             use_autocast_lstm(model)
         outputs = []
         model.eval()
         with torch.inference_mode(), autocast(precision, device):
             for (x,) in loader:
-                model.reset()
-                logits = model(x.to(device))[0]
+                if self.is_transformer:
+                    logits = model(x.to(device))
+                else:
+                    model.reset()
+                    logits = model(x.to(device))[0]
                 outputs.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
         probs = np.empty((len(docs), len(self.classes_)), dtype=np.float64)
         probs[loader.order] = np.concatenate(outputs)
@@ -362,7 +431,15 @@ class TextClassifier:
         run_id = run_id or uuid.uuid4().hex
         index = folder / INDEX_FILE
         index.unlink(missing_ok=True)  # incomplete until the new record is written
-        for direction, model in self.models_.items():
+        backbone = "transformer" if self.is_transformer else "awd_lstm"
+        if self.is_transformer:
+            config = {"kind": "classifier", "backbone": backbone, "direction": "forward",
+                      "classes": self.classes_.tolist(), "transformer": to_dict(self.model_config),
+                      "classifier": to_dict(self.config), "history": self.history_.get("forward", []),
+                      "run_id": run_id}
+            transformer.save_classifier(folder / "forward", self.models_["forward"], self.vocabs_["forward"],
+                                        config)
+        for direction, model in ({} if self.is_transformer else self.models_).items():
             config = {"kind": "classifier", "direction": direction, "classes": self.classes_.tolist(),
                       "model": to_dict(self.model_configs_[direction]), "classifier": to_dict(self.config),
                       "tokenizer": to_dict(self.tokenizer), "history": self.history_.get(direction, []),
@@ -373,7 +450,7 @@ class TextClassifier:
             if direction not in self.models_ and (stale / WEIGHTS_FILE).exists():
                 shutil.rmtree(stale)
         partial = index.with_name(index.name + f".tmp-{os.getpid()}")
-        partial.write_text(json.dumps({"directions": list(self.models_), "run_id": run_id}))
+        partial.write_text(json.dumps({"directions": list(self.models_), "backbone": backbone, "run_id": run_id}))
         os.replace(partial, index)
         return folder
 
@@ -401,6 +478,8 @@ class TextClassifier:
                 or any(d not in DIRECTIONS for d in directions) or len(set(directions)) != len(directions):
             raise CheckpointError(f"{index}: field 'directions' must list 'forward' and/or 'backward', "
                                   f"got {directions!r}")
+        if record.get("backbone") == "transformer":
+            return cls._load_transformer(folder, run_id)
         clf = None
         for direction in directions:
             checkpoint = load_checkpoint(folder / direction)
@@ -423,11 +502,6 @@ class TextClassifier:
             if clf is None:
                 clf = cls(_saved_section(ClassifierConfig, config, "classifier", where),
                           tokenizer=_saved_section(TokenizerConfig, config, "tokenizer", where))
-                for field in POSITIVE_FIELDS:
-                    value = getattr(clf.config, field)
-                    if not isinstance(value, int) or value < 1:
-                        raise CheckpointError(f"{where}: field 'classifier.{field}' must be a positive "
-                                              f"integer, got {value!r}")
                 clf.classes_ = np.array(classes)
                 clf.vocabs_, clf.models_, clf.model_configs_, clf.history_ = {}, {}, {}, {}
             elif classes != clf.classes_.tolist():
@@ -447,6 +521,31 @@ class TextClassifier:
             clf.models_[direction] = model
             clf.model_configs_[direction] = model_config
             clf.history_[direction] = config.get("history", [])
+        return clf
+
+    @classmethod
+    def _load_transformer(cls, folder: Path, run_id: str) -> "TextClassifier":
+        path = folder / "forward"
+        where = path / CONFIG_FILE
+        try:
+            config = json.loads(where.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise CheckpointError(f"{where}: cannot be read ({err})") from None
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{where}: expected a JSON object, got {type(config).__name__}")
+        for key in ("classes", "classifier", "transformer"):
+            if key not in config:
+                raise CheckpointError(f"{where}: missing field {key!r}")
+        if config.get("run_id") != run_id:
+            raise CheckpointError(f"{where}: field 'run_id' is {config.get('run_id')!r} but the index records "
+                                  f"{run_id!r}: the folder mixes two saves")
+        settings = _saved_section(TransformerConfig, config, "transformer", where)
+        clf = cls(_saved_section(ClassifierConfig, config, "classifier", where), model_config=settings)
+        clf.classes_ = np.array(config["classes"])
+        model, tokenizer = transformer.load_classifier(path, len(clf.classes_), settings, clf.config.head_hidden,
+                                                       clf.config.head_dropout)
+        clf.vocabs_, clf.models_ = {"forward": tokenizer}, {"forward": model}
+        clf.model_configs_, clf.history_ = {"forward": settings}, {"forward": config.get("history", [])}
         return clf
 
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import sys
 
-from ulmtl.config import ConfigError, apply_overrides
+from ulmtl.backbones import resolve_backbone
+from ulmtl.config import ConfigError, apply_overrides, backbone_defaults
 
 FLAG_KEYS = {"--smoke": "smoke", "--skip-empty": "skip_empty"}
 VALUE_KEYS = {"--output": "output", "--pretrained": "pretrained", "--data-dir": "data_dir",
@@ -49,8 +50,14 @@ def parse_args(config, argv: list[str] | None, smoke_overrides: list[str] = (), 
         # Any spelling of a true value (--smoke, --smoke=1, --smoke=yes); the last one wins.
         smoke = [item for item in overrides if item.split("=", 1)[0] == "--smoke"]
         if smoke and apply_overrides(config, smoke[-1:]).smoke:
-            config = apply_overrides(config, list(smoke_overrides))
-        return apply_overrides(config, overrides)
+            overrides = list(smoke_overrides) + overrides
+        resolved = apply_overrides(config, overrides)
+        if hasattr(resolved, "backbone"):
+            # The backbone's own defaults first, then --smoke's, then the user's.
+            backbone = resolve_backbone(resolved.backbone, resolved.pretrained, resolved.smoke)
+            overrides = backbone_defaults(backbone) + overrides + [f"--backbone={backbone}"]
+            resolved = apply_overrides(config, overrides)
+        return resolved
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

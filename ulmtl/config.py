@@ -83,6 +83,7 @@ Schedule = Literal["stlr", "one_cycle", "constant"]  # ulmtl.schedule.schedule_v
 Strategy = Literal["finetune", "feature_extraction", "scratch"]
 Unfreezing = Literal["gradual", "chain_thaw"]
 LmTexts = Literal["task", "all"]
+Backbone = Literal["auto", "awd_lstm", "transformer"]
 
 ARCHITECTURE = ("emb_size", "hidden_size", "n_layers")  # ModelConfig's fields a checkpoint fixes
 
@@ -125,6 +126,39 @@ class ModelConfig:
 def architecture(model: ModelConfig) -> str:
     """The architecture fields of ``model``, as ``emb_size=400, hidden_size=1152, n_layers=3``."""
     return ", ".join(f"{key}={getattr(model, key)}" for key in ARCHITECTURE)
+
+
+@dataclass
+class TransformerConfig:
+    """A pretrained transformer encoder (Hugging Face) read the ULMFiT way.
+
+    The checkpoint itself (a folder, a hub id, or the bundled all-MiniLM-L6-v2) is the stage-1 LM;
+    its architecture comes with it. These are the settings of how ulmtl reads and trains it.
+    """
+
+    # Long documents are read in windows of this many tokens (special tokens included) that
+    # overlap by ``overlap`` tokens; ClassifierConfig.max_len caps the tokens read per document.
+    window: int = limited(256, Limit(3, why="two special tokens and one of text"))
+    overlap: int = limited(64, NON_NEGATIVE)
+    # Layer groups: the embeddings, the blocks in this many groups of consecutive layers, the head.
+    block_groups: int = limited(3, AT_LEAST_1)
+    # Dropout on the pooled features, before the head's hidden layer.
+    pooled_dropout: float = limited(0.1, PROBABILITY)
+    # Stage 2 (masked-LM fine-tuning): masking rate, tokens per row, and the epochs a new MLM head
+    # (for checkpoints without one) trains alone, at head_lr_mult times finetune.lr, before the
+    # encoder is unfrozen.
+    mlm_probability: float = limited(0.15, FRACTION)
+    mlm_block: int = limited(128, Limit(4))
+    head_epochs: int = limited(1, NON_NEGATIVE)
+    head_lr_mult: float = limited(10.0, POSITIVE)
+    # "fp32", "bf16" (autocast) or "auto": bf16 on a CUDA GPU with bf16, fp32 on the CPU.
+    precision: Precision = "auto"
+
+    def __post_init__(self):
+        check_fields(self)
+        if self.overlap > self.window - 3:
+            raise FieldError(type(self).__name__, "overlap",
+                             f"must be at most window - 3 = {self.window - 3} (a window moves by at least one token)")
 
 
 @dataclass
@@ -299,7 +333,11 @@ class RecipeConfig:
     # text are skipped (and counted) rather than an error.
     encoding: str = "utf-8"
     skip_empty: bool = False
+    # "awd_lstm", "transformer", or "auto": the AWD-LSTM when --pretrained is an AWD-LSTM or fastai
+    # checkpoint, else the transformer (the bundled encoder unless --pretrained names another).
+    backbone: Backbone = "auto"
     model: ModelConfig = field(default_factory=ModelConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
@@ -494,3 +532,36 @@ def _check_value(kind, value, owner: str, name: str):
     if kind not in (bool, int, float, str):
         raise FieldError(owner, name, f"has unsupported type {kind}")
     raise FieldError(owner, name, f"expects {kind.__name__}, got {value!r}")
+
+
+# ULMFiT's schedule with the optimizer settings a pretrained transformer needs (AdamW's betas, LRs
+# two orders below the AWD-LSTM's, no AR/TAR): the head alone on frozen features, then every layer
+# group with discriminative LRs and STLR.
+TRANSFORMER_FINETUNE = FinetuneConfig(
+    batch_size=32, epochs=1, lr=1e-4, lr_decay=1.3, betas=(0.9, 0.999), ar_alpha=0.0, tar_beta=0.0,
+    clip=1.0)
+TRANSFORMER_CLASSIFIER = ClassifierConfig(
+    batch_size=32, lr=1e-4, lr_decay=1.3, betas=(0.9, 0.999), ar_alpha=0.0, tar_beta=0.0, clip=1.0,
+    max_len=1024, unfreeze_plan=(1, 0), stage_epochs=(1, 4), stage_lr_mult=(10.0, 1.0))
+
+
+def backbone_defaults(backbone: str) -> list[str]:
+    """Overrides that give a recipe the backbone's training defaults (none for the AWD-LSTM, whose
+    defaults are the paper's)."""
+    if backbone == "transformer":
+        return (preset_overrides(TRANSFORMER_FINETUNE, "finetune")
+                + preset_overrides(TRANSFORMER_CLASSIFIER, "classifier"))
+    return []
+
+
+def preset_overrides(preset, section: str) -> list[str]:
+    """``--section.key=value`` overrides that turn the section's defaults into ``preset``."""
+    default = to_dict(type(preset)())
+    return [f"--{section}.{key}={_format(value)}" for key, value in to_dict(preset).items()
+            if default[key] != value]
+
+
+def _format(value) -> str:
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)

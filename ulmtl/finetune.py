@@ -8,20 +8,27 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from datasets import Dataset, DatasetDict, concatenate_datasets
 from fastai.metrics import Perplexity, accuracy
 
+from ulmtl.backbones import transformer
 from ulmtl.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from ulmtl.config import FinetuneConfig, ModelConfig, TokenizerConfig, architecture, to_dict
+from ulmtl.config import (
+    TRANSFORMER_FINETUNE, ConfigError, FinetuneConfig, ModelConfig, TokenizerConfig, TransformerConfig,
+    architecture, to_dict,
+)
 from ulmtl.data import DataError, build_vocab, numericalize, token_ids, tokenize
 from ulmtl.distributed import barrier, is_main, world
 from ulmtl.loaders import LanguageModelLoader
 from ulmtl.model import build_language_model, lm_layer_groups, load_lm_state, remap_lm_state
 from ulmtl.schedule import discriminative_lrs
-from ulmtl.training import ScheduledLR, TrainingLog, group_lrs, make_learner, prepare_torch, set_seed
+from ulmtl.training import (
+    ScheduledLR, TrainingLog, group_lrs, make_learner, prepare_torch, set_seed, train_only_groups,
+)
 
 
 def target_texts(data: DatasetDict | Dataset | list[str]) -> Dataset:
@@ -45,12 +52,17 @@ def lm_learning_rates(config: FinetuneConfig, n_groups: int) -> list[float]:
 
 def finetune_lm(data, pretrained: str | Path | Checkpoint, output: str | Path,
                 config: FinetuneConfig | None = None, tokenizer: TokenizerConfig | None = None,
-                log_path: str | Path | None = None, model_config: ModelConfig | None = None) -> dict:
+                log_path: str | Path | None = None, model_config: ModelConfig | None = None,
+                transformer_config: TransformerConfig | None = None) -> dict:
     """Fine-tune the stage-1 LM ``pretrained`` on the texts of ``data``; write a checkpoint to ``output``.
 
-    The architecture comes from ``pretrained``; dropouts and precision from ``model_config``.
-    Returns metrics: validation perplexity before and after fine-tuning, tokens, the LRs used.
+    The architecture comes from ``pretrained``; dropouts and precision from ``model_config``. With
+    ``transformer_config``, ``pretrained`` is a transformer encoder (folder, hub id, or empty for
+    the bundled one), fine-tuned as a masked LM. Returns metrics: validation perplexity before and
+    after fine-tuning, tokens, the LRs used.
     """
+    if transformer_config is not None:
+        return finetune_masked_lm(data, pretrained, output, config, transformer_config, log_path)
     config = config or FinetuneConfig()
     tokenizer = tokenizer or TokenizerConfig()
     run_model = model_config or ModelConfig()
@@ -119,3 +131,77 @@ def finetune_lm(data, pretrained: str | Path | Checkpoint, output: str | Path,
               f"{metrics['valid_perplexity_before']} -> {metrics['valid_perplexity']}", flush=True)
     barrier()
     return metrics
+
+
+def finetune_masked_lm(data, pretrained: str | Path, output: str | Path, config: FinetuneConfig | None = None,
+                       settings: TransformerConfig | None = None, log_path: str | Path | None = None) -> dict:
+    """Stage 2 for a transformer encoder: masked-LM fine-tuning on the target texts.
+
+    A checkpoint without an MLM head gets a new one (decoder tied to the input embeddings) that
+    first trains alone for ``settings.head_epochs`` with the encoder frozen; then every layer group
+    trains with discriminative LRs and STLR. Writes a Hugging Face folder (safetensors, tokenizer
+    JSON) plus ``ulmtl.json`` to ``output``.
+    """
+    config = config or TRANSFORMER_FINETUNE
+    settings = settings or TransformerConfig()
+    if config.ar_alpha or config.tar_beta:
+        raise ConfigError("finetune.ar_alpha and finetune.tar_beta regularize an LSTM's activations; set both "
+                          "to 0 for a transformer encoder (TRANSFORMER_FINETUNE does)")
+    set_seed(config.seed)
+    device = prepare_torch()
+    where, description = transformer.resolve_encoder(pretrained)
+    if is_main():
+        print(f"ulmtl: masked-LM fine-tuning of {description}", flush=True)
+    tokenizer = transformer.load_tokenizer(where)
+    model, new_head = transformer.load_masked_lm(where)
+    texts = list(target_texts(data)["text"])
+    if len(texts) < 2:
+        raise DataError("LM fine-tuning needs at least two target-domain texts")
+    order = np.random.RandomState(config.seed).permutation(len(texts))
+    n_valid = min(max(1, round(len(texts) * config.valid_fraction)), len(texts) - 1)
+    valid_texts = [texts[i] for i in order[:n_valid]]
+    train_texts = [texts[i] for i in order[n_valid:]]
+    rank, processes = world()
+    train = transformer.MaskedLMLoader(transformer.mlm_blocks(tokenizer, train_texts, settings.mlm_block),
+                                       tokenizer, config.batch_size, settings.mlm_probability, shuffle=True,
+                                       seed=config.seed, rank=rank, world_size=processes)
+    valid = transformer.MaskedLMLoader(transformer.mlm_blocks(tokenizer, valid_texts, settings.mlm_block),
+                                       tokenizer, config.batch_size, settings.mlm_probability, seed=config.seed)
+    scores = transformer.MaskedLMScores(model)
+    groups = partial(_masked_lm_groups, block_groups=settings.block_groups)
+    learn = make_learner(train, valid, scores, groups, config.betas, config.weight_decay, clip=config.clip,
+                         device=device, progress=False, precision=settings.precision, recurrent=False)
+    before = float(learn.validate()[0])
+    n_groups = len(learn.opt.param_lists)
+    log = TrainingLog(log_path, every=20, label="finetune_lm")
+    head_stage = []
+    if new_head and settings.head_epochs:
+        train_only_groups(learn, [n_groups - 1])
+        head_lr = [config.lr * settings.head_lr_mult] * n_groups
+        learn.fit(settings.head_epochs, cbs=[ScheduledLR(head_lr, config.schedule, config.cut_frac, config.ratio),
+                                             log])
+        head_stage = [float(head_lr[-1])]
+    train_only_groups(learn, range(n_groups))
+    max_lrs = lm_learning_rates(config, n_groups)
+    learn.fit(config.epochs, cbs=[ScheduledLR(max_lrs, config.schedule, config.cut_frac, config.ratio), log])
+    after = float(learn.validate()[0])
+    metrics = {
+        "valid_perplexity_before": round(math.exp(before), 2), "valid_perplexity": round(math.exp(after), 2),
+        "valid_loss": round(after, 4), "train_tokens": int(train.n_tokens), "processes": processes,
+        "new_mlm_head": bool(new_head), "head_only_lr": head_stage,
+        "peak_lrs": [float(x) for x in max_lrs], "last_lrs": [float(x) for x in group_lrs(learn)],
+    }
+    saved = {"kind": "lm", "backbone": "transformer", "stage": "finetune", "direction": "forward",
+             "pretrained": description, "finetune": to_dict(config), "transformer": to_dict(settings),
+             "metrics": metrics}
+    if is_main():
+        transformer.save_pretrained_folder(output, model, tokenizer, saved)
+        (Path(output) / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        print(f"ulmtl: fine-tuned masked LM saved to {output}: perplexity "
+              f"{metrics['valid_perplexity_before']} -> {metrics['valid_perplexity']}", flush=True)
+    barrier()
+    return metrics
+
+
+def _masked_lm_groups(scores: transformer.MaskedLMScores, block_groups: int) -> list:
+    return transformer.masked_lm_groups(scores.model, block_groups)

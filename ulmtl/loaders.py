@@ -6,6 +6,8 @@ inside a ``DataLoaders``.
 from __future__ import annotations
 
 import math
+from functools import partial
+from typing import Callable
 
 import numpy as np
 import torch
@@ -100,11 +102,14 @@ class ClassificationLoader:
     Evaluation batches are sorted by length, longest first; ``order`` gives the dataset index of
     each row so that predictions can be put back in the original order. Training batches are
     sorted within random pools (as fastai's ``SortedDL``) and shuffled, with the longest batch first.
+    ``collate`` turns a batch's documents into one array: the backbone's padding (by default the
+    AWD-LSTM's :func:`pad_chunked` with ``pad_id`` and ``bptt``).
     """
 
     def __init__(self, docs: list[np.ndarray], labels: np.ndarray | None, batch_size: int = 64,
                  pad_id: int = 1, bptt: int = 70, shuffle: bool = False, seed: int = 0,
-                 backwards: bool = False, max_tokens: int = 0, rank: int = 0, world_size: int = 1):
+                 backwards: bool = False, max_tokens: int = 0, rank: int = 0, world_size: int = 1,
+                 collate: Callable[[list[np.ndarray]], np.ndarray] | None = None):
         if len(docs) == 0:
             raise ValueError("classification loader: no documents")
         if labels is not None and len(labels) != len(docs):
@@ -112,6 +117,7 @@ class ClassificationLoader:
         self.docs = [self._prepare(d, backwards, max_tokens) for d in docs]
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
         self.batch_size, self.pad_id, self.bptt = batch_size, pad_id, bptt
+        self.collate = collate or partial(pad_chunked, pad_id=pad_id, bptt=bptt)
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
         self.rank, self.world_size = rank, world_size
         self.lengths = np.array([len(d) for d in self.docs])
@@ -165,7 +171,7 @@ class ClassificationLoader:
 
     def __iter__(self):
         for batch in self.batch_indices(self.epoch):
-            x = torch.from_numpy(pad_chunked([self.docs[i] for i in batch], self.pad_id, self.bptt))
+            x = torch.from_numpy(self.collate([self.docs[i] for i in batch]))
             x = x.to(self.device)
             if self.labels is None:
                 yield (x,)

@@ -22,6 +22,7 @@ import numpy as np
 from datasets import DatasetDict
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
+from ulmtl.backbones.transformer import resolve_encoder
 from ulmtl.checkpoint import CheckpointError, load_checkpoint
 from ulmtl.classify import TextClassifier
 from ulmtl.config import ConfigError, PretrainConfig, RecipeConfig, save_config, to_dict
@@ -248,20 +249,10 @@ def _run_stages(config: RecipeConfig, output: Path, run_id: str) -> dict:
         data = DatasetDict({**data, "train": data["train"].select(keep)})
         if is_main():
             print(f"ulmtl: {len(valid)} training texts held out for validation", flush=True)
-    encoders, lm_metrics = {}, {}
-    if config.classifier.strategy != "scratch":
-        for direction in config.classifier.directions:
-            stage1 = resolve_pretrained(config, direction, data, output)
-            if config.classifier.strategy == "finetune" and config.finetune_lm:
-                target = output / f"lm-{direction}"
-                lm_metrics[direction] = finetune_lm(lm_data, stage1, target, config.finetune,
-                                                    config.tokenizer, log_path, config.model)
-                encoders[direction] = target
-            else:
-                encoders[direction] = stage1
-    clf = TextClassifier(config.classifier, encoders, config.model, config.tokenizer, log_path)
-    valid_labels = None if valid is None else [classes[i] for i in valid["label"]]
-    clf.fit(data["train"], valid=None if valid is None else (list(valid["text"]), valid_labels))
+    if config.backbone == "transformer":
+        clf, lm_metrics = _fit_transformer(config, data, lm_data, valid, output, log_path)
+    else:
+        clf, lm_metrics = _fit_awd_lstm(config, data, lm_data, valid, output, log_path)
     if is_main():
         clf.save(output / "model", run_id=run_id)
     truth = np.asarray(data["test"]["label"])
@@ -283,6 +274,51 @@ def _run_stages(config: RecipeConfig, output: Path, run_id: str) -> dict:
               f"(macro-F1 {result['test']['macro_f1']}); outputs in {config.output}", flush=True)
     barrier()
     return result
+
+
+def _valid_pair(valid, classes: list[str]) -> tuple | None:
+    return None if valid is None else (list(valid["text"]), [classes[i] for i in valid["label"]])
+
+
+def _fit_awd_lstm(config: RecipeConfig, data: DatasetDict, lm_data: DatasetDict, valid, output: Path,
+                  log_path: Path) -> tuple[TextClassifier, dict]:
+    """Stages 2 and 3 on the AWD-LSTM, one classifier per direction."""
+    encoders, lm_metrics = {}, {}
+    if config.classifier.strategy != "scratch":
+        for direction in config.classifier.directions:
+            stage1 = resolve_pretrained(config, direction, data, output)
+            if is_main():
+                print(f"ulmtl: backbone awd_lstm, {direction} stage-1 LM from {stage1} (for the bundled "
+                      f"transformer encoder: --backbone=transformer)", flush=True)
+            if config.classifier.strategy == "finetune" and config.finetune_lm:
+                target = output / f"lm-{direction}"
+                lm_metrics[direction] = finetune_lm(lm_data, stage1, target, config.finetune,
+                                                    config.tokenizer, log_path, config.model)
+                encoders[direction] = target
+            else:
+                encoders[direction] = stage1
+    clf = TextClassifier(config.classifier, encoders, config.model, config.tokenizer, log_path)
+    clf.fit(data["train"], valid=_valid_pair(valid, data["train"].features["label"].names))
+    return clf, lm_metrics
+
+
+def _fit_transformer(config: RecipeConfig, data: DatasetDict, lm_data: DatasetDict, valid, output: Path,
+                     log_path: Path) -> tuple[TextClassifier, dict]:
+    """Stages 2 and 3 on a transformer encoder: ``--pretrained`` (a folder or hub id) or the bundled one."""
+    source = config.pretrained
+    if is_main():
+        _, description = resolve_encoder(source)
+        print(f"ulmtl: backbone transformer, pretrained encoder {description} (the paper's AWD-LSTM: "
+              f"--backbone=awd_lstm with --pretrained DIR)", flush=True)
+    lm_metrics = {}
+    if config.classifier.strategy == "finetune" and config.finetune_lm:
+        target = output / "lm-forward"
+        lm_metrics["forward"] = finetune_lm(lm_data, source, target, config.finetune, log_path=log_path,
+                                            transformer_config=config.transformer)
+        source = str(target)
+    clf = TextClassifier(config.classifier, source, config.transformer, config.tokenizer, log_path)
+    clf.fit(data["train"], valid=_valid_pair(valid, data["train"].features["label"].names))
+    return clf, lm_metrics
 
 
 def finetuned_lm_for(config: RecipeConfig, target: str | Path, all_texts: bool = False,

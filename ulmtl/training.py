@@ -50,16 +50,20 @@ def prepare_torch() -> torch.device:
 def make_learner(train_loader, valid_loader, model, splitter, betas: tuple[float, float],
                  weight_decay: float, ar_alpha: float = 0.0, tar_beta: float = 0.0, clip: float = 0.0,
                  metrics=None, device: torch.device | None = None, progress: bool = True,
-                 precision: str = "fp32", stage: str = "training") -> Learner:
-    """A fastai Learner with Adam (ULMFiT's betas), AR/TAR regularization and optional clipping;
+                 precision: str = "fp32", stage: str = "training", recurrent: bool = True) -> Learner:
+    """A fastai Learner with Adam (decoupled weight decay), optional clipping and, for a
+    ``recurrent`` model (the AWD-LSTM), fastai's RNN callbacks with AR/TAR regularization;
     ``precision`` "bf16" (or "auto" on hardware with fast bf16) trains under bf16 autocast. A loss
     that stops being finite raises :class:`NonFiniteLoss` naming ``stage``."""
     device = device or torch.device("cpu")
     dls = DataLoaders(train_loader, valid_loader, device=device)
-    callbacks = [ModelResetter(), RNNCallback(), StopOnNonFiniteLoss(stage)]
+    if not recurrent and (ar_alpha or tar_beta):
+        raise ValueError("AR/TAR regularization needs a recurrent model")
+    callbacks = [ModelResetter(), RNNCallback()] if recurrent else []
+    callbacks.append(StopOnNonFiniteLoss(stage))
     if ar_alpha or tar_beta:
         callbacks.append(Regularizer(alpha=ar_alpha, beta=tar_beta))
-    if resolve_precision(precision, device) == "bf16":
+    if resolve_precision(precision, device) == "bf16" and recurrent:
         use_autocast_lstm(model)
         callbacks.append(BF16Autocast())
     if world()[1] > 1:
@@ -68,7 +72,8 @@ def make_learner(train_loader, valid_loader, model, splitter, betas: tuple[float
         callbacks.append(GradientClip(clip))
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(),
                     opt_func=partial(Adam, mom=betas[0], sqr_mom=betas[1], wd=weight_decay),
-                    splitter=splitter, cbs=callbacks, metrics=metrics or [], moms=None)
+                    splitter=splitter, cbs=callbacks, metrics=metrics or [], moms=None,
+                    train_bn=recurrent)  # a frozen transformer block's LayerNorms stay frozen
     if not progress:
         learn.remove_cb(ProgressCallback)
         learn.logger = _quiet

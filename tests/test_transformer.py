@@ -1,0 +1,245 @@
+"""The transformer backbone: a tiny random BERT the tests build, plus one run of the bundled encoder."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ulmtl import RecipeConfig, TextClassifier, parse_args
+from ulmtl.backbones import resolve_backbone
+from ulmtl.backbones import transformer
+from ulmtl.checkpoint import CheckpointError
+from ulmtl.config import TRANSFORMER_CLASSIFIER, TRANSFORMER_FINETUNE, ConfigError, TransformerConfig
+from ulmtl.finetune import finetune_lm
+from ulmtl.recipe import SMOKE_RECIPE
+
+TEXTS = ["the movie was great fun", "a dull and boring film", "what a great and fun plot",
+         "boring plot and a dull cast", "who wrote the film", "how long is the movie"]
+POS_NEG = (["great fun movie", "a great film", "fun and great"] * 8, ["dull boring film", "a boring plot",
+                                                                      "dull and boring"] * 8)
+
+
+def make_encoder(folder: Path, layers: int = 2) -> Path:
+    """A randomly initialised 2-layer BERT (hidden 32) and a WordPiece tokenizer trained on TEXTS."""
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+    folder.mkdir(parents=True, exist_ok=True)
+    wordpiece = BertWordPieceTokenizer(lowercase=True)
+    wordpiece.train_from_iterator(TEXTS * 3, vocab_size=200, min_frequency=1,
+                                  special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    tokenizer = BertTokenizerFast(tokenizer_object=wordpiece._tokenizer, unk_token="[UNK]", pad_token="[PAD]",
+                                  cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory) -> Path:
+    return make_encoder(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="module")
+def tokenizer(encoder_dir):
+    return transformer.load_tokenizer(str(encoder_dir))
+
+
+def small_config(**changes):
+    return replace(replace(TRANSFORMER_CLASSIFIER, batch_size=8, lr=1e-3), **changes)
+
+
+def sentiment():
+    pos, neg = POS_NEG
+    return pos + neg, ["pos"] * len(pos) + ["neg"] * len(neg)
+
+
+def test_layer_groups_hold_every_parameter_once(encoder_dir, tokenizer):
+    model = transformer.build_classifier(str(encoder_dir), tokenizer, 3, TransformerConfig(block_groups=2), 50, 0.1)
+    groups = transformer.classifier_groups(model, block_groups=2)
+    assert len(groups) == 4  # embeddings, 2 block groups, head
+    ids = [id(p) for group in groups for p in group]
+    assert len(ids) == len(set(ids)) == len(list(model.parameters()))
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert all("embeddings" in names[id(p)] for p in groups[0])
+    assert all(names[id(p)].startswith("encoder.encoder.layer.0.") for p in groups[1])
+    assert all(names[id(p)].startswith("encoder.encoder.layer.1.") for p in groups[2])
+    assert all(names[id(p)].startswith("head.") for p in groups[3])
+
+
+def test_gradual_unfreezing_trains_the_planned_groups_with_discriminative_lrs(encoder_dir):
+    texts, labels = sentiment()
+    config = small_config(unfreeze_plan=(1, 2, 0), stage_epochs=(1, 1, 1), stage_lr_mult=(10.0, 2.0, 1.0),
+                          lr_decay=2.0)
+    clf = TextClassifier(config, encoders=encoder_dir, model_config=TransformerConfig(block_groups=2),
+                         verbose=False).fit(texts, labels)
+    history = clf.history_["forward"]
+    first, second, third = (set(h["trainable_params"]) for h in history)
+    assert first and all(n.startswith("head.") for n in first)
+    assert second - first and all(n.startswith("encoder.encoder.layer.1.") for n in second - first)
+    assert len(third) == len(list(clf.models_["forward"].parameters()))
+    for stage, mult in zip(history, (10.0, 2.0, 1.0)):
+        lrs = stage["peak_lrs"]
+        assert lrs[-1] == pytest.approx(1e-3 * mult)
+        assert np.allclose(np.array(lrs[1:]) / np.array(lrs[:-1]), 2.0)
+
+
+def test_frozen_groups_do_not_move(encoder_dir):
+    texts, labels = sentiment()
+    config = small_config(strategy="feature_extraction")
+    before = transformer.load_encoder(str(encoder_dir)).state_dict()
+    clf = TextClassifier(config, encoders=encoder_dir, model_config=TransformerConfig(), verbose=False).fit(
+        texts, labels)
+    after = clf.models_["forward"].encoder.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_masking_never_touches_special_tokens(tokenizer):
+    blocks = transformer.mlm_blocks(tokenizer, TEXTS * 4, block=12)
+    loader = transformer.MaskedLMLoader(blocks, tokenizer, batch_size=4, mlm_probability=0.5, shuffle=True)
+    special = torch.tensor([tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id])
+    masked_any = False
+    for ids, labels, targets in loader:
+        original = torch.where(labels != -100, labels, ids)
+        chosen = labels != -100
+        assert not torch.isin(original[chosen], special).any()
+        assert torch.equal(targets, labels[chosen])
+        masked_any |= bool((ids == tokenizer.mask_token_id).any())
+    assert masked_any
+
+
+def test_padding_and_batch_neighbours_do_not_change_features(encoder_dir, tokenizer):
+    model = transformer.build_classifier(str(encoder_dir), tokenizer, 2, TransformerConfig(), 50, 0.1).eval()
+    docs = transformer.encode_texts(tokenizer, ["a great film", "what a great and fun plot boring dull cast"], 0)
+    with torch.no_grad():
+        alone = model.features(torch.from_numpy(transformer.pad_right(docs[:1], tokenizer.pad_token_id)))
+        together = model.features(torch.from_numpy(transformer.pad_right(docs, tokenizer.pad_token_id)))
+    assert torch.allclose(alone[0], together[0], atol=1e-5)
+
+
+def test_long_documents_are_read_in_overlapping_windows(encoder_dir, tokenizer):
+    model = transformer.build_classifier(str(encoder_dir), tokenizer, 2, TransformerConfig(window=6, overlap=1),
+                                         50, 0.1)
+    ids = torch.tensor([[10, 11, 12, 13, 14, 15, 16, 17, 18, 19], [20, 21, 0, 0, 0, 0, 0, 0, 0, 0]])
+    windows, mask, documents = model.windows(ids)
+    # 4 tokens a window, a step of 3: tokens 10-13, 13-16, 16-19 (3 windows); the short text 1 window.
+    assert documents.tolist() == [0, 0, 0, 1]
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    assert windows[0].tolist() == [cls, 10, 11, 12, 13, sep]
+    assert windows[2].tolist() == [cls, 16, 17, 18, 19, sep]
+    assert windows[3, :4].tolist() == [cls, 20, 21, sep] and mask[3].tolist() == [1, 1, 1, 1, 0, 0]
+    covered = set(windows[:3].flatten().tolist())
+    assert set(range(10, 20)) <= covered
+    with torch.no_grad():
+        assert model.eval()(ids).shape == (2, 2)
+
+
+def test_save_and_load_give_identical_predictions(encoder_dir, tmp_path):
+    texts, labels = sentiment()
+    clf = TextClassifier(small_config(stage_epochs=(1, 1)), encoders=encoder_dir,
+                         model_config=TransformerConfig(window=8, overlap=2), verbose=False).fit(texts, labels)
+    before = clf.predict_proba(TEXTS)
+    clf.save(tmp_path / "clf")
+    assert not list((tmp_path / "clf").rglob("*.bin")) and not list((tmp_path / "clf").rglob("*.pkl"))
+    loaded = TextClassifier.load(tmp_path / "clf")
+    np.testing.assert_array_equal(loaded.predict_proba(TEXTS), before)
+    assert list(loaded.classes_) == ["neg", "pos"]
+
+
+def test_scratch_keeps_the_architecture_but_not_the_weights(encoder_dir):
+    texts, labels = sentiment()
+    clf = TextClassifier(small_config(strategy="scratch"), encoders=encoder_dir, model_config=TransformerConfig(),
+                         verbose=False).fit(texts, labels)
+    pretrained = transformer.load_encoder(str(encoder_dir)).embeddings.word_embeddings.weight
+    trained = clf.models_["forward"].encoder.embeddings.word_embeddings.weight
+    assert trained.shape == pretrained.shape and not torch.allclose(trained, pretrained, atol=1e-2)
+
+
+def test_lstm_only_settings_are_refused(encoder_dir):
+    texts, labels = sentiment()
+    with pytest.raises(ConfigError, match="directions"):
+        TextClassifier(small_config(directions=("forward", "backward")), encoders=encoder_dir,
+                       model_config=TransformerConfig()).fit(texts, labels)
+    with pytest.raises(ConfigError, match="ar_alpha"):
+        TextClassifier(small_config(ar_alpha=2.0), encoders=encoder_dir,
+                       model_config=TransformerConfig()).fit(texts, labels)
+
+
+def test_masked_lm_fine_tuning_adds_a_tied_head_and_lowers_perplexity(encoder_dir, tmp_path):
+    config = replace(TRANSFORMER_FINETUNE, epochs=3, lr=2e-3, batch_size=4)
+    metrics = finetune_lm(TEXTS * 6, str(encoder_dir), tmp_path / "lm", config,
+                          transformer_config=TransformerConfig(mlm_block=16))
+    assert metrics["new_mlm_head"] is True
+    assert metrics["valid_perplexity"] < metrics["valid_perplexity_before"]
+    assert metrics["peak_lrs"] == pytest.approx([2e-3 / 1.3 ** k for k in (3, 2, 1, 0)])
+    saved = sorted(p.name for p in (tmp_path / "lm").iterdir())
+    assert "model.safetensors" in saved and "ulmtl.json" in saved and "tokenizer.json" in saved
+    assert json.loads((tmp_path / "lm" / "ulmtl.json").read_text())["stage"] == "finetune"
+    model, new_head = transformer.load_masked_lm(str(tmp_path / "lm"))
+    assert not new_head
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    texts, labels = sentiment()
+    clf = TextClassifier(small_config(stage_epochs=(1, 1)), encoders=tmp_path / "lm",
+                         model_config=TransformerConfig(), verbose=False).fit(texts, labels)
+    assert clf.predict(["great fun"]).shape == (1,)
+
+
+def test_a_pickle_in_an_encoder_folder_is_refused(encoder_dir, tmp_path):
+    folder = make_encoder(tmp_path / "enc")
+    (folder / "pytorch_model.bin").write_bytes(b"\x80\x04junk")
+    with pytest.raises(CheckpointError, match="pickle"):
+        transformer.resolve_encoder(folder)
+
+
+def test_weights_that_differ_from_the_published_digest_are_refused(tmp_path):
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"not the published weights")
+    with pytest.raises(CheckpointError, match="sha256"):
+        transformer.check_digest(weights, transformer.BUNDLED_SHA256)
+    transformer.check_digest(weights, transformer.sha256_of(weights))
+
+
+def test_backbone_resolution_and_its_defaults(encoder_dir, tmp_path):
+    assert resolve_backbone("auto", "") == "transformer"
+    assert resolve_backbone("auto", "", smoke=True) == "awd_lstm"
+    assert resolve_backbone("auto", str(encoder_dir)) == "transformer"
+    assert resolve_backbone("auto", "bert-base/uncased") == "transformer"
+    assert resolve_backbone("auto", str(tmp_path)) == "awd_lstm"  # a folder of fastai's files, say
+    config = parse_args(RecipeConfig(), ["--classifier.lr=3e-4"])
+    assert config.backbone == "transformer"
+    assert config.classifier.lr == 3e-4  # the user's override wins over the backbone's default
+    assert config.classifier.betas == TRANSFORMER_CLASSIFIER.betas and config.finetune.ar_alpha == 0
+    smoke = parse_args(RecipeConfig(), ["--smoke"], SMOKE_RECIPE)
+    assert smoke.backbone == "awd_lstm" and smoke.classifier.lr == 0.01
+
+
+def test_recipe_runs_all_stages_on_a_transformer(encoder_dir, tmp_path):
+    from ulmtl.recipe import run_recipe
+    rows = [{"text": t, "label": "pos"} for t in POS_NEG[0]] + [{"text": t, "label": "neg"} for t in POS_NEG[1]]
+    train = tmp_path / "train.jsonl"
+    train.write_text("\n".join(json.dumps(r) for r in rows))
+    config = parse_args(RecipeConfig(dataset="custom"), ["--smoke", f"--train={train}", f"--pretrained={encoder_dir}",
+                                                         f"--output={tmp_path / 'run'}"], SMOKE_RECIPE)
+    assert config.backbone == "transformer"
+    result = run_recipe(config)
+    assert result["lm_finetune"]["forward"]["new_mlm_head"] is True
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["backbone"] == "transformer"
+    loaded = TextClassifier.load(tmp_path / "run" / "model")
+    assert loaded.predict(["great fun"])[0] in ("pos", "neg")
+
+
+def test_the_bundled_encoder_trains_and_round_trips(tmp_path):
+    """The real all-MiniLM-L6-v2 from its package: digest checked, one short fit, save and load."""
+    texts, labels = sentiment()
+    config = small_config(stage_epochs=(1, 1), batch_size=16)
+    clf = TextClassifier(config, encoders="", model_config=TransformerConfig(), verbose=False).fit(texts, labels)
+    assert clf.models_["forward"].encoder.config.hidden_size == 384
+    clf.save(tmp_path / "clf")
+    np.testing.assert_array_equal(TextClassifier.load(tmp_path / "clf").predict_proba(TEXTS),
+                                  clf.predict_proba(TEXTS))

