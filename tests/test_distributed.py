@@ -169,3 +169,28 @@ def test_recipe_runs_under_torchrun_and_writes_once(shared_data, tmp_path):
     lines = (out / "train_log.jsonl").read_text().splitlines()
     assert len(lines) == len(set(lines))
     assert (out / "model").is_dir() and not list(tmp_path.glob("trec.*"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not available")
+def test_transformer_recipe_runs_under_torchrun_and_writes_once(tmp_path):
+    """Masked-LM fine-tuning and the classifier on a tiny BERT under two gloo processes."""
+    from tests.test_transformer import POS_NEG, make_encoder
+    encoder = make_encoder(tmp_path / "bert")
+    rows = [{"text": t, "label": "pos"} for t in POS_NEG[0]] + [{"text": t, "label": "neg"} for t in POS_NEG[1]]
+    train = tmp_path / "train.jsonl"
+    train.write_text("\n".join(json.dumps(r) for r in rows * 2))
+    out = tmp_path / "run"
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "custom.py"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", ULMTL_CACHE_DIR=str(tmp_path / "cache"),
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                             f"--master_port={free_port()}", str(recipe), "--smoke", f"--train={train}",
+                             f"--pretrained={encoder}", "--output", str(out), "--finetune.batch_size=2"],
+                            env=env, timeout=600, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["backbone"] == "transformer"
+    assert metrics["lm_finetune"]["forward"]["processes"] == 2
+    assert result.stdout.count("test accuracy") == 1  # reported (and written) by rank 0 only
+    assert (out / "model" / "forward" / "weights.safetensors").exists() and not list(tmp_path.glob("run.*"))
