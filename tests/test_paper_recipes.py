@@ -178,10 +178,13 @@ def _no_hub(name, local_folder=None):
 
 @pytest.mark.parametrize("name", sorted(FIXTURES))
 def test_paper_recipe_settings(name, monkeypatch):
-    """Without --smoke: the paper's forward + backward ensemble and the default bptt / batch size."""
+    """With the AWD-LSTM, without --smoke: the paper's forward + backward ensemble and the default bptt /
+    batch size; the default backbone (the transformer) reads both directions at once."""
     module = recipe(name)
     monkeypatch.setattr(module, "run_recipe", lambda config: config)
-    config = module.main([])
+    default = module.main([])
+    assert default.backbone == "transformer" and default.classifier.directions == ("forward",)
+    config = module.main(["--backbone=awd_lstm"])
     assert config.dataset == name and config.output == f"runs/{name}" and not config.smoke
     assert config.classifier.directions == ("forward", "backward")
     assert config.classifier.bptt == 70 and config.classifier.batch_size == 64

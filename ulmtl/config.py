@@ -549,8 +549,10 @@ def backbone_defaults(backbone: str) -> list[str]:
     """Overrides that give a recipe the backbone's training defaults (none for the AWD-LSTM, whose
     defaults are the paper's)."""
     if backbone == "transformer":
+        # A transformer reads both directions at once: a recipe's forward + backward ensemble (the
+        # paper's, for the AWD-LSTM) becomes the one forward classifier.
         return (preset_overrides(TRANSFORMER_FINETUNE, "finetune")
-                + preset_overrides(TRANSFORMER_CLASSIFIER, "classifier"))
+                + preset_overrides(TRANSFORMER_CLASSIFIER, "classifier") + ["--classifier.directions=forward"])
     return []
 
 
