@@ -16,7 +16,7 @@ from datasets import Dataset, DatasetDict, concatenate_datasets
 from fastai.metrics import Perplexity, accuracy
 
 from ulmtl.backbones import transformer
-from ulmtl.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ulmtl.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from ulmtl.config import (
     TRANSFORMER_FINETUNE, ConfigError, FinetuneConfig, ModelConfig, TokenizerConfig, TransformerConfig,
     architecture, to_dict,
@@ -70,7 +70,7 @@ def finetune_lm(data, pretrained: str | Path | Checkpoint, output: str | Path,
     device = prepare_torch()
     source = pretrained if isinstance(pretrained, Checkpoint) else load_checkpoint(pretrained)
     if source.kind != "lm":
-        raise DataError(f"{pretrained}: expected a language-model checkpoint, found kind {source.kind!r}")
+        raise CheckpointError(f"{pretrained}: expected a language-model checkpoint, found kind {source.kind!r}")
     model_config = run_model.with_architecture_of(source.config["model"])
     if model_config != run_model and is_main():
         origin = "the stage-1 LM" if isinstance(pretrained, Checkpoint) else pretrained
