@@ -843,7 +843,7 @@ def test_api_save_records_its_run_and_load_reads_it_back(fitted, tmp_path):
     folder = fitted.save(tmp_path / "clf", run_id="run-1")
     assert sorted(p.name for p in folder.iterdir()) == ["classifier.json", "forward"]
     index = json.loads((folder / "classifier.json").read_text())
-    assert index == {"directions": ["forward"], "run_id": "run-1"}
+    assert index == {"directions": ["forward"], "backbone": "awd_lstm", "run_id": "run-1"}
     assert json.loads((folder / "forward" / "config.json").read_text())["run_id"] == "run-1"
     texts, _ = synthetic(10, seed=13)
     loaded = TextClassifier.load(folder)

@@ -94,3 +94,19 @@ def test_schedule_value_names():
     assert start < peak == pytest.approx(0.01)
     with pytest.raises(ValueError, match="unknown schedule"):
         schedule_value("cosine", 0.5, 0.01, 0.1, 32)
+
+
+def test_training_plan_is_data_built_from_the_config():
+    from ulmtl.config import ClassifierConfig
+    from ulmtl.schedule import Stage, training_plan
+    plan = training_plan(ClassifierConfig(lr=0.01, lr_decay=2.0), n_groups=4)
+    assert [s.groups for s in plan] == [(3,), (2, 3), (1, 2, 3), (0, 1, 2, 3)]
+    assert [s.epochs for s in plan] == [1, 1, 1, 2]
+    assert plan[0] == Stage((3,), 1, [0.02 / 8, 0.02 / 4, 0.02 / 2, 0.02])
+    features = training_plan(ClassifierConfig(strategy="feature_extraction"), n_groups=4)
+    assert features == [Stage((3,), 5, [0.02] * 4)]
+    scratch = training_plan(ClassifierConfig(strategy="scratch"), n_groups=3)
+    assert scratch == [Stage((0, 1, 2), 5, [0.01] * 3)]
+    thaw = training_plan(ClassifierConfig(unfreezing="chain_thaw", discriminative=False), n_groups=3)
+    assert [s.groups for s in thaw] == [(2,), (0,), (1,), (0, 1, 2)]
+    assert [s.peak_lrs[0] for s in thaw] == [0.02, 0.001, 0.001, 0.001]

@@ -8,7 +8,7 @@ from ulmtl.classify import TextClassifier
 from ulmtl.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from ulmtl.cli import parse_args
 from ulmtl.config import (
-    ClassifierConfig, ConfigError, FinetuneConfig, ModelConfig, PretrainConfig, PretrainRunConfig,
+    TRANSFORMER_CLASSIFIER, TRANSFORMER_FINETUNE, TransformerConfig, ClassifierConfig, ConfigError, FinetuneConfig, ModelConfig, PretrainConfig, PretrainRunConfig,
     RecipeConfig, TokenizerConfig, apply_overrides, load_config, save_config,
 )
 from ulmtl.data import DataError, LoadReport, load_dataset, load_files, read_files, resolve_data_dir
@@ -20,7 +20,7 @@ from ulmtl.text import Vocab, tokenize_texts
 __version__ = "0.1.0"
 
 __all__ = [
-    "TextClassifier", "finetune_lm", "run_recipe", "run_cross_validation",
+    "TextClassifier", "finetune_lm", "TRANSFORMER_CLASSIFIER", "TRANSFORMER_FINETUNE", "TransformerConfig", "run_recipe", "run_cross_validation",
     "Checkpoint", "CheckpointError", "ClassifierConfig", "ConfigError", "DataError", "FinetuneConfig",
     "LoadReport", "ModelConfig", "PretrainConfig", "PretrainRunConfig", "RecipeConfig", "TokenizerConfig",
     "Vocab", "apply_overrides", "default_lm_dir", "fetch_fastai_wt103", "import_fastai_lm",

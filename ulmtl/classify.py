@@ -35,7 +35,7 @@ from ulmtl.distributed import is_main, world
 from ulmtl.loaders import ClassificationLoader
 from ulmtl.lstm import autocast, resolve_precision, use_autocast_lstm
 from ulmtl.model import build_classifier, classifier_layer_groups, encoder_state, load_encoder
-from ulmtl.schedule import chain_thaw_stages, discriminative_lrs, unfreezing_stages
+from ulmtl.schedule import training_plan
 from ulmtl.text import Vocab, tokenize_texts
 from ulmtl.training import (
     ScheduledLR, TrainingLog, group_lrs, train_only_groups, make_learner, prepare_torch, set_seed,
@@ -315,7 +315,7 @@ class TextClassifier:
         if not has_valid:
             learn.add_cb(SkipValidation())
         history = []
-        for trainable, epochs, max_lrs in self.training_plan(len(learn.opt.param_lists)):
+        for trainable, epochs, max_lrs in training_plan(config, len(learn.opt.param_lists)):
             train_only_groups(learn, trainable)
             schedule = ScheduledLR(max_lrs, config.schedule, config.cut_frac, config.ratio)
             log = TrainingLog(self.log_path, every=50, label=f"classifier-{direction}")
@@ -330,30 +330,6 @@ class TextClassifier:
             })
         learn.model.eval()
         return learn.model, history
-
-    def training_plan(self, n_groups: int) -> list[tuple[tuple[int, ...], int, list[float]]]:
-        """(trainable layer groups, bottom group = 0; epochs; peak LR per group) for each stage."""
-        config = self.config
-        total_epochs = sum(config.stage_epochs)
-        everything = tuple(range(n_groups))
-        if config.strategy == "feature_extraction":
-            return [((n_groups - 1,), total_epochs, [config.lr * config.stage_lr_mult[0]] * n_groups)]
-        if config.strategy == "scratch":
-            return [(everything, total_epochs, [config.lr] * n_groups)]
-        if config.unfreezing == "chain_thaw":
-            stages = chain_thaw_stages(n_groups)
-            epochs = [config.stage_epochs[0]] + [config.chain_thaw_epochs] * (len(stages) - 2) + [config.stage_epochs[-1]]
-            mults = [config.stage_lr_mult[0]] + [config.chain_thaw_lr_mult] * (len(stages) - 2) + [config.stage_lr_mult[-1]]
-        else:
-            stages = [everything[n_groups - k:] for k in unfreezing_stages(config.unfreeze_plan, n_groups)]
-            epochs, mults = config.stage_epochs, config.stage_lr_mult
-        plan = []
-        for trainable, stage_epochs, mult in zip(stages, epochs, mults):
-            peak = config.lr * mult
-            lrs = discriminative_lrs(peak, n_groups, config.lr_decay) if config.discriminative \
-                else [peak] * n_groups
-            plan.append((trainable, stage_epochs, lrs))
-        return plan
 
     # ------------------------------------------------------------------ predicting
 

@@ -12,6 +12,8 @@ averaging gradients in a callback keeps the model unwrapped, so fastai's RNN cal
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import os
 
 import torch
@@ -46,6 +48,17 @@ def is_main() -> bool:
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+@contextmanager
+def main_process_first():
+    """Run the block on rank 0 first, then on the other processes (which then read the caches
+    rank 0 wrote); one process: just the block."""
+    if not is_main():
+        barrier()
+    yield
+    if is_main():
+        barrier()
 
 
 def broadcast_parameters(model: torch.nn.Module) -> None:

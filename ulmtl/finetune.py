@@ -16,13 +16,13 @@ from datasets import Dataset, DatasetDict, concatenate_datasets
 from fastai.metrics import Perplexity, accuracy
 
 from ulmtl.backbones import transformer
-from ulmtl.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ulmtl.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from ulmtl.config import (
     TRANSFORMER_FINETUNE, ConfigError, FinetuneConfig, ModelConfig, TokenizerConfig, TransformerConfig,
     architecture, to_dict,
 )
 from ulmtl.data import DataError, build_vocab, numericalize, token_ids, tokenize
-from ulmtl.distributed import barrier, is_main, world
+from ulmtl.distributed import barrier, is_main, main_process_first, world
 from ulmtl.loaders import LanguageModelLoader
 from ulmtl.model import build_language_model, lm_layer_groups, load_lm_state, remap_lm_state
 from ulmtl.schedule import discriminative_lrs
@@ -70,7 +70,7 @@ def finetune_lm(data, pretrained: str | Path | Checkpoint, output: str | Path,
     device = prepare_torch()
     source = pretrained if isinstance(pretrained, Checkpoint) else load_checkpoint(pretrained)
     if source.kind != "lm":
-        raise DataError(f"{pretrained}: expected a language-model checkpoint, found kind {source.kind!r}")
+        raise CheckpointError(f"{pretrained}: expected a language-model checkpoint, found kind {source.kind!r}")
     model_config = run_model.with_architecture_of(source.config["model"])
     if model_config != run_model and is_main():
         origin = "the stage-1 LM" if isinstance(pretrained, Checkpoint) else pretrained
@@ -82,14 +82,11 @@ def finetune_lm(data, pretrained: str | Path | Checkpoint, output: str | Path,
     if len(texts) < 2:
         raise DataError("LM fine-tuning needs at least two target-domain texts")
     rank, processes = world()
-    if not is_main():
-        barrier()  # rank 0 tokenizes first; the others then read its cache
-    tokens = tokenize(texts, num_proc=tokenizer.num_proc, batch_size=tokenizer.batch_size)
-    split = tokens.train_test_split(test_size=config.valid_fraction, seed=config.seed, shuffle=True)
-    vocab = build_vocab([split["train"]], max_size=tokenizer.max_vocab, min_freq=tokenizer.min_freq)
-    ids = numericalize(split, vocab, num_proc=tokenizer.num_proc)
-    if is_main():
-        barrier()
+    with main_process_first():  # rank 0 tokenizes first; the others then read its cache
+        tokens = tokenize(texts, num_proc=tokenizer.num_proc, batch_size=tokenizer.batch_size)
+        split = tokens.train_test_split(test_size=config.valid_fraction, seed=config.seed, shuffle=True)
+        vocab = build_vocab([split["train"]], max_size=tokenizer.max_vocab, min_freq=tokenizer.min_freq)
+        ids = numericalize(split, vocab, num_proc=tokenizer.num_proc)
     backwards = direction == "backward"
     try:
         train = LanguageModelLoader(token_ids(ids["train"]), config.batch_size, config.bptt, backwards,

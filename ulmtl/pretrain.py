@@ -21,7 +21,9 @@ from ulmtl.data import (
     DataError, build_vocab, cache_dir, load_corpus, load_wikitext103, numericalize, token_ids, token_stream,
     tokenize,
 )
-from ulmtl.distributed import any_process, barrier, gather_from_processes, is_main, world
+from ulmtl.distributed import (
+    any_process, barrier, gather_from_processes, is_main, main_process_first, world,
+)
 from ulmtl.fastai_files import (
     download_fastai_wt103, infer_model_config, load_fastai_weights, load_itos_pickle, modern_itos,
 )
@@ -164,11 +166,8 @@ def pretrain(corpus, output: str | Path, config: PretrainConfig | None = None,
     set_seed(config.seed)
     device = prepare_torch()
     rank, processes = world()
-    if not is_main():
-        barrier()  # rank 0 tokenizes first; the others then read its cache
-    train_docs, valid_docs, vocab = prepare_corpus(corpus, config, tokenizer)
-    if is_main():
-        barrier()
+    with main_process_first():  # rank 0 tokenizes first; the others then read its cache
+        train_docs, valid_docs, vocab = prepare_corpus(corpus, config, tokenizer)
     backwards = config.direction == "backward"
     try:
         train = LanguageModelLoader(train_docs, config.batch_size, config.bptt, backwards,

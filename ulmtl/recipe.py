@@ -27,7 +27,7 @@ from ulmtl.checkpoint import CheckpointError, load_checkpoint
 from ulmtl.classify import TextClassifier
 from ulmtl.config import ConfigError, PretrainConfig, RecipeConfig, save_config, to_dict
 from ulmtl.data import DataError, LoadReport, load_dataset, read_files, stratified_split
-from ulmtl.distributed import barrier, from_main_process, is_main, setup
+from ulmtl.distributed import barrier, from_main_process, is_main, main_process_first, setup
 from ulmtl.finetune import finetune_lm
 from ulmtl.fastai_files import FASTAI_WT103_URLS, find_fastai_files
 from ulmtl.pretrain import default_lm_dir, fetch_fastai_wt103, import_fastai_lm, pretrain
@@ -227,12 +227,10 @@ def _run_stages(config: RecipeConfig, output: Path, run_id: str) -> dict:
         output.mkdir(parents=True, exist_ok=True)
         save_config(config, output / "config.json")
     log_path = output / "train_log.jsonl"
-    if not is_main():
-        barrier()  # under torchrun, rank 0 parses and caches the data first
-    data, report = read_recipe_data(config)
+    with main_process_first():  # under torchrun, rank 0 parses and caches the data first
+        data, report = read_recipe_data(config)
     if is_main():
         report.show()
-        barrier()
     classes = data["train"].features["label"].names
     if is_main():
         print(f"ulmtl: {config.dataset}: {len(data['train'])} train, {len(data['test'])} test texts, "

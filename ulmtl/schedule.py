@@ -1,6 +1,8 @@
 """Learning-rate rules as small pure functions: STLR, discriminative LRs, the unfreezing plan."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 
@@ -79,3 +81,43 @@ def chain_thaw_stages(n_groups: int) -> list[tuple[int, ...]]:
         raise ValueError("n_groups must be at least 1")
     top = n_groups - 1
     return [(top,)] + [(group,) for group in range(top)] + [tuple(range(n_groups))]
+
+
+class Stage(NamedTuple):
+    """One stage of classifier training: the layer groups that train (bottom group = 0), for how
+    many epochs, at which peak LR per group."""
+
+    groups: tuple[int, ...]
+    epochs: int
+    peak_lrs: list[float]
+
+
+def training_plan(config, n_groups: int) -> list[Stage]:
+    """The stages of a classifier's training under ``config`` (a ``ClassifierConfig``):
+
+    * ``feature_extraction``: the head alone, for all the plan's epochs, at ``lr * stage_lr_mult[0]``;
+    * ``scratch``: every group at once at ``lr``;
+    * ``finetune``: gradual unfreezing from the top following ``unfreeze_plan`` (or chain-thaw),
+      each stage at ``lr * stage_lr_mult[i]``, with ``lr / lr_decay**k`` per group when
+      ``discriminative``.
+    """
+    total_epochs = sum(config.stage_epochs)
+    everything = tuple(range(n_groups))
+    if config.strategy == "feature_extraction":
+        return [Stage((n_groups - 1,), total_epochs, [config.lr * config.stage_lr_mult[0]] * n_groups)]
+    if config.strategy == "scratch":
+        return [Stage(everything, total_epochs, [config.lr] * n_groups)]
+    if config.unfreezing == "chain_thaw":
+        stages = chain_thaw_stages(n_groups)
+        inner = len(stages) - 2
+        epochs = [config.stage_epochs[0]] + [config.chain_thaw_epochs] * inner + [config.stage_epochs[-1]]
+        mults = [config.stage_lr_mult[0]] + [config.chain_thaw_lr_mult] * inner + [config.stage_lr_mult[-1]]
+    else:
+        stages = [everything[n_groups - k:] for k in unfreezing_stages(config.unfreeze_plan, n_groups)]
+        epochs, mults = config.stage_epochs, config.stage_lr_mult
+    plan = []
+    for groups, stage_epochs, mult in zip(stages, epochs, mults):
+        peak = config.lr * mult
+        lrs = discriminative_lrs(peak, n_groups, config.lr_decay) if config.discriminative else [peak] * n_groups
+        plan.append(Stage(tuple(groups), stage_epochs, lrs))
+    return plan
