@@ -16,7 +16,7 @@ all-MiniLM-L6-v2 unless --encoder names another folder): what a user would run i
 
     python benchmarks/encoder_baselines.py --datasets trec,mr --seeds 0,1,2 \
         --sizes 50,100,250,500,1000,2000,all [--variants plain_finetune,setfit,frozen_embeddings] [--quick]
-    python benchmarks/encoder_baselines.py --plain-lr 1e-4 --plain-epochs 5 --plain-batch 32   # issue 17's run
+    python benchmarks/encoder_baselines.py --plain-lr 1e-4 --plain-epochs 5 --plain-batch 32  # issue 17
 
 Training subsets are ulmtl's (``--max_train`` and ``--seed`` of the recipes: the learning curves'
 splits). Rows go to benchmarks/results.jsonl as benchmark "learning_curve", so that
@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 
 from results_log import RESULTS, append_result, finished_row, hardware
+from ulmtl import CheckpointError, ConfigError, DataError
 from ulmtl.backbones.transformer import bundled_encoder
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
@@ -105,7 +106,8 @@ def plain_finetune(train_texts, train_labels, test_texts, encoder: str | Path, s
     classes, targets = class_indices(train_labels)
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(encoder)
-    model = AutoModelForSequenceClassification.from_pretrained(encoder, num_labels=len(classes)).float().to(device())
+    model = AutoModelForSequenceClassification.from_pretrained(encoder, num_labels=len(classes))
+    model = model.float().to(device())
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = plain_schedule(optimizer, settings, len(train_texts))
     model.train()
@@ -169,7 +171,8 @@ def mean_pooled_embeddings(texts, encoder: str | Path, settings: FrozenEmbedding
 
 
 def frozen_embeddings(train_texts, train_labels, test_texts, encoder: str | Path, seed: int,
-                      settings: FrozenEmbeddingSettings = FrozenEmbeddingSettings()) -> tuple[np.ndarray, float]:
+                      settings: FrozenEmbeddingSettings = FrozenEmbeddingSettings()
+                      ) -> tuple[np.ndarray, float]:
     """Logistic regression on the frozen encoder's sentence embeddings; (test predictions, seconds)."""
     started = time.perf_counter()
     embeddings = mean_pooled_embeddings(list(train_texts) + list(test_texts), encoder, settings)
@@ -189,7 +192,8 @@ def plain_variant(settings: PlainFinetuneSettings) -> str:
     for name, named in PLAIN_SETTINGS.items():
         if replace(settings, max_len=named.max_len) == named:
             return name
-    return f"plain_finetune_lr{settings.lr:g}_b{settings.batch_size}_e{settings.epochs}_w{settings.warmup_ratio:g}"
+    return (f"plain_finetune_lr{settings.lr:g}_b{settings.batch_size}_e{settings.epochs}"
+            f"_w{settings.warmup_ratio:g}")
 
 
 def variant_runs(args, dataset: str) -> dict[str, tuple]:
@@ -205,13 +209,24 @@ def variant_runs(args, dataset: str) -> dict[str, tuple]:
         plain, pairs = replace(plain, epochs=QUICK_PLAIN_EPOCHS), SetFitSettings(QUICK_SETFIT_ITERATIONS)
     runs = {"plain_finetune": (plain_name, plain_finetune, plain),
             "setfit": (setfit_name, setfit, pairs),
-            "frozen_embeddings": ("frozen_embeddings", frozen_embeddings, FrozenEmbeddingSettings(max_len=max_len))}
+            "frozen_embeddings": ("frozen_embeddings", frozen_embeddings,
+                                  FrozenEmbeddingSettings(max_len=max_len))}
     return {runs[base][0]: runs[base][1:] for base in args.variants.split(",")}
 
 
 def main(argv=None) -> list[dict]:
+    """Run the grid; a missing dataset or encoder, or a bad setting, ends with its message."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    try:
+        return run(argv)
+    except (CheckpointError, ConfigError, DataError) as err:
+        sys.exit(f"error: {err}")
+
+
+def run(argv: list[str]) -> list[dict]:
+    """Each (dataset, size, seed, variant) not in the results file yet: trained, scored, appended."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default="trec,mr")
     parser.add_argument("--sizes", default="50,100,250,500,1000,2000,all")
     parser.add_argument("--seeds", default="0,1,2")
@@ -244,13 +259,14 @@ def main(argv=None) -> list[dict]:
                 data = load_recipe_data(parse_args(RecipeConfig(dataset=dataset), overrides))
                 train, test = data["train"], data["test"]
                 for variant, (fit_predict, settings) in runs.items():
-                    key = {"dataset": dataset, "size": size, "variant": variant, "seed": seed, "quick": args.quick,
-                           "pretrained": encoder_name, "settings": []}
+                    key = {"dataset": dataset, "size": size, "variant": variant, "seed": seed,
+                           "quick": args.quick, "pretrained": encoder_name, "settings": []}
                     if finished_row(args.results, "learning_curve", key):
-                        print(f"== {dataset} size {size} {variant} seed {seed}: done earlier, in {args.results}")
+                        print(f"== {dataset} size {size} {variant} seed {seed}: done earlier, "
+                              f"in {args.results}")
                         continue
-                    predicted, seconds = fit_predict(train["text"], train["label"], test["text"], encoder, seed,
-                                                     settings)
+                    predicted, seconds = fit_predict(train["text"], train["label"], test["text"], encoder,
+                                                     seed, settings)
                     accuracy = round(float(np.mean(predicted == np.asarray(test["label"]))), 4)
                     row = {"benchmark": "learning_curve", **key, "n_train": len(train), "accuracy": accuracy,
                            "error": round(1 - accuracy, 4), "seconds": round(seconds, 1),
@@ -259,8 +275,8 @@ def main(argv=None) -> list[dict]:
                            "command": "python benchmarks/encoder_baselines.py " + " ".join(argv)}
                     append_result(args.results, row)
                     rows.append(row)
-                    print(f"== {dataset} n={len(train)} {variant} seed {seed}: accuracy {accuracy} ({row['seconds']} s)",
-                          flush=True)
+                    print(f"== {dataset} n={len(train)} {variant} seed {seed}: accuracy {accuracy} "
+                          f"({row['seconds']} s)", flush=True)
     return rows
 
 

@@ -29,7 +29,8 @@ def two_classes():
 
 
 SMALL = {
-    "plain_finetune": (baselines.plain_finetune, baselines.PlainFinetuneSettings(batch_size=4, epochs=1, lr=1e-3)),
+    "plain_finetune": (baselines.plain_finetune,
+                       baselines.PlainFinetuneSettings(batch_size=4, epochs=1, lr=1e-3)),
     "setfit": (baselines.setfit, baselines.SetFitSettings(num_iterations=2)),
     "frozen_embeddings": (baselines.frozen_embeddings, baselines.FrozenEmbeddingSettings()),
 }
@@ -47,7 +48,8 @@ def test_each_baseline_predicts_one_label_of_the_label_set_per_test_text(name, e
 def test_plain_finetune_warms_up_linearly_then_decays_to_zero():
     settings = baselines.PlainFinetuneSettings(lr=1e-3, batch_size=4, epochs=2, warmup_ratio=0.3)
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=settings.lr)
-    scheduler = baselines.plain_schedule(optimizer, settings, n_train=18)  # 5 batches x 2 epochs: 3 warm-up steps
+    # 5 batches x 2 epochs = 10 steps, 3 of them warm-up
+    scheduler = baselines.plain_schedule(optimizer, settings, n_train=18)
     lrs = [scheduler.get_last_lr()[0]]
     for _ in range(10):
         optimizer.step()
@@ -78,10 +80,12 @@ def test_the_plain_fine_tunes_settings_name_their_rows():
     assert baselines.plain_variant(other) == "plain_finetune_lr0.0001_b32_e5_w0.06"
 
 
-def test_rows_record_command_date_seed_and_hardware_and_a_rerun_skips_them(shared_data, encoder_dir, tmp_path):
+def test_rows_record_command_date_seed_and_hardware_and_a_rerun_skips_them(shared_data, encoder_dir,
+                                                                           tmp_path):
     results = tmp_path / "results.jsonl"
     argv = ["--datasets", "trec", "--sizes", "30", "--seeds", "3", "--variants", "frozen_embeddings",
-            "--encoder", str(encoder_dir), "--data-dir", str(shared_data), "--results", str(results), "--quick"]
+            "--encoder", str(encoder_dir), "--data-dir", str(shared_data), "--results", str(results),
+            "--quick"]
     rows = baselines.main(argv)
     written = [json.loads(line) for line in results.read_text().splitlines()]
     assert written == rows and len(rows) == 1
@@ -93,13 +97,22 @@ def test_rows_record_command_date_seed_and_hardware_and_a_rerun_skips_them(share
     assert baselines.main(argv) == [] and len(results.read_text().splitlines()) == 1
 
 
+def test_a_missing_dataset_ends_with_a_message_naming_its_folder(encoder_dir, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        baselines.main(["--datasets", "trec", "--sizes", "30", "--seeds", "0", "--encoder", str(encoder_dir),
+                        "--data-dir", str(tmp_path), "--results", str(tmp_path / "results.jsonl")])
+    assert str(exit_.value).startswith("error: ") and str(tmp_path / "trec") in str(exit_.value)
+    assert not (tmp_path / "results.jsonl").exists()
+
+
 def test_learning_curves_table_shows_the_encoder_baselines(tmp_path, monkeypatch):
     curves = importlib.import_module("learning_curves")
     monkeypatch.setattr(curves, "PLOT", tmp_path / "curves.png")
     other = ["--classifier.stage_epochs=5"]
     rows = [{"benchmark": "learning_curve", "dataset": "trec", "variant": v, "n_train": 100, "seed": 0,
              "error": e, "quick": False, "settings": settings} for v, e, settings in
-            [("finetune", 0.5, []), ("setfit", 0.12, []), ("plain_finetune", 0.4, []), ("finetune", 0.3, other)]]
+            [("finetune", 0.5, []), ("setfit", 0.12, []), ("plain_finetune", 0.4, []),
+             ("finetune", 0.3, other)]]
     results = tmp_path / "results.jsonl"
     results.write_text("".join(json.dumps(r) + "\n" for r in rows))
     default, tuned = curves.plot(results, quick=False).split("trec #1")
