@@ -11,7 +11,8 @@ size, variant, seed, mode, stage-1 LM and extra settings) is skipped, so an inte
 when the same command is run again. Extra ``--classifier.*`` / ``--finetune.*`` settings make a
 separate curve (its own output folders and shared LM, its own table, marked #1, #2... in the plot);
 the baselines do not read them, so their rows are shared by every curve. --plot writes
-benchmarks/learning_curves.png and prints the markdown tables (mean error and std over seeds).
+benchmarks/learning_curves.png and prints the markdown tables (mean error and std over seeds), with
+the rows of the baselines on the pretrained encoder that benchmarks/encoder_baselines.py writes.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from baselines import METHODS
+from encoder_baselines import ENCODER_VARIANTS
 from results_log import (RESULTS, append_result, finished_row, hardware, latest_per_run, read_results, run_tag,
                          same_run_row, training_settings)
 from ulmtl.cli import parse_args
@@ -101,7 +103,8 @@ def run(args, overrides: list[str]) -> None:
                     print(f"== {dataset} n={n_train} {variant} seed {seed}: error {row['error']}", flush=True)
 
 
-VARIANT_ORDER = ["finetune", "semi_supervised", "feature_extraction", "scratch", "tfidf_logreg", "fasttext"]
+VARIANT_ORDER = ["finetune", "semi_supervised", "feature_extraction", "scratch", "tfidf_logreg", "fasttext",
+                 *ENCODER_VARIANTS]
 
 
 def curve_names(rows: list[dict]) -> dict[tuple[str, ...], str]:
@@ -132,7 +135,7 @@ def plot(results: Path, quick: bool) -> str:
             own = [v for v in VARIANT_ORDER if any(k[:3] == (dataset, settings, v) for k in groups)]
             if not own:
                 continue
-            baselines = [v for v in VARIANT_ORDER if v in METHODS and v not in own and
+            baselines = [v for v in VARIANT_ORDER if v in [*METHODS, *ENCODER_VARIANTS] and v not in own and
                          any(k[:3] == (dataset, (), v) for k in groups)] if settings else []
             variants = own + baselines
             title = f"{dataset}{name}: test error, mean (std) over seeds [number of seeds]"
