@@ -19,7 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from results_log import RESULTS, append_result, hardware
-from ulmtl.data import load_dataset
+from ulmtl.datasets import load_dataset
 
 
 

@@ -19,7 +19,7 @@ from results_log import RESULTS, append_result, hardware, read_results
 from ulmtl.checkpoint import CheckpointError
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
-from ulmtl.data import DataError, load_dataset
+from ulmtl.datasets import DataError, load_dataset
 from ulmtl.recipe import architecture_overrides, run_recipe
 
 RESULTS_MD = Path(__file__).with_name("RESULTS.md")

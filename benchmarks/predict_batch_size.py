@@ -12,7 +12,7 @@ import time
 
 from ulmtl.classify import TextClassifier
 from ulmtl.config import ClassifierConfig, ModelConfig
-from ulmtl.data import load_dataset
+from ulmtl.datasets import load_dataset
 
 
 def main(argv=None) -> dict[int, float]:

@@ -122,7 +122,7 @@ def tokenization(texts: list[str], workdir: Path) -> dict:
     import spacy
     from datasets import Dataset
 
-    from ulmtl.data import tokenize
+    from ulmtl.datasets import tokenize
     nlp = spacy.blank("en")
     started = time.perf_counter()
     n_tokens = sum(len(doc) for doc in nlp.tokenizer.pipe(texts, batch_size=1000))
@@ -193,7 +193,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     from fastprogress import fastprogress
     fastprogress.NO_BAR = True
-    from ulmtl.data import load_corpus, load_dataset, resolve_data_dir
+    from ulmtl.datasets import load_corpus, load_dataset, resolve_data_dir
     root = resolve_data_dir(args.data_dir)
     n_paragraphs, lm_batches = (3000, 6) if args.quick else (20000, 30)
     n_predict, n_single = (2000, 50) if args.quick else (10000, 200)

@@ -47,7 +47,7 @@ def child(fraction: float, cap_mb: int, num_proc: int, stream: bool, data_dir: s
     import torch
 
     from ulmtl.config import PretrainConfig, TokenizerConfig
-    from ulmtl.data import load_corpus, resolve_data_dir
+    from ulmtl.datasets import load_corpus, resolve_data_dir
     from ulmtl.loaders import LanguageModelLoader
     from ulmtl.pretrain import prepare_corpus
     corpus = load_corpus(resolve_data_dir(data_dir) / "general_corpus")

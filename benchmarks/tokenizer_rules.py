@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from ulmtl.data import load_corpus, resolve_data_dir
+from ulmtl.datasets import load_corpus, resolve_data_dir
 from ulmtl.text import PRE_RULES, _apply_rules_batch
 
 

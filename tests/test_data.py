@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
-import ulmtl.data as data_module
+import ulmtl.datasets.registry as data_module
 import ulmtl.text as text_module
-from ulmtl.data import (
+from ulmtl.datasets import (
     DataError, LoadReport, build_vocab, hub_to_layout, load_corpus, load_dataset, load_files, numericalize,
     read_files, resolve_data_dir, stratified_split, token_ids, tokenize,
 )
@@ -24,7 +24,7 @@ def no_hub(monkeypatch):
     """Tests never download: a call of the hub path is recorded and answered with an error."""
     calls = []
 
-    def fake(name, local_folder=None):
+    def fake(name, local_folder=None, options=None):
         calls.append((name, local_folder))
         raise DataError(f"(test) hub download of {name!r} blocked")
 

@@ -327,7 +327,7 @@ def test_fastai_format_weights_load_without_unpickling_code(tmp_path):
 
 
 def test_fit_rejects_bad_input(stage2):
-    from ulmtl.data import DataError
+    from ulmtl.datasets import DataError
     clf = TextClassifier(small_classifier_config(), encoders=stage2[0], verbose=False)
     with pytest.raises(DataError, match="only one class"):
         clf.fit(["a b", "c d"], ["x", "x"])

@@ -26,7 +26,7 @@ from ulmtl import (
     TextClassifier, TokenizerConfig, finetune_lm, load_checkpoint, load_files, pretrain, read_files,
     TextClassifier, TokenizerConfig, finetune_lm, load_checkpoint, load_files, pretrain, save_checkpoint,
 )
-from ulmtl.data import load_corpus
+from ulmtl.datasets import load_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ModelConfig(emb_size=16, hidden_size=16, n_layers=2)

@@ -30,7 +30,7 @@ from ulmtl.config import (
     ClassifierConfig, ConfigError, ModelConfig, TokenizerConfig, TransformerConfig, architecture, from_dict,
     to_dict,
 )
-from ulmtl.data import DataError
+from ulmtl.datasets import DataError
 from ulmtl.distributed import is_main, world
 from ulmtl.loaders import ClassificationLoader
 from ulmtl.lstm import autocast, resolve_precision, use_autocast_lstm
