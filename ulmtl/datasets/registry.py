@@ -14,7 +14,7 @@ from ulmtl.datasets.cache import cache_dir, resolve_data_dir
 from ulmtl.datasets.layout import DataError, missing
 from ulmtl.datasets.sources import (
     POLARITY, TREC_COARSE, dbpedia_from_hub, hub_splits, load_imdb, load_mr, load_polarity, load_trec,
-    load_zhang, yelp_polarity_from_hub,
+    load_zhang, mr_from_hub, trec_from_hub, yelp_polarity_from_hub,
 )
 
 ORIGINAL_DOWNLOAD = "Put the original download in the data directory"
@@ -47,9 +47,11 @@ CORNELL = "https://www.cs.cornell.edu/people/pabo/movie-review-data/"
 REGISTRY: dict[str, Source] = {
     "trec": Source(load_trec, "trec", TREC_COARSE, options=("fine",),
                    download="Download train_5500.label and TREC_10.label from "
-                            "https://cogcomp.seas.upenn.edu/Data/QA/QC/ into that folder"),
+                            "https://cogcomp.seas.upenn.edu/Data/QA/QC/ into that folder",
+                   hub_id="CogComp/trec", hub_layout=trec_from_hub),
     "mr": Source(load_mr, "rt-polaritydata", POLARITY, options=("test_fraction", "seed"),
-                 download=f"Download rt-polaritydata.tar.gz from {CORNELL} and unpack it there"),
+                 download=f"Download rt-polaritydata.tar.gz from {CORNELL} and unpack it there",
+                 hub_id="cornell-movie-review-data/rotten_tomatoes", hub_layout=mr_from_hub),
     "polarity": Source(load_polarity, "review_polarity/txt_sentoken", POLARITY, options=("fold",),
                        download=f"Download review_polarity.tar.gz from {CORNELL} and unpack it there"),
     "imdb": Source(load_imdb, "aclImdb", ("neg", "pos"), hub_id="stanfordnlp/imdb"),
@@ -93,8 +95,8 @@ def load_from_hub(name: str, local_folder: Path | None = None, options: dict | N
     try:
         raw = datasets.load_dataset(source.hub_id, source.hub_subset, cache_dir=str(cache_dir() / "hub"))
     except Exception as err:  # network errors come in many types; the message is what matters
-        where = f"no local copy at {local_folder}; " if local_folder else ""
-        raise DataError(f"dataset {name!r}: {where}downloading {source.hub_id} from the Hugging Face hub "
+        where = f" not found: looked for {local_folder};" if local_folder else ":"
+        raise DataError(f"dataset {name!r}{where} downloading {source.hub_id} from the Hugging Face hub "
                         f"failed ({type(err).__name__}: {str(err)[:200]}). {source.download} or go "
                         f"online.") from None
     return hub_to_layout(name, raw, options)
