@@ -357,3 +357,59 @@ def test_resume_with_another_number_of_processes_is_refused(tmp_path):
     saved.write_text(json.dumps(state))
     with pytest.raises(ConfigError, match=r"written by a run with 2 process\(es\).*now 1"):
         pretrain(corpus, tmp_path / "lm", replace(config, token_budget=0), TINY, TokenizerConfig(min_freq=1))
+
+
+# --------------------------------------------------------------------------- scikit-learn
+
+def _lowercase(texts: list[str]) -> list[str]:
+    return [text.lower() for text in texts]
+
+
+def _tiny_scratch() -> TextClassifier:
+    return TextClassifier(small_classifier_config(strategy="scratch", stage_epochs=(2, 1, 1, 2)),
+                          model_config=TINY, tokenizer=TokenizerConfig(min_freq=1), verbose=False)
+
+
+def test_get_params_and_clone_copy_the_settings_not_the_fitted_state():
+    from sklearn.base import clone, is_classifier
+    clf = _tiny_scratch()
+    params = clf.get_params()
+    assert sorted(params) == ["config", "encoders", "log_path", "model_config", "tokenizer", "verbose"]
+    assert is_classifier(clf)
+    texts, labels = synthetic(40, seed=6)
+    clf.fit(texts, labels)
+    copy = clone(clf)
+    assert not hasattr(copy, "models_") and not hasattr(copy, "classes_")
+    assert copy.get_params()["config"] == clf.config and copy.config is not clf.config
+    assert copy.model_config == TINY and copy.verbose is False
+    copy.set_params(config=small_classifier_config(strategy="scratch", lr=0.01), verbose=True)
+    assert copy.config.lr == 0.01 and copy.verbose is True and clf.config.lr == 0.02
+    with pytest.raises(ValueError, match="bogus"):
+        copy.set_params(bogus=1)
+    with pytest.raises(TypeError, match="cannot be pickled"):  # clone never pickles; pickling stays refused
+        pickle.dumps(clf)
+
+
+def test_pipeline_and_cross_val_score():
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+    texts, labels = synthetic(80, seed=7)
+    texts = [text.upper() for text in texts]  # the pipeline lowercases them again
+    pipeline = make_pipeline(FunctionTransformer(_lowercase), _tiny_scratch())
+    pipeline.fit(texts[:60], labels[:60])
+    predicted = pipeline.predict(texts[60:])
+    assert set(predicted) <= {"neg", "pos"} and len(predicted) == 20
+    fitted = pipeline[-1]
+    assert fitted.classes_.tolist() == ["neg", "pos"]
+    assert "good" in fitted.vocabs_["forward"].itos and "GOOD" not in fitted.vocabs_["forward"].itos
+    assert pipeline.score(texts[60:], labels[60:]) == pytest.approx(np.mean(predicted == np.array(labels[60:])))
+    unfitted = _tiny_scratch()
+    scores = cross_val_score(unfitted, texts, np.array(labels), cv=2)
+    assert not hasattr(unfitted, "models_")  # each fold fitted a clone
+    # The same folds by hand: a fresh classifier fitted on each (the seed makes training repeatable).
+    by_hand = []
+    for train, test in StratifiedKFold(2).split(texts, labels):
+        clf = _tiny_scratch().fit([texts[i] for i in train], [labels[i] for i in train])
+        by_hand.append(clf.score([texts[i] for i in test], [labels[i] for i in test]))
+    assert scores.tolist() == pytest.approx(by_hand)
