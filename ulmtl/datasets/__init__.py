@@ -14,15 +14,14 @@ tokens.py    tokens, vocabulary, ids
 layout.py    what they share: the columns, DataError, the stratified split, byte-level reading
 """
 from ulmtl.datasets.cache import cache_dir, resolve_data_dir, token_stream
-from ulmtl.datasets.files import FileReport, LoadReport, load_files, read_files, read_labelled
+from ulmtl.datasets.files import FileReport, LoadReport, load_files, read_files
 from ulmtl.datasets.layout import DataError, stratified_split
-from ulmtl.datasets.registry import DATASETS, REGISTRY, Source, hub_to_layout, load_dataset, load_from_hub
-from ulmtl.datasets.sources import join_fields, load_corpus, load_wikitext103
-from ulmtl.datasets.tokens import build_vocab, count_tokens, numericalize, token_ids, tokenize
+from ulmtl.datasets.registry import DATASETS, hub_to_layout, load_dataset
+from ulmtl.datasets.sources import load_corpus, load_wikitext103
+from ulmtl.datasets.tokens import build_vocab, numericalize, token_ids, tokenize
 
 __all__ = [
-    "DATASETS", "REGISTRY", "DataError", "FileReport", "LoadReport", "Source", "build_vocab", "cache_dir",
-    "count_tokens", "hub_to_layout", "join_fields", "load_corpus", "load_dataset", "load_files",
-    "load_from_hub", "load_wikitext103", "numericalize", "read_files", "read_labelled", "resolve_data_dir",
-    "stratified_split", "token_ids", "token_stream", "tokenize",
+    "DATASETS", "DataError", "FileReport", "LoadReport", "build_vocab", "cache_dir", "hub_to_layout",
+    "load_corpus", "load_dataset", "load_files", "load_wikitext103", "numericalize", "read_files",
+    "resolve_data_dir", "stratified_split", "token_ids", "token_stream", "tokenize",
 ]
