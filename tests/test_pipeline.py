@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import TINY, synthetic
 from ulmtl import (
     ClassifierConfig, FinetuneConfig, ModelConfig, PretrainConfig, TextClassifier, TokenizerConfig,
     finetune_lm, import_fastai_lm, load_checkpoint, pretrain,
@@ -16,30 +17,6 @@ from ulmtl.checkpoint import CheckpointError
 from ulmtl.fastai_files import load_itos_pickle
 from ulmtl.model import build_classifier, build_language_model, remap_embeddings
 from ulmtl.schedule import discriminative_lrs
-
-TINY = ModelConfig(emb_size=16, hidden_size=16, n_layers=2)
-POSITIVE = ["good", "great", "excellent", "fine", "lovely", "superb"]
-NEGATIVE = ["bad", "awful", "terrible", "poor", "dreadful", "weak"]
-FILLER = ["the", "movie", "was", "really", "quite", "and", "plot", "acting", "a", "story", "very"]
-
-
-def synthetic(n: int, seed: int, lm_tail: bool = False) -> tuple[list[str], list[str]]:
-    """Sentences whose label is given by which sentiment words they contain.
-
-    With ``lm_tail`` each ends in "i loved it" / "i hated it": to predict that, a language model
-    has to carry the sentiment in its hidden state, which is what transfers to the classifier.
-    """
-    rng = np.random.RandomState(seed)
-    texts, labels = [], []
-    for i in range(n):
-        label = "pos" if i % 2 == 0 else "neg"
-        words = list(rng.choice(FILLER, size=rng.randint(4, 9)))
-        for _ in range(2):
-            words.insert(rng.randint(len(words) + 1), rng.choice(POSITIVE if label == "pos" else NEGATIVE))
-        tail = (" i loved it" if label == "pos" else " i hated it") if lm_tail else ""
-        texts.append(" ".join(words).capitalize() + tail + " .")
-        labels.append(label)
-    return texts, labels
 
 
 @pytest.fixture(scope="module")
