@@ -13,10 +13,8 @@ Prints a table; the last line is one JSON object with the ratios. Appends it to 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import tempfile
@@ -26,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from results_log import RESULTS, append_result
+from common import RESULTS, append_result, hardware, parser as common_parser
 
 
 
@@ -185,7 +183,7 @@ def classifier(train_texts, train_labels, predict_texts, n_single: int, precisio
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common_parser(__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
@@ -241,7 +239,7 @@ def main(argv=None) -> dict:
     row = {"benchmark": "speed", "quick": args.quick, **{k: round(v, 3) for k, v in summary.items()},
            "measures": {k: round(v, 1) for k, v in out.items()}, "peak_rss_mb": memory,
            "lm_vocab": {"ulmtl": vocab, "fastai": fastai_vocab}, "date": date.today().isoformat(),
-           "hardware": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+           "hardware": hardware(),
            "precision": args.precision,
            "command": "python benchmarks/speed.py" + (" --quick" if args.quick else "") + f" --precision {args.precision}"}
     append_result(RESULTS, row)

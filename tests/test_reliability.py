@@ -23,7 +23,7 @@ from datasets import Dataset
 
 from conftest import TINY, synthetic
 from ulmtl import (
-    CheckpointError, ClassifierConfig, DataError, FinetuneConfig, ModelConfig, PretrainConfig,
+    CheckpointError, ClassifierConfig, DataError, FinetuneConfig, PretrainConfig,
     TextClassifier, TokenizerConfig, finetune_lm, load_checkpoint, load_files, pretrain, read_files,
     save_checkpoint,
 )
