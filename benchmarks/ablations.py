@@ -12,7 +12,6 @@ without "discr" or "stlr", chain-thaw trains with one constant LR for every grou
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import defaultdict
 from datetime import date
@@ -20,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from results_log import (RESULTS, append_result, finished_row, hardware, latest_per_run, read_results, run_tag,
-                         same_run_row, training_settings)
+from common import (QUICK_TRAINING, add_outputs, append_result, finished_row, hardware, latest_per_run, parser as
+                    common_parser, read_results, run_tag, same_run_row, training_settings)
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
 from ulmtl.recipe import architecture_overrides, finetuned_lm_for, run_recipe
 
-QUICK = ["--max_train=500", "--finetune.epochs=1", "--classifier.stage_epochs=1,1,1,1"]
+QUICK = ["--max_train=500"] + QUICK_TRAINING
 CONSTANT_CLASSIFIER = ["--classifier.schedule=constant", "--classifier.stage_lr_mult=0.1,0.1,0.1,0.1"]
 VARIANTS = {
     # Table 6: LM fine-tuning (the classifier is full ULMFiT in each).
@@ -113,15 +112,12 @@ def table(results: Path, quick: bool) -> str:
 
 def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pretrained")
-    parser.add_argument("--datasets", default="trec,mr")
+    parser = common_parser(__doc__, pretrained=False, datasets="trec,mr")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--table", action="store_true")
-    parser.add_argument("--output", default="runs/ablations")
-    parser.add_argument("--results", default=str(RESULTS))
+    add_outputs(parser, "runs/ablations")
     args, overrides = parser.parse_known_args(argv)
     unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
     if unknown:

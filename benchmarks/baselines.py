@@ -7,7 +7,6 @@ Appends one JSON line per (dataset, method) to benchmarks/results.jsonl and prin
 """
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from datetime import date
@@ -18,8 +17,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-from results_log import RESULTS, append_result, hardware
-from ulmtl.data import load_dataset
+from common import RESULTS, append_result, hardware, parser as common_parser
+from ulmtl.datasets import load_dataset
 
 
 
@@ -57,8 +56,7 @@ METHODS = {"tfidf_logreg": tfidf_logreg, "fasttext": fasttext_supervised}
 
 
 def main(argv=None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", default="trec,mr")
+    parser = common_parser(__doc__, datasets="trec,mr")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--results", default=str(RESULTS))

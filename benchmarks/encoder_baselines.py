@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 
-from results_log import RESULTS, append_result, finished_row, hardware
+from common import RESULTS, append_result, finished_row, hardware
 from ulmtl import CheckpointError, ConfigError, DataError
 from ulmtl.backbones.transformer import bundled_encoder
 from ulmtl.cli import parse_args

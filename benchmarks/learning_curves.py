@@ -16,7 +16,6 @@ the rows of the baselines on the pretrained encoder that benchmarks/encoder_base
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import defaultdict
 from datetime import date
@@ -26,14 +25,14 @@ import numpy as np
 
 from baselines import METHODS
 from encoder_baselines import ENCODER_VARIANTS
-from results_log import (RESULTS, append_result, finished_row, hardware, latest_per_run, read_results, run_tag,
-                         same_run_row, training_settings)
+from common import (QUICK_TRAINING, add_outputs, append_result, finished_row, hardware, latest_per_run, parser as
+                    common_parser, read_results, run_tag, same_run_row, training_settings)
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
 from ulmtl.recipe import architecture_overrides, finetuned_lm_for, load_recipe_data, run_recipe
 
 PLOT = Path(__file__).with_name("learning_curves.png")
-QUICK = ["--finetune.epochs=1", "--classifier.stage_epochs=1,1,1,1"]
+QUICK = QUICK_TRAINING
 ULMFIT_VARIANTS = {
     "finetune": ["--classifier.strategy=finetune"],
     "semi_supervised": ["--classifier.strategy=finetune", "--lm_texts=all"],
@@ -174,17 +173,14 @@ def plot(results: Path, quick: bool) -> str:
 
 def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pretrained")
-    parser.add_argument("--datasets", default="trec,mr")
+    parser = common_parser(__doc__, pretrained=False, datasets="trec,mr")
     parser.add_argument("--sizes", default="50,100,250,500,1000,2000,all")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--variants", default="finetune,semi_supervised,feature_extraction,scratch,"
                                               "tfidf_logreg,fasttext")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--plot", action="store_true")
-    parser.add_argument("--output", default="runs/learning_curves")
-    parser.add_argument("--results", default=str(RESULTS))
+    add_outputs(parser, "runs/learning_curves")
     args, overrides = parser.parse_known_args(argv)
     if not args.plot:
         if not args.pretrained:

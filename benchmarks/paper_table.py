@@ -10,22 +10,21 @@ Appends one JSON line per run to benchmarks/results.jsonl and rewrites the table
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from datetime import date
 from pathlib import Path
 
-from results_log import RESULTS, append_result, hardware, read_results
+from common import QUICK_TRAINING, add_outputs, append_result, hardware, parser as common_parser, read_results
 from ulmtl.checkpoint import CheckpointError
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
-from ulmtl.data import DataError, load_dataset
+from ulmtl.datasets import DataError, load_dataset
 from ulmtl.recipe import architecture_overrides, run_recipe
 
 RESULTS_MD = Path(__file__).with_name("RESULTS.md")
 PAPER_ERRORS = {"imdb": 4.6, "yelp_polarity": 2.16, "yelp_full": 29.98, "ag_news": 5.01, "dbpedia": 0.80,
                 "trec": 3.6}
-QUICK = ["--max_train=1000", "--max_test=500", "--finetune.epochs=1", "--classifier.stage_epochs=1,1,1,1"]
+QUICK = ["--max_train=1000", "--max_test=500"] + QUICK_TRAINING
 START, END = "<!-- paper_table:start -->", "<!-- paper_table:end -->"
 
 
@@ -85,15 +84,14 @@ def write_table(markdown: str) -> None:
 
 def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common_parser(__doc__)
     parser.add_argument("--pretrained", default="")
     parser.add_argument("--directions", default="forward,backward")
     parser.add_argument("--datasets", default=",".join(PAPER_ERRORS))
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--table", action="store_true")
-    parser.add_argument("--output", default="runs/paper_table")
-    parser.add_argument("--results", default=str(RESULTS))
+    add_outputs(parser, "runs/paper_table")
     args, overrides = parser.parse_known_args(argv)
     if not args.table:
         run(args, overrides)

@@ -7,16 +7,16 @@ questions at each batch size; prints texts/s. Speed only: the model is not meant
 """
 from __future__ import annotations
 
-import argparse
 import time
 
+from common import parser as common_parser
 from ulmtl.classify import TextClassifier
 from ulmtl.config import ClassifierConfig, ModelConfig
-from ulmtl.data import load_dataset
+from ulmtl.datasets import load_dataset
 
 
 def main(argv=None) -> dict[int, float]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common_parser(__doc__)
     parser.add_argument("--sizes", default="128,256,512,128,1024")
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args(argv)

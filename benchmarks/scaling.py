@@ -10,17 +10,15 @@ each run measured itself (metrics.json) and the ratio; appends one JSON line to 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 from datetime import date
 from pathlib import Path
 
-from results_log import RESULTS, append_result
+from common import RESULTS, append_result, hardware, parser as common_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +41,7 @@ def run(processes: int, threads: int, batch: int, tokens: int, max_docs: int, ou
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common_parser(__doc__)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=90000, help="token budget of each run")
     parser.add_argument("--max-docs", type=int, default=20000, help="paragraphs of the corpus to tokenize")
@@ -61,7 +59,7 @@ def main(argv=None) -> dict:
     row = {"benchmark": "scaling", "single": single, "multi": multi,
            "speedup": round(multi["tokens_per_s"] / single["tokens_per_s"], 3),
            "model": "400/1152/3 fp32", "global_batch": 64, "date": date.today().isoformat(),
-           "hardware": f"{platform.machine()}, {cores} cores",
+           "hardware": hardware(),
            "command": "python benchmarks/scaling.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     for name, r in (("1 process", single), (f"{args.processes} processes", multi)):
         print(f"{name:12s} {r['threads_per_process']} thread(s) each, batch {r['batch_per_process']} each: "

@@ -13,10 +13,8 @@ Prints a table; the last line is one JSON object with the ratios. Appends it to 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import tempfile
@@ -26,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from results_log import RESULTS, append_result
+from common import RESULTS, append_result, hardware, parser as common_parser
 
 
 
@@ -122,7 +120,7 @@ def tokenization(texts: list[str], workdir: Path) -> dict:
     import spacy
     from datasets import Dataset
 
-    from ulmtl.data import tokenize
+    from ulmtl.datasets import tokenize
     nlp = spacy.blank("en")
     started = time.perf_counter()
     n_tokens = sum(len(doc) for doc in nlp.tokenizer.pipe(texts, batch_size=1000))
@@ -185,7 +183,7 @@ def classifier(train_texts, train_labels, predict_texts, n_single: int, precisio
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common_parser(__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
@@ -193,7 +191,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     from fastprogress import fastprogress
     fastprogress.NO_BAR = True
-    from ulmtl.data import load_corpus, load_dataset, resolve_data_dir
+    from ulmtl.datasets import load_corpus, load_dataset, resolve_data_dir
     root = resolve_data_dir(args.data_dir)
     n_paragraphs, lm_batches = (3000, 6) if args.quick else (20000, 30)
     n_predict, n_single = (2000, 50) if args.quick else (10000, 200)
@@ -241,7 +239,7 @@ def main(argv=None) -> dict:
     row = {"benchmark": "speed", "quick": args.quick, **{k: round(v, 3) for k, v in summary.items()},
            "measures": {k: round(v, 1) for k, v in out.items()}, "peak_rss_mb": memory,
            "lm_vocab": {"ulmtl": vocab, "fastai": fastai_vocab}, "date": date.today().isoformat(),
-           "hardware": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+           "hardware": hardware(),
            "precision": args.precision,
            "command": "python benchmarks/speed.py" + (" --quick" if args.quick else "") + f" --precision {args.precision}"}
     append_result(RESULTS, row)

@@ -9,34 +9,26 @@ own pretraining metrics, the exact command); each run's outputs go to runs/strat
 """
 from __future__ import annotations
 
-import argparse
-import os
-import platform
 import sys
 from datetime import date
 from pathlib import Path
 
-import torch
-
-from results_log import RESULTS, append_result
+from common import QUICK_TRAINING, add_outputs, append_result, hardware, parser as common_parser
 from ulmtl.checkpoint import load_checkpoint
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
 from ulmtl.recipe import architecture_overrides, run_recipe
 
-QUICK = ["--max_train=500", "--finetune.epochs=1", "--classifier.stage_epochs=1,1,1,1"]
+QUICK = ["--max_train=500"] + QUICK_TRAINING
 
 
 def main(argv=None) -> list[dict]:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pretrained", required=True)
-    parser.add_argument("--datasets", default="trec,mr")
+    parser = common_parser(__doc__, pretrained=True, datasets="trec,mr")
     parser.add_argument("--strategies", default="finetune,feature_extraction,scratch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--output", default="runs/strategies")
-    parser.add_argument("--results", default=str(RESULTS))
+    add_outputs(parser, "runs/strategies")
     args, overrides = parser.parse_known_args(argv)
     stage1 = load_checkpoint(args.pretrained)
     model = stage1.config["model"]
@@ -56,8 +48,7 @@ def main(argv=None) -> list[dict]:
                    "seconds": result["seconds"], "seed": args.seed, "quick": args.quick,
                    "lm_finetune": result["lm_finetune"], "stage1": stage1.config.get("metrics", {}),
                    "model": model, "date": date.today().isoformat(),
-                   "hardware": f"{platform.machine()}, {os.cpu_count()} cores, torch threads "
-                               f"{torch.get_num_threads()}",
+                   "hardware": hardware(),
                    "command": "python benchmarks/strategies.py " + " ".join(argv), "output": str(output)}
             rows.append(row)
             append_result(args.results, row)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from results_log import RESULTS, append_result
+from common import RESULTS, append_result, hardware, parser as common_parser
 
 
 def memory_status() -> dict:
@@ -47,7 +46,7 @@ def child(fraction: float, cap_mb: int, num_proc: int, stream: bool, data_dir: s
     import torch
 
     from ulmtl.config import PretrainConfig, TokenizerConfig
-    from ulmtl.data import load_corpus, resolve_data_dir
+    from ulmtl.datasets import load_corpus, resolve_data_dir
     from ulmtl.loaders import LanguageModelLoader
     from ulmtl.pretrain import prepare_corpus
     corpus = load_corpus(resolve_data_dir(data_dir) / "general_corpus")
@@ -75,7 +74,7 @@ def child(fraction: float, cap_mb: int, num_proc: int, stream: bool, data_dir: s
 
 
 def main(argv=None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common_parser(__doc__)
     parser.add_argument("--fractions", default="0.25,0.5,1")
     parser.add_argument("--cap-mb", type=int, default=3000, help="RLIMIT_DATA per process (0: none)")
     parser.add_argument("--num-proc", type=int, default=2)
@@ -116,7 +115,7 @@ def main(argv=None) -> list[dict]:
     append_result(RESULTS, {
         "benchmark": "streaming_memory", "runs": rows, "cap_mb": args.cap_mb, "num_proc": args.num_proc,
         "date": date.today().isoformat(),
-        "hardware": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "hardware": hardware(),
         "command": "python benchmarks/streaming_memory.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     })
     return rows

@@ -6,10 +6,10 @@ Checks that every paragraph gives the same text and prints both times (single pr
 """
 from __future__ import annotations
 
-import argparse
 import time
 
-from ulmtl.data import load_corpus, resolve_data_dir
+from common import parser as common_parser
+from ulmtl.datasets import load_corpus, resolve_data_dir
 from ulmtl.text import PRE_RULES, _apply_rules_batch
 
 
@@ -20,7 +20,7 @@ def fastai_rules(text: str) -> str:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common_parser(__doc__)
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args(argv)
     texts = list(load_corpus(resolve_data_dir(args.data_dir) / "general_corpus")["text"])

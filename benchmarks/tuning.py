@@ -16,17 +16,12 @@ One JSON line per run goes to benchmarks/results.jsonl; outputs go to runs/tunin
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform
 import sys
 from datetime import date
 from pathlib import Path
 
-import torch
-
-from results_log import RESULTS, append_result
+from common import add_outputs, append_result, hardware, parser as common_parser
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig, to_dict
 from ulmtl.recipe import architecture_overrides, finetuned_lm_for, run_recipe
@@ -87,7 +82,7 @@ def run(dataset: str, name: str, overrides: list[str], args, directions: tuple[s
            "per_direction_test": {d: m["accuracy"] for d, m in result["per_direction"].items()},
            "n_train": result["n_train"], "seconds": result["seconds"], "seed": args.seed,
            "date": date.today().isoformat(),
-           "hardware": f"{platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}",
+           "hardware": hardware(),
            "command": "python benchmarks/tuning.py " + " ".join(args.argv), "output": str(output)}
     if not reused:  # its row is already in results.jsonl
         append_result(args.results, row)
@@ -98,9 +93,7 @@ def run(dataset: str, name: str, overrides: list[str], args, directions: tuple[s
 
 def main(argv=None) -> list[dict]:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pretrained", required=True)
-    parser.add_argument("--datasets", default="trec,mr")
+    parser = common_parser(__doc__, pretrained=True, datasets="trec,mr")
     parser.add_argument("--tune", default="trec", help="datasets on which the candidates are compared")
     parser.add_argument("--candidates", default=",".join(CANDIDATES))
     parser.add_argument("--valid-fraction", dest="valid_fraction", type=float, default=0.1)
@@ -108,8 +101,7 @@ def main(argv=None) -> list[dict]:
                         "skip the selection, run these on test for datasets not in --tune")
     parser.add_argument("--ensemble", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", default="runs/tuning")
-    parser.add_argument("--results", default=str(RESULTS))
+    add_outputs(parser, "runs/tuning")
     args, overrides = parser.parse_known_args(argv)
     args.argv = argv
     overrides = architecture_overrides(args.pretrained) + [f"--pretrained={args.pretrained}"] + overrides

@@ -90,7 +90,7 @@ def test_a_curve_with_other_training_settings_gets_its_own_table_beside_the_base
 
 
 def test_grids_with_other_modes_or_settings_use_other_folders():
-    from results_log import run_tag
+    from common import run_tag
     assert run_tag([], quick=False) == "" and run_tag(["--data_dir=/x"], quick=False) == ""
     assert run_tag([], quick=True) == "-quick"
     tags = {run_tag(["--classifier.stage_epochs=5"], False), run_tag(["--classifier.stage_epochs=4"], False),
@@ -180,7 +180,7 @@ def test_full_ulmfit_runs_once_for_both_ablation_tables(tmp_path, monkeypatch):
 
 
 def test_tables_count_a_rerun_seed_once():
-    from results_log import latest_per_run
+    from common import latest_per_run
     rows = [{"dataset": "trec", "variant": "v", "seed": 0, "error": 0.5},
             {"dataset": "trec", "variant": "v", "seed": 0, "error": 0.3},
             {"dataset": "trec", "variant": "v", "seed": 1, "error": 0.4}]

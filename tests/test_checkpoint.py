@@ -12,7 +12,7 @@ import torch
 import ulmtl.checkpoint as checkpoint_module
 from ulmtl.checkpoint import (
     CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, CheckpointError, load_checkpoint, load_tensors,
-    save_checkpoint, save_tensors,
+    save_checkpoint,
 )
 from ulmtl.text import Vocab
 
@@ -197,13 +197,14 @@ def test_interrupted_save_between_files(tmp_path, vocab, monkeypatch):
     assert load_checkpoint(folder).config == {"version": 1}
 
 
-def test_save_load_tensors(tmp_path):
+def test_extra_tensors_are_saved_with_the_checkpoint_and_load_back(tmp_path, vocab):
     tensors = {"exp_avg": torch.randn(3, 2), "step": torch.tensor(7)}
-    save_tensors(tmp_path / "opt.safetensors", tensors, metadata={"epoch": 2, "lrs": [0.1, 0.2]})
-    loaded, meta = load_tensors(tmp_path / "opt.safetensors")
+    folder = save_checkpoint(tmp_path / "c", {"a": torch.ones(2)}, vocab, {},
+                             extra_tensors={"opt.safetensors": (tensors, {"epoch": 2, "lrs": [0.1, 0.2]})})
+    loaded, meta = load_tensors(folder / "opt.safetensors")
     assert meta == {"epoch": 2, "lrs": [0.1, 0.2]}
     assert all(torch.equal(loaded[k], v) for k, v in tensors.items())
-    assert [p.name for p in tmp_path.iterdir()] == ["opt.safetensors"]
+    assert [p.name for p in tmp_path.iterdir()] == ["c"]
 
 
 def test_config_that_is_not_an_object_and_vocab_without_padding_are_refused(tmp_path, vocab):

@@ -419,6 +419,7 @@ def test_architecture_comes_from_the_checkpoint_and_runtime_settings_from_the_ru
         run.with_architecture_of(dict(saved, n_layers=0))
 
 
+@pytest.mark.slow
 def test_probes_fail_before_any_data_is_read(tmp_path):
     """A bad override beats a missing --train file: the run stops at parse time, with no cache."""
     env = dict(os.environ, OMP_NUM_THREADS="1", ULMTL_CACHE_DIR=str(tmp_path / "cache"),

@@ -223,7 +223,7 @@ def test_classification_loader_input_checks():
 def test_flat_memory_mapped_stream_gives_the_same_batches_as_documents(tmp_path, monkeypatch):
     from datasets import Dataset
 
-    from ulmtl.data import token_stream
+    from ulmtl.datasets import token_stream
     monkeypatch.setenv("ULMTL_CACHE_DIR", str(tmp_path))
     docs = [np.arange(start, start + length) for start, length in [(1, 7), (100, 13), (300, 40), (500, 25)]]
     ds = Dataset.from_dict({"ids": [d.tolist() for d in docs]}).select([0, 1, 2, 3])  # with an index map

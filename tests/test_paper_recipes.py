@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ulmtl.data import DataError
+from ulmtl.datasets import DataError
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -141,7 +141,7 @@ def check_outputs(output: Path, classes: list[str]) -> dict:
 
 @pytest.mark.parametrize("name", ["yelp_polarity", "yelp_full", "ag_news", "dbpedia"])
 def test_zhang_recipe_smoke_on_the_original_csvs(name, tmp_path, monkeypatch):
-    monkeypatch.setattr("ulmtl.data.load_from_hub", _no_hub)
+    monkeypatch.setattr("ulmtl.datasets.registry.load_from_hub", _no_hub)
     write, classes = FIXTURES[name]
     data = tmp_path / "data"
     write(data)
@@ -155,7 +155,7 @@ def test_zhang_recipe_smoke_on_the_original_csvs(name, tmp_path, monkeypatch):
 
 
 def test_imdb_recipe_smoke_fine_tunes_the_lm_on_the_unlabelled_reviews(tmp_path, monkeypatch):
-    monkeypatch.setattr("ulmtl.data.load_from_hub", _no_hub)
+    monkeypatch.setattr("ulmtl.datasets.registry.load_from_hub", _no_hub)
     data = tmp_path / "data"
     write_aclimdb(data)
     out = tmp_path / "out"
@@ -170,7 +170,7 @@ def test_imdb_recipe_smoke_fine_tunes_the_lm_on_the_unlabelled_reviews(tmp_path,
     assert UNSUP_WORD in finetuned_vocab
 
 
-def _no_hub(name, local_folder=None):
+def _no_hub(name, local_folder=None, options=None):
     raise AssertionError(f"the recipe went to the hub for {name!r} although {local_folder} holds the data")
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import TINY, synthetic
 from ulmtl import (
     ClassifierConfig, FinetuneConfig, ModelConfig, PretrainConfig, TextClassifier, TokenizerConfig,
     finetune_lm, import_fastai_lm, load_checkpoint, pretrain,
@@ -16,30 +17,6 @@ from ulmtl.checkpoint import CheckpointError
 from ulmtl.fastai_files import load_itos_pickle
 from ulmtl.model import build_classifier, build_language_model, remap_embeddings
 from ulmtl.schedule import discriminative_lrs
-
-TINY = ModelConfig(emb_size=16, hidden_size=16, n_layers=2)
-POSITIVE = ["good", "great", "excellent", "fine", "lovely", "superb"]
-NEGATIVE = ["bad", "awful", "terrible", "poor", "dreadful", "weak"]
-FILLER = ["the", "movie", "was", "really", "quite", "and", "plot", "acting", "a", "story", "very"]
-
-
-def synthetic(n: int, seed: int, lm_tail: bool = False) -> tuple[list[str], list[str]]:
-    """Sentences whose label is given by which sentiment words they contain.
-
-    With ``lm_tail`` each ends in "i loved it" / "i hated it": to predict that, a language model
-    has to carry the sentiment in its hidden state, which is what transfers to the classifier.
-    """
-    rng = np.random.RandomState(seed)
-    texts, labels = [], []
-    for i in range(n):
-        label = "pos" if i % 2 == 0 else "neg"
-        words = list(rng.choice(FILLER, size=rng.randint(4, 9)))
-        for _ in range(2):
-            words.insert(rng.randint(len(words) + 1), rng.choice(POSITIVE if label == "pos" else NEGATIVE))
-        tail = (" i loved it" if label == "pos" else " i hated it") if lm_tail else ""
-        texts.append(" ".join(words).capitalize() + tail + " .")
-        labels.append(label)
-    return texts, labels
 
 
 @pytest.fixture(scope="module")
@@ -327,7 +304,7 @@ def test_fastai_format_weights_load_without_unpickling_code(tmp_path):
 
 
 def test_fit_rejects_bad_input(stage2):
-    from ulmtl.data import DataError
+    from ulmtl.datasets import DataError
     clf = TextClassifier(small_classifier_config(), encoders=stage2[0], verbose=False)
     with pytest.raises(DataError, match="only one class"):
         clf.fit(["a b", "c d"], ["x", "x"])
@@ -357,3 +334,59 @@ def test_resume_with_another_number_of_processes_is_refused(tmp_path):
     saved.write_text(json.dumps(state))
     with pytest.raises(ConfigError, match=r"written by a run with 2 process\(es\).*now 1"):
         pretrain(corpus, tmp_path / "lm", replace(config, token_budget=0), TINY, TokenizerConfig(min_freq=1))
+
+
+# --------------------------------------------------------------------------- scikit-learn
+
+def _lowercase(texts: list[str]) -> list[str]:
+    return [text.lower() for text in texts]
+
+
+def _tiny_scratch() -> TextClassifier:
+    return TextClassifier(small_classifier_config(strategy="scratch", stage_epochs=(2, 1, 1, 2)),
+                          model_config=TINY, tokenizer=TokenizerConfig(min_freq=1), verbose=False)
+
+
+def test_get_params_and_clone_copy_the_settings_not_the_fitted_state():
+    from sklearn.base import clone, is_classifier
+    clf = _tiny_scratch()
+    params = clf.get_params()
+    assert sorted(params) == ["config", "encoders", "log_path", "model_config", "tokenizer", "verbose"]
+    assert is_classifier(clf)
+    texts, labels = synthetic(40, seed=6)
+    clf.fit(texts, labels)
+    copy = clone(clf)
+    assert not hasattr(copy, "models_") and not hasattr(copy, "classes_")
+    assert copy.get_params()["config"] == clf.config and copy.config is not clf.config
+    assert copy.model_config == TINY and copy.verbose is False
+    copy.set_params(config=small_classifier_config(strategy="scratch", lr=0.01), verbose=True)
+    assert copy.config.lr == 0.01 and copy.verbose is True and clf.config.lr == 0.02
+    with pytest.raises(ValueError, match="bogus"):
+        copy.set_params(bogus=1)
+    with pytest.raises(TypeError, match="cannot be pickled"):  # clone never pickles; pickling stays refused
+        pickle.dumps(clf)
+
+
+def test_pipeline_and_cross_val_score():
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+    texts, labels = synthetic(80, seed=7)
+    texts = [text.upper() for text in texts]  # the pipeline lowercases them again
+    pipeline = make_pipeline(FunctionTransformer(_lowercase), _tiny_scratch())
+    pipeline.fit(texts[:60], labels[:60])
+    predicted = pipeline.predict(texts[60:])
+    assert set(predicted) <= {"neg", "pos"} and len(predicted) == 20
+    fitted = pipeline[-1]
+    assert fitted.classes_.tolist() == ["neg", "pos"]
+    assert "good" in fitted.vocabs_["forward"].itos and "GOOD" not in fitted.vocabs_["forward"].itos
+    assert pipeline.score(texts[60:], labels[60:]) == pytest.approx(np.mean(predicted == np.array(labels[60:])))
+    unfitted = _tiny_scratch()
+    scores = cross_val_score(unfitted, texts, np.array(labels), cv=2)
+    assert not hasattr(unfitted, "models_")  # each fold fitted a clone
+    # The same folds by hand: a fresh classifier fitted on each (the seed makes training repeatable).
+    by_hand = []
+    for train, test in StratifiedKFold(2).split(texts, labels):
+        clf = _tiny_scratch().fit([texts[i] for i in train], [labels[i] for i in train])
+        by_hand.append(clf.score([texts[i] for i in test], [labels[i] for i in test]))
+    assert scores.tolist() == pytest.approx(by_hand)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ulmtl.data import DataError, load_files
+from ulmtl.datasets import DataError, load_files
 
 # Any Unicode text (no NUL, no surrogates) that is not blank.
 TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1,

@@ -118,6 +118,7 @@ def test_every_recipe_runs_through_run_cli(path):
     assert len(guard) == 1 and [ast.unparse(node) for node in guard[0].body] == ["run_cli(main)"]
 
 
+@pytest.mark.slow
 def test_a_recipe_that_fails_on_its_data_exits_2_without_a_traceback(tmp_path):
     """imdb (one of the recipes that once ended in a bare main()) without its data, offline."""
     env = dict(os.environ, OMP_NUM_THREADS="1", ULMTL_CACHE_DIR=str(tmp_path / "cache"),

@@ -21,31 +21,15 @@ import pytest
 import torch
 from datasets import Dataset
 
+from conftest import TINY, synthetic
 from ulmtl import (
-    CheckpointError, ClassifierConfig, DataError, FinetuneConfig, ModelConfig, PretrainConfig,
+    CheckpointError, ClassifierConfig, DataError, FinetuneConfig, PretrainConfig,
     TextClassifier, TokenizerConfig, finetune_lm, load_checkpoint, load_files, pretrain, read_files,
-    TextClassifier, TokenizerConfig, finetune_lm, load_checkpoint, load_files, pretrain, save_checkpoint,
+    save_checkpoint,
 )
-from ulmtl.data import load_corpus
+from ulmtl.datasets import load_corpus
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ModelConfig(emb_size=16, hidden_size=16, n_layers=2)
-POSITIVE = ["good", "great", "lovely", "superb"]
-NEGATIVE = ["bad", "awful", "poor", "weak"]
-FILLER = ["the", "movie", "was", "really", "quite", "and", "plot", "a", "story"]
-
-
-def synthetic(n: int, seed: int) -> tuple[list[str], list[str]]:
-    """Short sentences labelled by the sentiment words they hold."""
-    rng = np.random.RandomState(seed)
-    texts, labels = [], []
-    for i in range(n):
-        label = "pos" if i % 2 == 0 else "neg"
-        words = list(rng.choice(FILLER, size=rng.randint(3, 7)))
-        words.insert(rng.randint(len(words) + 1), rng.choice(POSITIVE if label == "pos" else NEGATIVE))
-        texts.append(" ".join(words).capitalize() + " .")
-        labels.append(label)
-    return texts, labels
 
 
 # =========================================================================== A. the custom recipe
@@ -81,44 +65,52 @@ def write(path: Path, content: str | bytes) -> Path:
 GOOD_ROWS = "text,label\ngood film,pos\nbad film,neg\nlovely plot,pos\nawful plot,neg\n"
 
 
+@pytest.mark.slow
 def test_cli_missing_file(tmp_path):
     assert_clean_error(recipe_cli(tmp_path, "--train", str(tmp_path / "nope.csv")),
                        str(tmp_path / "nope.csv"), "no such file")
 
 
+@pytest.mark.slow
 def test_cli_empty_file(tmp_path):
     path = write(tmp_path / "empty.csv", "")
     assert_clean_error(recipe_cli(tmp_path, "--train", str(path)), str(path), "the file is empty")
 
 
+@pytest.mark.slow
 def test_cli_header_without_rows(tmp_path):
     path = write(tmp_path / "header.csv", "text,label\n")
     assert_clean_error(recipe_cli(tmp_path, "--train", str(path)), str(path), "no data rows")
 
 
+@pytest.mark.slow
 def test_cli_missing_text_column(tmp_path):
     path = write(tmp_path / "d.csv", GOOD_ROWS)
     assert_clean_error(recipe_cli(tmp_path, "--train", str(path), "--text-column", "review"),
                        str(path), "no column 'review'", "columns are text, label")
 
 
+@pytest.mark.slow
 def test_cli_missing_label_column(tmp_path):
     path = write(tmp_path / "d.csv", GOOD_ROWS)
     assert_clean_error(recipe_cli(tmp_path, "--train", str(path), "--label-column", "stars"),
                        str(path), "no column 'stars'")
 
 
+@pytest.mark.slow
 def test_cli_repeated_column_name(tmp_path):
     path = write(tmp_path / "d.csv", "text,text,label\na,b,pos\nc,d,neg\n")
     assert_clean_error(recipe_cli(tmp_path, "--train", str(path)), str(path), "line 1", "['text']")
 
 
+@pytest.mark.slow
 def test_cli_whitespace_only_text(tmp_path):
     path = write(tmp_path / "d.csv", GOOD_ROWS + "   ,neg\n")
     assert_clean_error(recipe_cli(tmp_path, "--train", str(path)),
                        str(path), "line 6", "field 'text' is empty", "--skip-empty")
 
 
+@pytest.mark.slow
 def test_cli_skip_empty_counts_the_rows_it_skips(tmp_path):
     """The good path of --skip-empty (scratch strategy: no LM stages, seconds on a tiny model)."""
     texts, labels = synthetic(60, seed=11)
@@ -138,12 +130,14 @@ def test_cli_skip_empty_counts_the_rows_it_skips(tmp_path):
     assert metrics["n_train"] + metrics["test"]["n_test"] == 60 - 2
 
 
+@pytest.mark.slow
 def test_cli_missing_label_value(tmp_path):
     path = write(tmp_path / "d.csv", GOOD_ROWS + "so so film,\n")
     assert_clean_error(recipe_cli(tmp_path, "--train", str(path)),
                        str(path), "line 6", "field 'label' (the label) is missing")
 
 
+@pytest.mark.slow
 def test_cli_test_label_never_seen_in_training(tmp_path):
     train = write(tmp_path / "train.csv", GOOD_ROWS)
     test = write(tmp_path / "test.csv", "text,label\nfine film,pos\nso so,neutral\n")
@@ -151,24 +145,28 @@ def test_cli_test_label_never_seen_in_training(tmp_path):
                        str(test), "['neutral']", f"never appear in the training data {train}")
 
 
+@pytest.mark.slow
 def test_cli_single_class(tmp_path):
     path = write(tmp_path / "d.csv", "text,label\ngood film,pos\nlovely plot,pos\n")
     assert_clean_error(recipe_cli(tmp_path, "--train", str(path)),
                        str(path), "only one class ('pos')", "two or more classes")
 
 
+@pytest.mark.slow
 def test_cli_non_utf8_bytes(tmp_path):
     path = write(tmp_path / "d.csv", GOOD_ROWS.encode() + b"tr\xe8s bien,pos\n")
     assert_clean_error(recipe_cli(tmp_path, "--train", str(path)),
                        str(path), "line 6", "not valid utf-8", "--encoding=latin-1")
 
 
+@pytest.mark.slow
 def test_cli_ragged_row(tmp_path):
     path = write(tmp_path / "d.csv", "text,label\ngood film,pos\nbad film,neg,extra\nfine,pos\n")
     assert_clean_error(recipe_cli(tmp_path, "--train", str(path)),
                        str(path), "line 3", "3 fields, but the header has 2")
 
 
+@pytest.mark.slow
 def test_cli_unclosed_quote_names_the_line_it_opens_on(tmp_path):
     # The open quote swallows the rest of the file into one field: the row starts on line 3.
     path = write(tmp_path / "d.csv", 'text,label\ngood film,pos\n"bad film,neg\nfine,pos\nworse,neg\n')
@@ -176,6 +174,7 @@ def test_cli_unclosed_quote_names_the_line_it_opens_on(tmp_path):
                        str(path), "line 3", "1 fields", "runs on to line 5", "quote left open")
 
 
+@pytest.mark.slow
 def test_cli_csv_field_that_swallowed_rows(tmp_path):
     # The quote opening line 3 closes on line 5: lines 3-5 read as one row of 2 fields.
     path = write(tmp_path / "d.csv", 'text,label\ngood film,pos\n"bad film,neg\nfine,pos\nworse" one,neg\n'
@@ -184,30 +183,35 @@ def test_cli_csv_field_that_swallowed_rows(tmp_path):
                        str(path), "line 3", "field 'text' runs on to line 5", "shaped like rows")
 
 
+@pytest.mark.slow
 def test_cli_empty_label_column_name(tmp_path):
     path = write(tmp_path / "d.csv", GOOD_ROWS)
     assert_clean_error(recipe_cli(tmp_path, "--train", str(path), "--label-column="),
                        str(path), "the label column name is empty")
 
 
+@pytest.mark.slow
 def test_cli_wrong_typed_override(tmp_path):
     path = write(tmp_path / "d.csv", GOOD_ROWS)
     assert_clean_error(recipe_cli(tmp_path, "--train", str(path), "--classifier.lr=abc"),
                        "config key 'classifier.lr' expects float, got 'abc'")
 
 
+@pytest.mark.slow
 def test_cli_unknown_override_key(tmp_path):
     path = write(tmp_path / "d.csv", GOOD_ROWS)
     assert_clean_error(recipe_cli(tmp_path, "--train", str(path), "--classifier.nope=1"),
                        "unknown config key 'classifier.nope'", "known here:")
 
 
+@pytest.mark.slow
 def test_cli_too_few_rows_to_hold_out_a_test_split(tmp_path):
     path = write(tmp_path / "d.csv", GOOD_ROWS)
     assert_clean_error(recipe_cli(tmp_path, "--train", str(path)),
                        str(path), "leaves no test rows", "--test")
 
 
+@pytest.mark.slow
 def test_cli_pretrained_folder_holding_a_pickle(tmp_path):
     path = write(tmp_path / "d.csv", GOOD_ROWS)
     test = write(tmp_path / "test.csv", GOOD_ROWS)
@@ -222,6 +226,7 @@ def test_cli_pretrained_folder_holding_a_pickle(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_cli_pretrained_fastai_weights_holding_a_pickle_payload(tmp_path):
     path = write(tmp_path / "d.csv", GOOD_ROWS)
     folder = tmp_path / "wt103"
@@ -235,6 +240,7 @@ def test_cli_pretrained_fastai_weights_holding_a_pickle_payload(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_cli_named_dataset_missing_from_the_data_dir(tmp_path):
     assert_clean_error(recipe_cli(tmp_path, "--data-dir", str(tmp_path / "nodata"), recipe="trec"),
                        "dataset 'trec' not found", str(tmp_path / "nodata" / "trec"))
@@ -649,6 +655,7 @@ def earlier_run(folder: Path) -> dict:
     return files
 
 
+@pytest.mark.slow
 def test_cli_run_failing_on_bad_data_keeps_the_earlier_run(tmp_path):
     files = earlier_run(tmp_path / "out")
     path = write(tmp_path / "d.csv", "text,label\ngood film,pos\nbad film,\n")
@@ -657,6 +664,7 @@ def test_cli_run_failing_on_bad_data_keeps_the_earlier_run(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out")) == ["out"]
 
 
+@pytest.mark.slow
 def test_cli_output_that_is_a_file_is_refused_before_any_work(tmp_path):
     write(tmp_path / "out", "my notes")
     # The missing --train file is not reached: the output is checked first.
@@ -665,6 +673,7 @@ def test_cli_output_that_is_a_file_is_refused_before_any_work(tmp_path):
     assert (tmp_path / "out").read_text() == "my notes"
 
 
+@pytest.mark.slow
 def test_cli_output_holding_other_files_is_refused_before_any_work(tmp_path):
     write(tmp_path / "out.txt", "")  # not inside: a sibling is fine
     (tmp_path / "out").mkdir()
@@ -674,6 +683,7 @@ def test_cli_output_holding_other_files_is_refused_before_any_work(tmp_path):
     assert (tmp_path / "out" / "thesis.tex").read_text() == "precious"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_cli_read_only_output_is_refused_before_any_work(tmp_path):
     (tmp_path / "out").mkdir()
@@ -777,6 +787,7 @@ def test_api_fit_on_an_encoder_with_nan_weights_stops_with_a_clear_error(tiny_lm
     assert not hasattr(clf, "models_")
 
 
+@pytest.mark.slow
 def test_cli_stage1_lm_with_nan_weights_saves_nothing(tiny_lm, tmp_path):
     path = rows_csv(tmp_path / "d.csv", 60)
     result = recipe_cli(tmp_path, "--train", str(path), "--pretrained", str(nan_lm(tiny_lm, tmp_path / "lm")))

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from ulmtl import load_checkpoint
@@ -54,6 +55,7 @@ def run(corpus: Path, out: Path, every: float, env: dict) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+@pytest.mark.slow
 def test_killed_pretraining_resumes_to_identical_weights(tmp_path, ulmtl_cache_dir):
     corpus = write_corpus(tmp_path / "corpus.txt")
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")

@@ -6,9 +6,20 @@ import numpy as np
 import pytest
 
 from ulmtl.schedule import (
-    chain_thaw_stages, discriminative_lrs, schedule_value, slanted_triangular, slanted_triangular_at_step,
-    unfreezing_stages,
+    chain_thaw_stages, discriminative_lrs, schedule_value, slanted_triangular, unfreezing_stages,
 )
+
+
+def slanted_triangular_at_step(step: int, total_steps: int, max_lr, cut_frac: float = 0.1,
+                               ratio: float = 32.0):
+    """The paper's formula in iterations (``cut = floor(T * cut_frac)``): the oracle for
+    :func:`slanted_triangular`, which takes the fraction of training done."""
+    cut = max(int(np.floor(total_steps * cut_frac)), 1)
+    if step < cut:
+        p = step / cut
+    else:
+        p = 1.0 - (step - cut) / (cut * (1.0 / cut_frac - 1.0))
+    return np.asarray(max_lr, dtype=float) * (1.0 + max(p, 0.0) * (ratio - 1.0)) / ratio
 
 
 def test_stlr_endpoints_and_peak():

@@ -11,7 +11,7 @@ from ulmtl.config import (
     TRANSFORMER_CLASSIFIER, TRANSFORMER_FINETUNE, TransformerConfig, ClassifierConfig, ConfigError, FinetuneConfig, ModelConfig, PretrainConfig, PretrainRunConfig,
     RecipeConfig, TokenizerConfig, apply_overrides, load_config, save_config,
 )
-from ulmtl.data import DataError, LoadReport, load_dataset, load_files, read_files, resolve_data_dir
+from ulmtl.datasets import DataError, LoadReport, load_dataset, load_files, read_files, resolve_data_dir
 from ulmtl.finetune import finetune_lm
 from ulmtl.pretrain import default_lm_dir, fetch_fastai_wt103, import_fastai_lm, pretrain
 from ulmtl.recipe import run_cross_validation, run_recipe

@@ -162,16 +162,8 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
     return Checkpoint(state_dict=tensors, vocab=vocab, config=config)
 
 
-def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
-    """Atomically write a flat dict of tensors (optimizer state, RNG state) as safetensors."""
-    path = Path(path)
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
-              metadata={k: json.dumps(v) for k, v in (metadata or {}).items()})
-    os.replace(tmp, path)
-
-
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """A flat dict of tensors and its metadata, as ``save_checkpoint(extra_tensors=...)`` wrote them."""
     from safetensors import safe_open
     tensors = load_file(str(path))
     with safe_open(str(path), framework="pt") as handle:

@@ -1,4 +1,4 @@
-"""Stage 3: the text classifier, with a scikit-learn-like API.
+"""Stage 3: the text classifier, a scikit-learn estimator.
 
 ``TextClassifier(config, encoders=...)`` stores its settings only; ``fit`` trains one classifier per
 direction (forward, backward) on top of a fine-tuned LM encoder; ``predict_proba`` averages the
@@ -23,6 +23,7 @@ import torch
 from datasets import Dataset, DatasetDict
 from fastai.callback.core import Callback, CancelValidException
 from fastai.metrics import accuracy
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from ulmtl.backbones import transformer
 from ulmtl.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, load_checkpoint, save_checkpoint
@@ -30,7 +31,7 @@ from ulmtl.config import (
     ClassifierConfig, ConfigError, ModelConfig, TokenizerConfig, TransformerConfig, architecture, from_dict,
     to_dict,
 )
-from ulmtl.data import DataError
+from ulmtl.datasets import DataError
 from ulmtl.distributed import is_main, world
 from ulmtl.loaders import ClassificationLoader
 from ulmtl.lstm import autocast, resolve_precision, use_autocast_lstm
@@ -124,8 +125,11 @@ def _label_kind(label) -> str | None:
     return None
 
 
-class TextClassifier:
+class TextClassifier(ClassifierMixin, BaseEstimator):
     """ULMFiT text classifier: ``fit`` / ``predict`` / ``predict_proba`` / ``score`` on raw strings.
+
+    A scikit-learn estimator: ``get_params`` / ``set_params`` cover the constructor's arguments,
+    so ``sklearn.base.clone``, ``Pipeline`` and ``cross_val_score`` work on it.
 
     ``encoders`` maps each direction in ``config.directions`` to a stage-2 (or stage-1) LM
     checkpoint folder; a single path is taken as the forward encoder. Not needed for ``scratch``.

@@ -67,7 +67,7 @@ def run_cli(entry) -> None:
     """Run a recipe's ``main``; bad input ends with its message on stderr and exit status 2,
     not a traceback."""
     from ulmtl.checkpoint import CheckpointError
-    from ulmtl.data import DataError
+    from ulmtl.datasets import DataError
     from ulmtl.training import NonFiniteLoss
     try:
         entry()

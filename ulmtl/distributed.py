@@ -73,14 +73,13 @@ def mean_across_processes(value: float) -> float:
     """The mean of a number over all processes."""
     if not (dist.is_available() and dist.is_initialized()):
         return value
-    tensor = torch.tensor([float(value)], dtype=torch.float64)
-    if dist.get_backend() == "nccl":
-        tensor = tensor.cuda()
+    tensor = _collective_tensor(torch.tensor([float(value)], dtype=torch.float64))
     dist.all_reduce(tensor)
     return float(tensor.item()) / dist.get_world_size()
 
 
 def _collective_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` where the backend's collectives run: on the GPU under nccl, as it is under gloo."""
     return tensor.cuda() if dist.get_backend() == "nccl" else tensor
 
 

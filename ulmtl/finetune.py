@@ -21,7 +21,7 @@ from ulmtl.config import (
     TRANSFORMER_FINETUNE, ConfigError, FinetuneConfig, ModelConfig, TokenizerConfig, TransformerConfig,
     architecture, to_dict,
 )
-from ulmtl.data import DataError, build_vocab, numericalize, token_ids, tokenize
+from ulmtl.datasets import DataError, build_vocab, numericalize, token_ids, tokenize
 from ulmtl.distributed import barrier, is_main, main_process_first, world
 from ulmtl.loaders import LanguageModelLoader
 from ulmtl.model import build_language_model, lm_layer_groups, load_lm_state, remap_lm_state

@@ -25,7 +25,7 @@ class LanguageModelLoader:
                  rank: int = 0, world_size: int = 1):
         if len(docs) == 0:
             raise ValueError("language model loader: no documents")
-        # A flat array (e.g. the memory map of ulmtl.data.token_stream) is read in place, in its
+        # A flat array (e.g. the memory map of ulmtl.datasets.token_stream) is read in place, in its
         # order: nothing is copied but the batches, so it may be larger than RAM.
         self.flat = isinstance(docs, np.ndarray) and docs.ndim == 1
         if self.flat and shuffle:

@@ -1,8 +1,8 @@
 """An LSTM layer that runs its matmuls in bfloat16 on the CPU under ``torch.autocast``.
 
-PyTorch's CPU ``nn.LSTM`` ignores bf16 autocast (it stays fp32), and with bf16 weights it falls
-off oneDNN onto a path ~50x slower. On CPUs with AMX / AVX-512-bf16, bf16 matmuls run about 5x
-faster than fp32, so :class:`AutocastLSTM` computes
+PyTorch's CPU ``nn.LSTM`` ignores bf16 autocast (it stays fp32), and with bf16 weights it leaves
+oneDNN for a slow path. CPUs with AMX / AVX-512-bf16 run bf16 matmuls faster than fp32, so
+:class:`AutocastLSTM` computes
 
 * the input projection of the whole sequence as one ``(T*B, I) @ (I, 4H)`` matmul,
 * one ``(B, H) @ (H, 4H)`` recurrent matmul per time step,
@@ -116,8 +116,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def cpu_has_bf16_units() -> bool:
-    """Whether this CPU has AMX or AVX-512-BF16 (without them, e.g. AVX2 only, a bf16 matmul was
-    measured ~400x *slower* than fp32 here)."""
+    """Whether this CPU has AMX or AVX-512-BF16, the units that make bf16 matmuls fast (without them,
+    e.g. AVX2 only, bf16 matmuls are far slower than fp32)."""
     probes = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
     return any(probe() for probe in probes if probe is not None)
 

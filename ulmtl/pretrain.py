@@ -17,7 +17,7 @@ from fastai.metrics import Perplexity, accuracy
 
 from ulmtl.checkpoint import CheckpointError, load_checkpoint, load_tensors, save_checkpoint
 from ulmtl.config import ConfigError, ModelConfig, PretrainConfig, TokenizerConfig, pretrain_tokenizer, to_dict
-from ulmtl.data import (
+from ulmtl.datasets import (
     DataError, build_vocab, cache_dir, load_corpus, load_wikitext103, numericalize, token_ids, token_stream,
     tokenize,
 )

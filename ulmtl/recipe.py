@@ -26,7 +26,7 @@ from ulmtl.backbones.transformer import resolve_encoder
 from ulmtl.checkpoint import CheckpointError, load_checkpoint
 from ulmtl.classify import TextClassifier
 from ulmtl.config import ConfigError, PretrainConfig, RecipeConfig, save_config, to_dict
-from ulmtl.data import DataError, LoadReport, load_dataset, read_files, stratified_split
+from ulmtl.datasets import DataError, LoadReport, load_dataset, read_files, stratified_split
 from ulmtl.distributed import barrier, from_main_process, is_main, main_process_first, setup
 from ulmtl.finetune import finetune_lm
 from ulmtl.fastai_files import FASTAI_WT103_URLS, find_fastai_files

@@ -20,17 +20,6 @@ def slanted_triangular(pct: float, max_lr, cut_frac: float = 0.1, ratio: float =
     return np.asarray(max_lr, dtype=float) * (1.0 + p * (ratio - 1.0)) / ratio
 
 
-def slanted_triangular_at_step(step: int, total_steps: int, max_lr, cut_frac: float = 0.1,
-                               ratio: float = 32.0):
-    """The paper's formula in iterations: ``cut = floor(T * cut_frac)``."""
-    cut = max(int(np.floor(total_steps * cut_frac)), 1)
-    if step < cut:
-        p = step / cut
-    else:
-        p = 1.0 - (step - cut) / (cut * (1.0 / cut_frac - 1.0))
-    return np.asarray(max_lr, dtype=float) * (1.0 + max(p, 0.0) * (ratio - 1.0)) / ratio
-
-
 def one_cycle_cosine(pct: float, max_lr, pct_start: float = 0.25, div: float = 25.0,
                      div_final: float = 1e5):
     """fastai's one-cycle schedule (cosine warm-up then cosine annealing), for comparison."""

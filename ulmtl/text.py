@@ -23,7 +23,6 @@ from fastai.text.core import (
 SPECIAL_TOKENS = [UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ]
 PRE_RULES = [fix_html, replace_rep, replace_wrep, spec_add_spaces, rm_useless_spaces,
              replace_all_caps, replace_maj, lowercase]
-TOKENIZER_VERSION = "spacy-blank-en+fastai-rules-1"
 
 _NLP = None
 _TOKEN_STRINGS = None
@@ -33,9 +32,8 @@ def _spacy_tokenizer():
     """A blank English spaCy pipeline (no model download).
 
     fastai's special tokens (``xxbos``, ``xxmaj``, ...) are letters only, which spaCy never splits,
-    so unlike fastai's ``SpacyTokenizer`` they are not registered as special cases: on 3000
-    paragraphs of the general corpus that gave identical tokens and a tokenizer 2-3x faster
-    (spaCy's special-case matcher runs on every ``xxmaj``). A test keeps them whole."""
+    so unlike fastai's ``SpacyTokenizer`` they are not registered as special cases, which spares
+    spaCy's special-case matcher a run on every ``xxmaj``. A test checks they stay whole."""
     global _NLP, _TOKEN_STRINGS
     if _NLP is None:
         import spacy
@@ -46,7 +44,7 @@ def _spacy_tokenizer():
 
 def apply_rules(text: str) -> str:
     """fastai's text rules (``PRE_RULES``, in order): html fixes, repetitions, case markers,
-    lowercase, leading xxbos. Same output as applying ``PRE_RULES`` one by one, about 2x faster
+    lowercase, leading xxbos. Same output as applying ``PRE_RULES`` one by one, in fewer passes
     (see :func:`_apply_rules_batch`; tests check the equivalence)."""
     return _apply_rules_batch([text])[0]
 
@@ -105,7 +103,7 @@ def _mark_case(match: re.Match) -> str:
 
 class _TokenStrings(dict):
     """Token id (spaCy ORTH hash) -> token string, with fastai's space marker; filled on demand.
-    A dict lookup per token is about 2x faster than asking spaCy's StringStore each time."""
+    A dict lookup per token, instead of a StringStore lookup each time."""
 
     LIMIT = 2_000_000
 

@@ -38,7 +38,7 @@ def set_seed(seed: int) -> None:
 
 
 def prepare_torch() -> torch.device:
-    """Flush denormals (they slowed CPU training 3x here), join the process group when launched
+    """Flush denormals (tiny floats the CPU computes slowly), join the process group when launched
     by torchrun, and pick the device."""
     torch.set_flush_denormal(True)
     setup()

@@ -1,17 +1,49 @@
-"""benchmarks/results.jsonl: one JSON object per run, appended by every benchmark script."""
+"""What the benchmark scripts share: their common flags, the quick mode, the hardware string, and
+benchmarks/results.jsonl (one JSON object per run, appended by every script; finished runs are
+found there so that a grid run again skips them).
+
+The scripts run as ``python benchmarks/<name>.py``, so this folder is ``sys.path[0]`` and they
+import this module as ``common``.
+"""
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
 import platform
 from pathlib import Path
 
+import torch
+
 RESULTS = Path(__file__).with_name("results.jsonl")
+
+# --quick: one epoch of LM fine-tuning and one per classifier stage (the scripts add their own caps
+# on the number of rows).
+QUICK_TRAINING = ["--finetune.epochs=1", "--classifier.stage_epochs=1,1,1,1"]
+
+
+def parser(doc: str, pretrained: bool | None = None, datasets: str | None = None) -> argparse.ArgumentParser:
+    """An argument parser showing ``doc``; with ``--pretrained`` (required when ``pretrained`` is
+    True, optional when False) and ``--datasets`` (``datasets`` as its default) when asked."""
+    out = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if pretrained is not None:
+        out.add_argument("--pretrained", required=pretrained)
+    if datasets is not None:
+        out.add_argument("--datasets", default=datasets)
+    return out
+
+
+def add_outputs(parser: argparse.ArgumentParser, output: str) -> None:
+    """``--output`` (where the runs go, ``output`` by default) and ``--results`` (the JSON lines file)."""
+    parser.add_argument("--output", default=output)
+    parser.add_argument("--results", default=str(RESULTS))
 
 
 def hardware() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    """The machine a result was measured on: CPU, cores, Python, torch and its thread count."""
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
+            f"{platform.python_version()}, torch {torch.__version__}, {torch.get_num_threads()} torch threads")
 
 
 def append_result(path: str | Path, row: dict) -> None:

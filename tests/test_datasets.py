@@ -11,21 +11,30 @@ import numpy as np
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
-import ulmtl.data as data_module
+import ulmtl.datasets.registry as data_module
 import ulmtl.text as text_module
-from ulmtl.data import (
+from ulmtl.datasets import (
     DataError, LoadReport, build_vocab, hub_to_layout, load_corpus, load_dataset, load_files, numericalize,
     read_files, resolve_data_dir, stratified_split, token_ids, tokenize,
 )
 
 
+class HubCalls(list):
+    """(name, local folder) of each hub call, and in ``options`` the options each call passed."""
+
+    def __init__(self):
+        super().__init__()
+        self.options = []
+
+
 @pytest.fixture(autouse=True)
 def no_hub(monkeypatch):
     """Tests never download: a call of the hub path is recorded and answered with an error."""
-    calls = []
+    calls = HubCalls()
 
-    def fake(name, local_folder=None):
+    def fake(name, local_folder=None, options=None):
         calls.append((name, local_folder))
+        calls.options.append(options)
         raise DataError(f"(test) hub download of {name!r} blocked")
 
     monkeypatch.setattr(data_module, "load_from_hub", fake)
@@ -126,20 +135,31 @@ def test_tokenizing_twice_is_served_from_the_cache(shared_data, monkeypatch):
     assert again["tokens"][:50] == first["tokens"][:50]
 
 
-@pytest.mark.parametrize("name,folder", [("trec", "trec"), ("mr", "rt-polaritydata"),
-                                         ("polarity", "review_polarity/txt_sentoken")])
-def test_missing_dataset_names_the_folder(tmp_path, name, folder):
+def test_missing_dataset_names_the_folder(tmp_path):
     with pytest.raises(DataError) as info:
-        load_dataset(name, tmp_path)
-    assert str(tmp_path / folder) in str(info.value)
+        load_dataset("polarity", tmp_path)
+    assert str(tmp_path / "review_polarity/txt_sentoken") in str(info.value)
+    assert "review_polarity.tar.gz" in str(info.value)
+
+
+@pytest.mark.parametrize("name,folder,given,passed", [
+    ("trec", "trec", {"fine": True, "fold": 3}, {"fine": True}),
+    ("mr", "rt-polaritydata", {}, {"test_fraction": 0.1, "seed": 0}),
+])
+def test_trec_and_mr_without_local_copy_go_to_the_hub(tmp_path, no_hub, name, folder, given, passed):
+    """The hub is asked with the local folder and the dataset's own options only."""
+    with pytest.raises(DataError, match="blocked"):
+        load_dataset(name, tmp_path, **given)
+    assert no_hub == [(name, tmp_path / folder)]
+    assert no_hub.options == [passed]
 
 
 def test_data_dir_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("ULMTL_DATA_DIR", str(tmp_path / "env-data"))
     assert resolve_data_dir() == tmp_path / "env-data"
     assert resolve_data_dir(tmp_path / "arg") == tmp_path / "arg"
-    with pytest.raises(DataError, match=str(tmp_path / "env-data" / "trec")):
-        load_dataset("trec")
+    with pytest.raises(DataError, match=str(tmp_path / "env-data" / "review_polarity")):
+        load_dataset("polarity")
 
 
 def test_unknown_dataset_name(tmp_path):
@@ -368,6 +388,102 @@ def test_hub_to_layout_yelp_polarity_names():
     out = hub_to_layout("yelp_polarity", raw)
     assert out["train"].features["label"].names == ["negative", "positive"]
     assert out["train"]["label"] == [0, 1]
+
+
+TREC_HUB_COARSE = ["ABBR", "ENTY", "DESC", "HUM", "LOC", "NUM"]  # CogComp/trec's own order
+
+
+def _trec_hub_shaped(splits: dict[str, list[str]]) -> DatasetDict:
+    """TREC lines ('COARSE:fine question') as CogComp/trec gives them: its own class orders, the
+    same fine classes in every split."""
+    fine_names = sorted({line.split(" ", 1)[0] for lines in splits.values() for line in lines})
+    fine_names = fine_names[1:] + fine_names[:1]  # any order but the sorted one
+    return DatasetDict({split: _trec_hub_split(lines, fine_names) for split, lines in splits.items()})
+
+
+def _trec_hub_split(lines: list[str], fine_names: list[str]) -> Dataset:
+    features = Features({"text": Value("string"), "coarse_label": ClassLabel(names=TREC_HUB_COARSE),
+                         "fine_label": ClassLabel(names=fine_names)})
+    labels = [line.split(" ", 1)[0] for line in lines]
+    return Dataset.from_dict({"text": [line.split(" ", 1)[1].strip() for line in lines],
+                              "coarse_label": [TREC_HUB_COARSE.index(x.split(":")[0]) for x in labels],
+                              "fine_label": [fine_names.index(x) for x in labels]}, features=features)
+
+
+def test_hub_to_layout_trec_names_the_classes_as_the_local_files_do(tmp_path):
+    train = ["DESC:manner How did serfdom develop ?", "ENTY:cremat What films featured Bugs ?",
+             "ABBR:exp What is AFS ?", "NUM:date When was Ozzy born ?"]
+    test = ["HUM:ind Who killed Gandhi ?", "LOC:city What city had a world fair ?"]
+    _write(tmp_path / "trec" / "train_5500.label", "\n".join(train) + "\n")
+    _write(tmp_path / "trec" / "TREC_10.label", "\n".join(test) + "\n")
+    raw = _trec_hub_shaped({"train": train, "test": test})
+    for fine in (False, True):
+        local = load_dataset("trec", tmp_path, fine=fine)
+        hub = hub_to_layout("trec", raw, {"fine": fine})
+        assert set(hub) == {"train", "test"}
+        for split in ("train", "test"):
+            assert hub[split].column_names == ["text", "label"]
+            assert _texts_labels(hub[split]) == _texts_labels(local[split])
+        if not fine:
+            assert hub["train"].features["label"].names == ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
+            assert hub["test"]["label"] == [3, 4]  # HUM, LOC in load_trec's order
+
+
+def test_hub_to_layout_trec_matches_the_real_files(shared_data):
+    folder = shared_data / "trec"
+    raw = _trec_hub_shaped({split: [line for line in (folder / name).read_bytes().decode("latin-1").splitlines()
+                                    if line.strip()]
+                            for split, name in (("train", "train_5500.label"), ("test", "TREC_10.label"))})
+    for fine in (False, True):
+        local = load_dataset("trec", shared_data, fine=fine)
+        hub = hub_to_layout("trec", raw, {"fine": fine})
+        assert hub["train"].features["label"].names == local["train"].features["label"].names
+        assert hub["train"].num_rows == 5452 and hub["test"].num_rows == 500
+        assert hub["test"]["label"] == local["test"]["label"]
+        assert hub["train"]["label"] == local["train"]["label"]
+
+
+def _rotten_tomatoes_shaped(n_train: int, n_validation: int, n_test: int) -> DatasetDict:
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["neg", "pos"])})
+    return DatasetDict({split: Dataset.from_dict({"text": [f"{split} {i}" for i in range(n)],
+                                                  "label": [i % 2 for i in range(n)]}, features=features)
+                        for split, n in (("train", n_train), ("validation", n_validation), ("test", n_test))})
+
+
+def test_hub_to_layout_mr_train_and_validation_train_the_test_split_tests():
+    out = hub_to_layout("mr", _rotten_tomatoes_shaped(6, 2, 4), {"test_fraction": 0.1, "seed": 0})
+    assert set(out) == {"train", "test"}
+    assert out["train"].features["label"].names == ["negative", "positive"]
+    assert out["test"].features["label"].names == ["negative", "positive"]
+    assert out["train"]["text"] == [f"train {i}" for i in range(6)] + ["validation 0", "validation 1"]
+    assert out["train"]["label"] == [0, 1, 0, 1, 0, 1, 0, 1]
+    assert _texts_labels(out["test"]) == ([f"test {i}" for i in range(4)], [0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("options", [{"test_fraction": 0.2, "seed": 0}, {"test_fraction": 0.1, "seed": 1}])
+def test_hub_to_layout_mr_refuses_a_split_it_cannot_make(options):
+    with pytest.raises(DataError, match="rt-polaritydata.*own test split"):
+        hub_to_layout("mr", _rotten_tomatoes_shaped(2, 2, 2), options)
+
+
+@pytest.mark.parametrize("name,hub_id,folder", [("trec", "CogComp/trec", "trec"),
+                                                ("mr", "cornell-movie-review-data/rotten_tomatoes",
+                                                 "rt-polaritydata")])
+def test_trec_and_mr_hub_failure_says_how_to_get_the_files(monkeypatch, tmp_path, no_hub, name, hub_id,
+                                                           folder):
+    import datasets
+    monkeypatch.undo()
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network in tests")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(DataError) as info:
+        load_dataset(name, tmp_path)
+    message = str(info.value)
+    assert f"dataset {name!r} not found: looked for {tmp_path / folder}" in message
+    assert hub_id in message and "ConnectionError" in message
+    assert ("train_5500.label" if name == "trec" else "rt-polaritydata.tar.gz") in message
 
 
 def test_load_from_hub_failure_is_a_data_error(monkeypatch, tmp_path, no_hub):
