@@ -139,20 +139,6 @@ def load_masked_lm(source: str) -> tuple[nn.Module, bool]:
     return model, new_head
 
 
-def read_metadata(folder: str | Path) -> dict:
-    """ulmtl's record of a transformer checkpoint folder (kind, stage, metrics); {} when absent."""
-    path = Path(folder) / METADATA_FILE
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path}: invalid JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    return data
-
-
 def save_pretrained_folder(folder: str | Path, model: nn.Module, tokenizer, metadata: dict) -> Path:
     """A Hugging Face folder (safetensors + config + tokenizer JSON) with ulmtl's metadata."""
     folder = Path(folder)
