@@ -18,7 +18,8 @@ from test_recipes import check_report
 from test_transformer import POS_NEG, make_encoder
 from ulmtl import TextClassifier, read_files
 from ulmtl.command import main
-from ulmtl.data import DataError, TextStream
+from ulmtl.data import DataError
+from ulmtl.text_stream import TextStream
 from ulmtl.recipe import classification_metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +27,7 @@ TEXTS = [f"{'great lovely film' if i % 3 else 'dull awful film'} number {i}" for
 
 
 def reviews(n: int = 120) -> list[tuple[str, str]]:
-    return [(f"{'great lovely film' if i % 2 == 0 else 'dull awful film'} number {i}", "5" if i % 2 == 0 else "1")
+    return [(f"great lovely film number {i}", "5") if i % 2 == 0 else (f"dull awful film number {i}", "1")
             for i in range(n)]
 
 
@@ -55,7 +56,8 @@ def awd_run(data) -> Path:
 
 
 def run_command(*args, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), HF_DATASETS_OFFLINE="1",
+               HF_HUB_OFFLINE="1")
     return subprocess.run([sys.executable, "-m", "ulmtl.command", *map(str, args)], input=stdin,
                           capture_output=True, text=True, env=env, cwd=cwd or REPO, timeout=300)
 
@@ -81,10 +83,11 @@ def test_train_writes_a_run_with_report_and_model_card(awd_run):
 
 def test_train_on_a_tiny_bert(tmp_path):
     encoder = make_encoder(tmp_path / "bert")
-    rows = [{"text": t, "label": "pos"} for t in POS_NEG[0]] + [{"text": t, "label": "neg"} for t in POS_NEG[1]]
+    rows = [{"text": t, "label": label} for texts, label in zip(POS_NEG, ("pos", "neg")) for t in texts]
     (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     out = tmp_path / "run"
-    main(["train", str(tmp_path / "train.jsonl"), "--pretrained", str(encoder), "--smoke", "--output", str(out)])
+    main(["train", str(tmp_path / "train.jsonl"), "--pretrained", str(encoder), "--smoke",
+          "--output", str(out)])
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["backbone"] == "transformer" and metrics["pretrained_model"] == str(encoder)
     check_report(out, metrics)
@@ -94,8 +97,9 @@ def test_train_on_a_tiny_bert(tmp_path):
 
 def test_train_passes_overrides_to_the_run(data, tmp_path):
     out = tmp_path / "scratch"
-    main(["train", str(data / "reviews.csv"), "--text-column=review", "--label-column=stars", "--output", str(out),
-          "--smoke", "--classifier.strategy=scratch", "--seed=3", "--valid_fraction=0.2"])
+    main(["train", str(data / "reviews.csv"), "--text-column=review", "--label-column=stars",
+          "--output", str(out), "--smoke", "--classifier.strategy=scratch", "--seed=3",
+          "--valid_fraction=0.2"])
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["strategy"] == "scratch" and metrics["seed"] == 3 and metrics["valid"]["n_test"] > 0
     assert "none (strategy scratch)" in (out / "model" / "README.md").read_text()
@@ -142,7 +146,8 @@ def read_predictions(path: Path) -> tuple[list[str], list[str], np.ndarray]:
 @pytest.mark.parametrize("input_name, output_name", [("in.csv", "out.csv"), ("in.tsv", "out.jsonl"),
                                                      ("in.jsonl", "out.csv"), ("in.parquet", "out.jsonl"),
                                                      ("in.txt", "out.jsonl"), ("texts", "out.csv")])
-def test_predict_streams_a_file_larger_than_the_batch_in_input_order(awd_run, tmp_path, input_name, output_name):
+def test_predict_streams_a_file_larger_than_the_batch_in_input_order(awd_run, tmp_path, input_name,
+                                                                     output_name):
     source = write_input(tmp_path / input_name, TEXTS)
     main(["predict", str(awd_run), str(source), "--output", str(tmp_path / output_name), "--batch-size", "7"])
     texts, labels, proba = read_predictions(tmp_path / output_name)
@@ -164,7 +169,8 @@ def test_predict_reads_standard_input_and_writes_json_lines(awd_run, monkeypatch
 
 @pytest.mark.slow
 def test_predict_on_standard_input_as_a_process(awd_run):
-    result = run_command("predict", awd_run, "-", "--batch-size", "4", stdin="".join(t + "\n" for t in TEXTS[:9]))
+    result = run_command("predict", awd_run, "-", "--batch-size", "4",
+                         stdin="".join(t + "\n" for t in TEXTS[:9]))
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["text"] for r in records] == TEXTS[:9]
@@ -173,14 +179,14 @@ def test_predict_on_standard_input_as_a_process(awd_run):
 
 def test_predict_writes_each_chunk_before_reading_the_next(awd_run, tmp_path, capsys):
     """A bad row after two chunks: the two chunks' predictions are out, then the error names the row."""
-    lines = TEXTS[:14] + ['{"text": 3}']
-    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS[:14]) + lines[-1])
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS[:14])
+                                       + '{"text": 3}\n')
     with pytest.raises(SystemExit) as exit_info:
         main(["predict", str(awd_run), str(tmp_path / "in.jsonl"), "--batch-size", "7"])
     captured = capsys.readouterr()
     assert exit_info.value.code == 2
-    assert one_error_line(captured.err) == f"error: {tmp_path / 'in.jsonl'}, line 15: field 'text' is a number, " \
-                                           f"not a string"
+    assert one_error_line(captured.err) == (f"error: {tmp_path / 'in.jsonl'}, line 15: field 'text' is a "
+                                            f"number, not a string")
     assert [json.loads(line)["text"] for line in captured.out.splitlines()] == TEXTS[:14]
 
 
@@ -206,16 +212,19 @@ def test_text_stream_skips_empty_texts_when_asked(tmp_path):
 # --------------------------------------------------------------------------- evaluate, info
 
 def test_evaluate_reproduces_the_runs_test_metrics(awd_run, tmp_path, capsys):
-    """The run's test split (seeded, stratified) written as a file: evaluate gives metrics.json's test block."""
+    """The run's test split (seeded, stratified) written as a file: evaluate gives metrics.json's test
+    block."""
     data, _ = read_files(awd_run.parent / "reviews.csv", None, "review", "stars", seed=42)
     names = data["test"].features["label"].names
-    write_csv(tmp_path / "test.csv", [(t, names[y]) for t, y in zip(data["test"]["text"], data["test"]["label"])])
-    main(["evaluate", str(awd_run), str(tmp_path / "test.csv"), "--text-column", "review", "--label-column", "stars",
-          "--output", str(tmp_path / "metrics.json")])
+    test = data["test"]
+    write_csv(tmp_path / "test.csv", [(t, names[y]) for t, y in zip(test["text"], test["label"])])
+    main(["evaluate", str(awd_run), str(tmp_path / "test.csv"), "--text-column", "review",
+          "--label-column", "stars", "--output", str(tmp_path / "metrics.json")])
     printed = json.loads(capsys.readouterr().out)
     expected = json.loads((awd_run / "metrics.json").read_text())["test"]
     assert {k: printed[k] for k in expected} == expected
-    assert printed["data"]["rows_read"] == 12 and json.loads((tmp_path / "metrics.json").read_text()) == printed
+    assert printed["data"]["rows_read"] == 12
+    assert json.loads((tmp_path / "metrics.json").read_text()) == printed
 
 
 def test_evaluate_on_another_labelled_file(awd_run, tmp_path, capsys):
@@ -228,7 +237,8 @@ def test_evaluate_on_another_labelled_file(awd_run, tmp_path, capsys):
     classes = clf.classes_.tolist()
     truth = np.array([classes.index(label) for _, label in rows])
     predicted = np.array([classes.index(p) for p in clf.predict([t for t, _ in rows])])
-    assert printed["confusion_matrix"] == classification_metrics(truth, predicted, classes)["confusion_matrix"]
+    expected = classification_metrics(truth, predicted, classes)
+    assert printed["confusion_matrix"] == expected["confusion_matrix"]
     assert printed["n_test"] == 30
 
 
@@ -251,7 +261,8 @@ def test_info_prints_the_model_card(awd_run, capsys):
      "error: --output {tmp}/out.xlsx: unknown suffix '.xlsx'; use .csv, .tsv or .jsonl"),
     (["evaluate", "{run}", "{tmp}/bad_labels.csv"],
      "error: {tmp}/bad_labels.csv: labels ['3'] are not classes of the classifier (1, 5)"),
-    (["info", "{tmp}"], "error: {tmp}: no classifier.json; not a saved TextClassifier, or its save did not finish"),
+    (["info", "{tmp}"],
+     "error: {tmp}: no classifier.json; not a saved TextClassifier, or its save did not finish"),
     (["train", "{tmp}/none.csv", "--output", "{tmp}/out"], "error: {tmp}/none.csv: no such file or folder"),
     (["train", "{tmp}/in.csv", "--output", "{tmp}/out", "--classifier.lr=abc"],
      "error: config key 'classifier.lr' expects float, got 'abc'"),

@@ -24,7 +24,8 @@ import numpy as np
 from ulmtl.checkpoint import CheckpointError
 from ulmtl.cli import parse_args, run_cli
 from ulmtl.config import ConfigError, RecipeConfig
-from ulmtl.data import DataError, TextStream, read_labelled
+from ulmtl.data import DataError, read_labelled
+from ulmtl.text_stream import TextStream
 
 CHUNK = 1000  # texts classified at a time by predict
 OUTPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
@@ -39,23 +40,26 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    parser = Parser(prog="ulmtl", allow_abbrev=False, description="Train, apply and inspect ULMFiT text classifiers.")
+    parser = Parser(prog="ulmtl", allow_abbrev=False,
+                    description="Train, apply and inspect ULMFiT text classifiers.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     # No abbreviated options: train passes --section.key=value overrides through, unparsed.
 
     train = commands.add_parser(
         "train", allow_abbrev=False, help="train a classifier on your own labelled file or class folders",
-        description="Train a classifier (the custom recipe: LM fine-tuning, then the classifier) on a CSV / "
-                    "TSV / JSON lines / parquet file or a folder with one sub-folder per class. Without --test, "
-                    "a seeded stratified 10%% of the data is the test set. Any other option is a "
-                    "--section.key=value override of the run's config (e.g. --classifier.lr=0.005, "
-                    "--valid_fraction=0.1, --backbone=awd_lstm); --smoke runs a tiny model to check the data.",
-        epilog="The output folder gets metrics.json, report.md, confusion_matrix.png, training.png and model/ "
-               "(with its model card README.md).")
+        description="Train a classifier (the custom recipe: LM fine-tuning, then the classifier) on a "
+                    "CSV / TSV / JSON lines / parquet file or a folder with one sub-folder per class. "
+                    "Without --test, a seeded stratified 10%% of the data is the test set. Any other "
+                    "option is a --section.key=value override of the run's config (e.g. "
+                    "--classifier.lr=0.005, --valid_fraction=0.1, --backbone=awd_lstm); --smoke runs a "
+                    "tiny model to check the data.",
+        epilog="The output folder gets metrics.json, report.md, confusion_matrix.png, training.png and "
+               "model/ (with its model card README.md).")
     train.add_argument("data", metavar="FILE_OR_FOLDER", help="the labelled training data")
-    train.add_argument("--output", required=True, metavar="DIR", help="the run folder to write (replaced whole)")
+    train.add_argument("--output", required=True, metavar="DIR",
+                       help="the run folder to write (replaced whole)")
     train.add_argument("--test", metavar="FILE", help="a labelled test file (default: 10%% of the data)")
-    train.add_argument("--text-column", default="text", metavar="C", help="the column of texts (default text)")
+    train.add_argument("--text-column", default="text", metavar="C", help="the text column (default text)")
     train.add_argument("--label-column", default="label", metavar="L",
                        help="the column of labels (default label)")
     train.add_argument("--pretrained", metavar="DIR_OR_HUB_ID",
@@ -79,9 +83,10 @@ def build_parser() -> Parser:
                          help="where to write: .csv / .tsv (columns text, label, then one probability per "
                               "class, named p_<class>) or .jsonl (objects with text, label, probabilities); "
                               "default: JSON lines on standard output")
-    predict.add_argument("--text-column", default="text", metavar="C", help="the column of texts (default text)")
+    predict.add_argument("--text-column", default="text", metavar="C", help="the text column (default text)")
     predict.add_argument("--format", choices=TextStream.FORMATS, help="INPUT's format (default: its suffix)")
-    predict.add_argument("--encoding", default="utf-8", metavar="NAME", help="INPUT's encoding (default utf-8)")
+    predict.add_argument("--encoding", default="utf-8", metavar="NAME",
+                          help="INPUT's encoding (default utf-8)")
     predict.add_argument("--skip-empty", action="store_true",
                          help="skip rows with empty text (counted on stderr) rather than stop")
     predict.add_argument("--batch-size", type=int, default=CHUNK, metavar="N",
@@ -95,10 +100,11 @@ def build_parser() -> Parser:
     evaluate.add_argument("model", metavar="DIR", help="a run folder or its model/ folder")
     evaluate.add_argument("file", metavar="FILE", help="labelled texts: CSV / TSV / JSON lines / parquet, or "
                                                        "a folder with one sub-folder per class")
-    evaluate.add_argument("--text-column", default="text", metavar="C", help="the column of texts (default text)")
+    evaluate.add_argument("--text-column", default="text", metavar="C", help="the text column (default text)")
     evaluate.add_argument("--label-column", default="label", metavar="L",
                           help="the column of labels (default label)")
-    evaluate.add_argument("--encoding", default="utf-8", metavar="NAME", help="FILE's encoding (default utf-8)")
+    evaluate.add_argument("--encoding", default="utf-8", metavar="NAME",
+                          help="FILE's encoding (default utf-8)")
     evaluate.add_argument("--skip-empty", action="store_true", help="skip (and count) rows with empty text")
     evaluate.add_argument("--output", metavar="FILE", help="also write the metrics to this JSON file")
     evaluate.set_defaults(run=_evaluate)
@@ -220,7 +226,8 @@ def _evaluate(args: argparse.Namespace, extra: list[str]) -> None:
     index = {c: i for i, c in enumerate(classes)}
     unseen = sorted(set(labels) - set(index))
     if unseen:
-        raise DataError(f"{args.file}: labels {unseen} are not classes of the classifier ({', '.join(classes)})")
+        raise DataError(f"{args.file}: labels {unseen} are not classes of the classifier "
+                        f"({', '.join(classes)})")
     truth = np.array([index[label] for label in labels])
     metrics = classification_metrics(truth, clf.predict_proba(texts).argmax(axis=1), classes)
     metrics["data"] = {"path": report.path, "rows_read": report.rows_read, "rows_kept": report.rows_kept,

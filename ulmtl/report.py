@@ -59,8 +59,9 @@ def schedule_lines(classifier) -> list[str]:
 
 
 def _metrics_table(metrics: dict) -> list[str]:
-    lines = [f"accuracy **{metrics['accuracy']}**, error {metrics['error']}, macro-F1 **{metrics['macro_f1']}** "
-             f"on {metrics['n_test']} texts", "", "| class | precision | recall | F1 | support |",
+    lines = [f"accuracy **{metrics['accuracy']}**, error {metrics['error']}, "
+             f"macro-F1 **{metrics['macro_f1']}** on {metrics['n_test']} texts", "",
+             "| class | precision | recall | F1 | support |",
              "|---|---|---|---|---|"]
     lines += [f"| {_cell(c)} | {m['precision']} | {m['recall']} | {m['f1']} | {m['support']} |"
               for c, m in metrics["per_class"].items()]
@@ -230,14 +231,14 @@ def write_report(output: str | Path, result: dict, classifier, texts: list[str],
     data = result.get("data", {})
     counts = classifier.train_counts_
     lines = [f"# ulmtl run: {result['dataset']}", "",
-             f"Run {result['run_id']}, {result['seconds']} s. Files here: `metrics.json` (everything below as "
-             f"numbers), `config.json` (the resolved settings), `train_log.jsonl`, `model/` (the classifier, "
-             f"with its model card `model/README.md`).", "",
+             f"Run {result['run_id']}, {result['seconds']} s. Files here: `metrics.json` (everything "
+             f"below as numbers), `config.json` (the resolved settings), `train_log.jsonl`, `model/` (the "
+             f"classifier, with its model card `model/README.md`).", "",
              "## What was trained", "",
              f"- backbone: {backbone_of(classifier)}",
              f"- pretrained model: {result.get('pretrained_model') or pretrained_of(classifier)}",
-             f"- LM fine-tuning: " + (", ".join(f"{d}: {_brief(m)}" for d, m in result["lm_finetune"].items())
-                                      or "none"),
+             "- LM fine-tuning: " + (", ".join(f"{d}: {_brief(m)}" for d, m in result["lm_finetune"].items())
+                                     or "none"),
              f"- directions: {', '.join(result['directions'])}"]
     lines += [f"- {line}" for line in schedule_lines(classifier)]
     lines += ["", "## Data", "",
@@ -247,16 +248,17 @@ def write_report(output: str | Path, result: dict, classifier, texts: list[str],
     lines += [f"- read {f['rows_read']} rows from {f['path']} ({f['split']}), kept {f['rows_kept']}"
               for f in data.get("files", [])]
     if not data.get("files") and data.get("splits"):
-        lines.append(f"- read {data.get('source')}: " + ", ".join(f"{n} {s}" for s, n in data["splits"].items())
-                     + " rows")
+        splits = ", ".join(f"{n} {s}" for s, n in data["splits"].items())
+        lines.append(f"- read {data.get('source')}: {splits} rows")
     lines += ["", "## Test metrics", ""] + _metrics_table(test)
     if len(result.get("per_direction", {})) > 1:
         lines += ["", "| direction | accuracy | macro-F1 |", "|---|---|---|"]
         lines += [f"| {d} | {m['accuracy']} | {m['macro_f1']} |" for d, m in result["per_direction"].items()]
     if result.get("valid"):
-        lines += ["", f"Validation: accuracy {result['valid']['accuracy']}, macro-F1 {result['valid']['macro_f1']}"]
-    lines += ["", "## Plots", "", f"![confusion matrix]({CONFUSION_PLOT})", "", f"![training]({TRAINING_PLOT})",
-              "", "## Most confidently wrong test texts", ""]
+        valid = result["valid"]
+        lines += ["", f"Validation: accuracy {valid['accuracy']}, macro-F1 {valid['macro_f1']}"]
+    lines += ["", "## Plots", "", f"![confusion matrix]({CONFUSION_PLOT})", "",
+              f"![training]({TRAINING_PLOT})", "", "## Most confidently wrong test texts", ""]
     worst = top_losses(texts, truth, proba, classes)
     if worst:
         lines += ["| # | true | predicted | p(predicted) | loss | text |", "|---|---|---|---|---|---|"]
