@@ -30,7 +30,23 @@ def check_outputs(output: Path, n_classes: int) -> dict:
     assert len(test["confusion_matrix"]) == n_classes and len(test["per_class"]) == n_classes
     assert sum(map(sum, test["confusion_matrix"])) == test["n_test"]
     assert (output / "model" / "forward" / "weights.safetensors").exists()
+    check_report(output, metrics)
     return metrics
+
+
+def check_report(output: Path, metrics: dict) -> None:
+    """The plots are images, the report names the run's classes and metrics, the model card its metrics."""
+    from matplotlib.image import imread
+    for name in ("confusion_matrix.png", "training.png"):
+        assert (output / name).read_bytes().startswith(b"\x89PNG"), name
+        height, width = imread(output / name).shape[:2]
+        assert height > 100 and width > 100, name
+    report = (output / "report.md").read_text()
+    assert f"accuracy **{metrics['test']['accuracy']}**" in report
+    assert all(f"| {c} |" in report for c in metrics["test"]["per_class"])
+    assert "![training](training.png)" in report and "## Most confidently wrong test texts" in report
+    card = (output / "model" / "README.md").read_text()
+    assert f"macro-F1 **{metrics['test']['macro_f1']}**" in card and "ulmtl version: " in card
 
 
 @pytest.mark.parametrize("name, n_classes", [("trec", 6), ("mr", 2)])

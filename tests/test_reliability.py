@@ -733,9 +733,10 @@ def test_cli_killed_run_leaves_the_earlier_run_and_the_next_run_replaces_it(tmp_
     third = recipe_cli(tmp_path, "--train", str(data), "--seed=3")
     assert third.returncode == 0, third.stderr
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out")) == ["out"]
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "lm-forward", "metrics.json", "model",
-                                                     "stage1-forward", "train_log.jsonl"]
-    assert sorted(p.name for p in (out / "model").iterdir()) == ["classifier.json", "forward"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "confusion_matrix.png", "lm-forward",
+                                                     "metrics.json", "model", "report.md", "stage1-forward",
+                                                     "train_log.jsonl", "training.png"]
+    assert sorted(p.name for p in (out / "model").iterdir()) == ["README.md", "classifier.json", "forward"]
     assert json.loads((out / "config.json").read_text())["seed"] == 3
     stages = {json.loads(line)["stage"] for line in (out / "train_log.jsonl").read_text().splitlines()}
     assert stages == {"finetune_lm", "classifier-forward"}
@@ -852,7 +853,7 @@ def test_api_save_records_its_run_and_load_reads_it_back(fitted, tmp_path):
     folder = fitted.save(tmp_path / "clf")
     shutil.copytree(folder / "forward", folder / "backward")  # as if an earlier save had both directions
     folder = fitted.save(tmp_path / "clf", run_id="run-1")
-    assert sorted(p.name for p in folder.iterdir()) == ["classifier.json", "forward"]
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "classifier.json", "forward"]
     index = json.loads((folder / "classifier.json").read_text())
     assert index == {"directions": ["forward"], "backbone": "awd_lstm", "run_id": "run-1"}
     assert json.loads((folder / "forward" / "config.json").read_text())["run_id"] == "run-1"

@@ -26,6 +26,7 @@ from fastai.metrics import accuracy
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from ulmtl.backbones import transformer
+from ulmtl.cli import command_line
 from ulmtl.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, load_checkpoint, save_checkpoint
 from ulmtl.config import (
     ClassifierConfig, ConfigError, ModelConfig, TokenizerConfig, TransformerConfig, architecture, from_dict,
@@ -36,7 +37,7 @@ from ulmtl.distributed import is_main, world
 from ulmtl.loaders import ClassificationLoader
 from ulmtl.lstm import autocast, resolve_precision, use_autocast_lstm
 from ulmtl.model import build_classifier, classifier_layer_groups, encoder_state, load_encoder
-from ulmtl.schedule import training_plan
+from ulmtl.report import model_card
 from ulmtl.text import Vocab, tokenize_texts
 from ulmtl.training import (
     ScheduledLR, TrainingLog, group_lrs, train_only_groups, make_learner, prepare_torch, set_seed,
@@ -44,6 +45,7 @@ from ulmtl.training import (
 
 DIRECTIONS = ("forward", "backward")
 INDEX_FILE = "classifier.json"
+CARD_FILE = "README.md"
 
 
 class SkipValidation(Callback):
@@ -123,6 +125,25 @@ def _label_kind(label) -> str | None:
     if isinstance(label, str):
         return "string"
     return None
+
+
+TRACE_POINTS = 200  # per-batch learning rates and losses kept per stage (evenly spaced batches)
+
+
+def _epoch_values(recorder) -> list[dict]:
+    """fastai's per-epoch record (train_loss; valid_loss and accuracy when validated), as floats."""
+    names = list(recorder.metric_names[1:-1])
+    return [{n: float(v) for n, v in zip(names, values) if v is not None} for values in recorder.values]
+
+
+def _batch_trace(lrs: list[list[float]], losses: list) -> dict:
+    """Every group's learning rate and the (smoothed) training loss at up to TRACE_POINTS batches
+    of a stage, first and last included: the schedule as it ran."""
+    n = len(lrs)
+    step = max(1, -(-n // TRACE_POINTS))
+    batches = sorted(set(range(0, n, step)) | ({n - 1} if n else set()))
+    return {"batch": batches, "n_batches": n, "lrs": [lrs[i] for i in batches],
+            "loss": [float(losses[i]) for i in batches if i < len(losses)]}
 
 
 class TextClassifier(ClassifierMixin, BaseEstimator):
@@ -228,6 +249,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         # Set only once every direction is trained: a fit that fails leaves no half-fitted classifier.
         self.vocabs_, self.models_, self.history_, self.model_configs_ = (
             {d: parts[i] for d, parts in fitted.items()} for i in range(4))
+        counts = np.bincount(label_ids, minlength=len(self.classes_))
+        self.train_counts_ = {str(c): int(n) for c, n in zip(self.classes_.tolist(), counts)}
         return self
 
     def _encode_labels(self, labels, where: str) -> np.ndarray:
@@ -331,6 +354,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                 "peak_lrs": [float(x) for x in max_lrs],
                 "final_lrs": [float(x) for x in group_lrs(learn)],
                 "trainable_params": [n for n, p in learn.model.named_parameters() if p.requires_grad],
+                "epoch_values": _epoch_values(learn.recorder),
+                "trace": _batch_trace(schedule.history, learn.recorder.losses),
             })
         learn.model.eval()
         return learn.model, history
@@ -401,8 +426,11 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ saving
 
-    def save(self, folder: str | Path, run_id: str = "") -> Path:
-        """One checkpoint folder per direction under ``folder`` (safetensors + JSON), then
+    def save(self, folder: str | Path, run_id: str = "", metrics: dict | None = None,
+             facts: dict[str, str] | None = None) -> Path:
+        """One checkpoint folder per direction under ``folder`` (safetensors + JSON), the model card
+        ``README.md`` (with ``metrics``, e.g. the test block of a run's metrics.json, and ``facts``,
+        extra lines about the training data and pretrained model, when given), then
         ``classifier.json``, the record that the folder is complete and which save (``run_id``, a
         fresh one if not given) wrote it. Folders of directions this classifier lacks are removed."""
         self._check_fitted()
@@ -416,19 +444,20 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             config = {"kind": "classifier", "backbone": backbone, "direction": "forward",
                       "classes": self.classes_.tolist(), "transformer": to_dict(self.model_config),
                       "classifier": to_dict(self.config), "history": self.history_.get("forward", []),
-                      "run_id": run_id}
+                      "train_counts": self.train_counts_, "run_id": run_id}
             transformer.save_classifier(folder / "forward", self.models_["forward"], self.vocabs_["forward"],
                                         config)
         for direction, model in ({} if self.is_transformer else self.models_).items():
             config = {"kind": "classifier", "direction": direction, "classes": self.classes_.tolist(),
                       "model": to_dict(self.model_configs_[direction]), "classifier": to_dict(self.config),
                       "tokenizer": to_dict(self.tokenizer), "history": self.history_.get(direction, []),
-                      "run_id": run_id}
+                      "train_counts": self.train_counts_, "run_id": run_id}
             save_checkpoint(folder / direction, model.state_dict(), self.vocabs_[direction], config)
         for direction in DIRECTIONS:
             stale = folder / direction
             if direction not in self.models_ and (stale / WEIGHTS_FILE).exists():
                 shutil.rmtree(stale)
+        (folder / CARD_FILE).write_text(model_card(self, metrics, facts or {}, command_line()))
         partial = index.with_name(index.name + f".tmp-{os.getpid()}")
         partial.write_text(json.dumps({"directions": list(self.models_), "backbone": backbone, "run_id": run_id}))
         os.replace(partial, index)
@@ -501,6 +530,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             clf.models_[direction] = model
             clf.model_configs_[direction] = model_config
             clf.history_[direction] = config.get("history", [])
+            clf.train_counts_ = config.get("train_counts", {})
         return clf
 
     @classmethod
@@ -526,6 +556,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                                                        clf.config.head_dropout)
         clf.vocabs_, clf.models_ = {"forward": tokenizer}, {"forward": model}
         clf.model_configs_, clf.history_ = {"forward": settings}, {"forward": config.get("history", [])}
+        clf.train_counts_ = config.get("train_counts", {})
         return clf
 
 

@@ -1,7 +1,9 @@
 """Command-line handling shared by the recipes: ``--section.key=value`` overrides and flags."""
 from __future__ import annotations
 
+import shlex
 import sys
+from contextvars import ContextVar
 
 from ulmtl.backbones import resolve_backbone
 from ulmtl.config import ConfigError, apply_overrides, backbone_defaults
@@ -11,6 +13,14 @@ VALUE_KEYS = {"--output": "output", "--pretrained": "pretrained", "--data-dir": 
               "--train": "train_file", "--test": "test_file", "--text-column": "text_column",
               "--label-column": "label_column", "--corpus": "corpus", "--folds": "folds",
               "--encoding": "encoding"}
+
+# The command line of the recipe or ``ulmtl`` command running now (set by run_cli), for model cards.
+_COMMAND_LINE: ContextVar[str] = ContextVar("command_line", default="")
+
+
+def command_line() -> str:
+    """The command that is running, as typed (``run_cli`` records it); "Python API" outside one."""
+    return _COMMAND_LINE.get() or "Python API"
 
 
 def normalize_argv(argv: list[str]) -> list[str]:
@@ -63,12 +73,14 @@ def parse_args(config, argv: list[str] | None, smoke_overrides: list[str] = (), 
         raise SystemExit(2) from None
 
 
-def run_cli(entry) -> None:
+def run_cli(entry, command: str = "") -> None:
     """Run a recipe's ``main``; bad input ends with its message on stderr and exit status 2,
-    not a traceback."""
+    not a traceback. ``command`` (default: ``python`` and ``sys.argv``) is what model cards saved
+    meanwhile record as the command that made them."""
     from ulmtl.checkpoint import CheckpointError
     from ulmtl.datasets import DataError
     from ulmtl.training import NonFiniteLoss
+    token = _COMMAND_LINE.set(command or shlex.join(["python", *sys.argv]))
     try:
         entry()
     except (ConfigError, DataError, CheckpointError, NonFiniteLoss) as err:
@@ -77,3 +89,5 @@ def run_cli(entry) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    finally:
+        _COMMAND_LINE.reset(token)

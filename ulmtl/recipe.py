@@ -2,7 +2,9 @@
 
 Recipes (``recipes/*.py``) declare a config and call :func:`run_recipe`. Everything a run produces
 goes into ``config.output``: ``config.json`` (resolved), ``lm-<direction>/`` (stage 2),
-``model/`` (the classifier), ``metrics.json`` and ``train_log.jsonl``. A run writes them into a
+``model/`` (the classifier, with its model card ``README.md``), ``metrics.json``,
+``train_log.jsonl``, and what to look at (``ulmtl.report``): ``report.md``,
+``confusion_matrix.png`` and ``training.png``. A run writes them into a
 fresh folder beside it (``<output>.partial-<pid>``) that replaces ``config.output`` only once the
 run is complete: a run that fails or is killed leaves the earlier run as it was.
 """
@@ -31,9 +33,11 @@ from ulmtl.distributed import barrier, from_main_process, is_main, main_process_
 from ulmtl.finetune import finetune_lm
 from ulmtl.fastai_files import FASTAI_WT103_URLS, find_fastai_files
 from ulmtl.pretrain import default_lm_dir, fetch_fastai_wt103, import_fastai_lm, pretrain
+from ulmtl.report import write_report
 
 # What a run folder holds (a folder with anything else is not replaced by a new run).
-RUN_ENTRIES = re.compile(r"((config|metrics)\.json.*|train_log\.jsonl|model|(lm|stage1)-.*|fold\d+.*)")
+RUN_ENTRIES = re.compile(r"((config|metrics)\.json.*|train_log\.jsonl|model|(lm|stage1)-.*|fold\d+.*"
+                         r"|report\.md|confusion_matrix\.png|training\.png)")
 
 SMOKE_RECIPE = [
     "--model.emb_size=16", "--model.hidden_size=16", "--model.n_layers=2",
@@ -248,11 +252,9 @@ def _run_stages(config: RecipeConfig, output: Path, run_id: str) -> dict:
         if is_main():
             print(f"ulmtl: {len(valid)} training texts held out for validation", flush=True)
     if config.backbone == "transformer":
-        clf, lm_metrics = _fit_transformer(config, data, lm_data, valid, output, log_path)
+        clf, lm_metrics, pretrained = _fit_transformer(config, data, lm_data, valid, output, log_path)
     else:
-        clf, lm_metrics = _fit_awd_lstm(config, data, lm_data, valid, output, log_path)
-    if is_main():
-        clf.save(output / "model", run_id=run_id)
+        clf, lm_metrics, pretrained = _fit_awd_lstm(config, data, lm_data, valid, output, log_path)
     truth = np.asarray(data["test"]["label"])
     by_direction = clf.predict_proba_by_direction(data["test"]["text"])
     metrics = {d: classification_metrics(truth, p.argmax(1), classes) for d, p in by_direction.items()}
@@ -264,10 +266,17 @@ def _run_stages(config: RecipeConfig, output: Path, run_id: str) -> dict:
               "test": classification_metrics(truth, ensemble.argmax(1), classes), "per_direction": metrics,
               "valid": None if valid is None else classification_metrics(
                   np.asarray(valid["label"]), clf.predict_proba(list(valid["text"])).argmax(1), classes),
-              "lm_finetune": lm_metrics, "seconds": round(time.time() - started, 1),
-              "config": to_dict(config)}
+              "lm_finetune": lm_metrics, "pretrained_model": pretrained,
+              "seconds": round(time.time() - started, 1), "config": to_dict(config)}
     if is_main():
+        rows = ", ".join(f"{f.rows_read} rows read from {f.path} ({f.split})" for f in report.files) or \
+            ", ".join(f"{n} {s}" for s, n in report.splits.items()) + " rows"
+        clf.save(output / "model", run_id=run_id, metrics=result["test"],
+                 facts={"data": f"{config.dataset}: {rows}", "pretrained model": pretrained,
+                        "LM fine-tuning": (f"on the run's texts ({', '.join(lm_metrics)})" if lm_metrics
+                                           else "none")})
         (output / "metrics.json").write_text(json.dumps(result, indent=2))
+        write_report(output, result, clf, list(data["test"]["text"]), truth, ensemble)
         print(f"ulmtl: {config.dataset} test accuracy {result['test']['accuracy']} "
               f"(macro-F1 {result['test']['macro_f1']}); outputs in {config.output}", flush=True)
     barrier()
@@ -279,12 +288,14 @@ def _valid_pair(valid, classes: list[str]) -> tuple | None:
 
 
 def _fit_awd_lstm(config: RecipeConfig, data: DatasetDict, lm_data: DatasetDict, valid, output: Path,
-                  log_path: Path) -> tuple[TextClassifier, dict]:
-    """Stages 2 and 3 on the AWD-LSTM, one classifier per direction."""
-    encoders, lm_metrics = {}, {}
+                  log_path: Path) -> tuple[TextClassifier, dict, str]:
+    """Stages 2 and 3 on the AWD-LSTM, one classifier per direction; and where the stage-1 LMs came from."""
+    encoders, lm_metrics, sources = {}, {}, {}
     if config.classifier.strategy != "scratch":
         for direction in config.classifier.directions:
             stage1 = resolve_pretrained(config, direction, data, output)
+            sources[direction] = (f"{stage1.name}/ (a tiny LM trained in this run on the task's texts)"
+                                  if stage1.parent == output else str(stage1))
             if is_main():
                 print(f"ulmtl: backbone awd_lstm, {direction} stage-1 LM from {stage1} (for the bundled "
                       f"transformer encoder: --backbone=transformer)", flush=True)
@@ -297,15 +308,17 @@ def _fit_awd_lstm(config: RecipeConfig, data: DatasetDict, lm_data: DatasetDict,
                 encoders[direction] = stage1
     clf = TextClassifier(config.classifier, encoders, config.model, config.tokenizer, log_path)
     clf.fit(data["train"], valid=_valid_pair(valid, data["train"].features["label"].names))
-    return clf, lm_metrics
+    pretrained = ", ".join(f"{d}: {s}" for d, s in sources.items()) or "none (strategy scratch)"
+    return clf, lm_metrics, pretrained
 
 
 def _fit_transformer(config: RecipeConfig, data: DatasetDict, lm_data: DatasetDict, valid, output: Path,
-                     log_path: Path) -> tuple[TextClassifier, dict]:
-    """Stages 2 and 3 on a transformer encoder: ``--pretrained`` (a folder or hub id) or the bundled one."""
+                     log_path: Path) -> tuple[TextClassifier, dict, str]:
+    """Stages 2 and 3 on a transformer encoder: ``--pretrained`` (a folder or hub id) or the bundled one;
+    and its description."""
     source = config.pretrained
+    _, description = resolve_encoder(source)
     if is_main():
-        _, description = resolve_encoder(source)
         print(f"ulmtl: backbone transformer, pretrained encoder {description} (the paper's AWD-LSTM: "
               f"--backbone=awd_lstm with --pretrained DIR)", flush=True)
     lm_metrics = {}
@@ -316,7 +329,9 @@ def _fit_transformer(config: RecipeConfig, data: DatasetDict, lm_data: DatasetDi
         source = str(target)
     clf = TextClassifier(config.classifier, source, config.transformer, config.tokenizer, log_path)
     clf.fit(data["train"], valid=_valid_pair(valid, data["train"].features["label"].names))
-    return clf, lm_metrics
+    if config.classifier.strategy == "scratch":
+        description = f"none (strategy scratch: the architecture of {description})"
+    return clf, lm_metrics, description
 
 
 def finetuned_lm_for(config: RecipeConfig, target: str | Path, all_texts: bool = False,

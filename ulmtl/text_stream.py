@@ -1,0 +1,134 @@
+"""The texts of a file to classify, read lazily: ``ulmtl predict`` streams files larger than memory."""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+from ulmtl.datasets.files import _text_of
+from ulmtl.datasets.layout import DataError, decode_line, long_csv_fields
+
+
+class TextStream:
+    """The texts of an unlabelled file, read lazily in file order, so a file larger than memory
+    can be classified: CSV / TSV / JSON lines / parquet with a ``text_column``, or plain text, one
+    text per line (``.txt`` or any other suffix). ``"-"`` reads standard input (plain text unless
+    ``file_format`` says otherwise); ``file_format`` ("csv", "tsv", "jsonl", "parquet", "txt")
+    overrides the suffix. An empty text is an error naming its line, unless ``skip_empty``: then
+    it is skipped and counted in ``skipped``."""
+
+    FORMATS = ("csv", "tsv", "jsonl", "parquet", "txt")
+
+    def __init__(self, path: str | Path, text_column: str = "text", encoding: str = "utf-8",
+                 file_format: str = "", skip_empty: bool = False):
+        self.stdin = str(path) == "-"
+        self.path = Path(path)
+        self.name = "standard input" if self.stdin else str(path)
+        suffix = self.path.suffix.lower().lstrip(".")
+        self.format = file_format or ("txt" if self.stdin else {"json": "jsonl"}.get(suffix, suffix))
+        if self.format not in self.FORMATS:
+            if file_format:
+                raise DataError(f"unknown input format {file_format!r}; use one of {', '.join(self.FORMATS)}")
+            self.format = "txt"
+        if self.stdin and self.format == "parquet":
+            raise DataError("parquet cannot be read from standard input; give its path")
+        if not self.stdin:
+            if not self.path.is_file():
+                raise DataError(f"{path}: no such file" + (" (a folder)" if self.path.is_dir() else ""))
+        self.text_column, self.encoding, self.skip_empty = text_column, encoding, skip_empty
+        self.skipped = 0
+
+    def __iter__(self):
+        rows = self._parquet_rows() if self.format == "parquet" else self._rows()
+        for where, value in rows:
+            text = _text_of(value, where, self.text_column)
+            if text is None or not text.strip():
+                if self.skip_empty:
+                    self.skipped += 1
+                    continue
+                raise DataError(f"{where}: the text is empty (--skip-empty skips such rows)")
+            yield text
+
+    def _lines(self):
+        """(line number, decoded line with its line break) of the file or standard input."""
+        handle = sys.stdin.buffer if self.stdin else open(self.path, "rb")
+        try:
+            for line_no, raw in enumerate(handle, 1):
+                line = decode_line(raw, self.name, line_no, self.encoding)
+                yield line_no, line.lstrip("\ufeff") if line_no == 1 else line
+        finally:
+            if not self.stdin:
+                handle.close()
+
+    def _rows(self):
+        """(where, text value) of each row of a text, CSV / TSV or JSON lines input."""
+        lines = self._lines()
+        if self.format == "txt":
+            for line_no, line in lines:
+                yield f"{self.name}, line {line_no}", line.rstrip("\r\n")
+            return
+        if self.format == "jsonl":
+            for line_no, line in lines:
+                if not line.strip():
+                    continue
+                where = f"{self.name}, line {line_no}"
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise DataError(f"{where}: not valid JSON ({err.msg}); give JSON lines, one object per "
+                                    f"line") from None
+                if not isinstance(record, dict):
+                    raise DataError(f"{where}: each line must be a JSON object")
+                if self.text_column not in record:
+                    raise DataError(f"{where}: no field {self.text_column!r} (fields: "
+                                    f"{', '.join(map(str, record))}); pass --text-column")
+                yield where, record[self.text_column]
+            return
+        tsv = self.format == "tsv"
+        numbered = iter(lines)
+        line_at = [0]
+
+        def text_lines():
+            for line_no, line in numbered:
+                line_at[0] = line_no
+                yield line
+
+        with long_csv_fields():
+            reader = csv.reader(text_lines(), delimiter="\t" if tsv else ",",
+                                quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+            try:
+                header = next(reader, None)
+                if header is None:
+                    raise DataError(f"{self.name}: the file is empty (no header row)")
+                if self.text_column not in header:
+                    raise DataError(f"{self.name}: no column {self.text_column!r}; columns are "
+                                    f"{', '.join(header)} (pass --text-column)")
+                at = header.index(self.text_column)
+                first = line_at[0] + 1
+                for row in reader:
+                    where, first = f"{self.name}, row at line {first}", line_at[0] + 1
+                    if not row:
+                        continue
+                    if len(row) != len(header):
+                        raise DataError(f"{where}: {len(row)} fields, but the header has {len(header)}")
+                    yield where, row[at]
+            except csv.Error as err:
+                raise DataError(f"{self.name}, line {line_at[0]}: malformed {'TSV' if tsv else 'CSV'} "
+                                f"({err})") from None
+
+    def _parquet_rows(self, batch_rows: int = 1000):
+        import pyarrow.parquet as pq
+        try:
+            parquet = pq.ParquetFile(self.path)
+        except Exception as err:  # pyarrow raises its own error types for a damaged file
+            raise DataError(f"{self.path}: not a readable parquet file ({err})") from None
+        columns = parquet.schema_arrow.names
+        if self.text_column not in columns:
+            raise DataError(f"{self.path}: no column {self.text_column!r}; columns are {', '.join(columns)} "
+                            f"(pass --text-column)")
+        row = 0
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=[self.text_column]):
+            for value in batch.column(0).to_pylist():
+                row += 1
+                yield f"{self.path}, row {row}", value
