@@ -38,6 +38,7 @@ from ulmtl.loaders import ClassificationLoader
 from ulmtl.lstm import autocast, resolve_precision, use_autocast_lstm
 from ulmtl.model import build_classifier, classifier_layer_groups, encoder_state, load_encoder
 from ulmtl.report import model_card
+from ulmtl.schedule import training_plan
 from ulmtl.text import Vocab, tokenize_texts
 from ulmtl.training import (
     ScheduledLR, TrainingLog, group_lrs, train_only_groups, make_learner, prepare_torch, set_seed,
