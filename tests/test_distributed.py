@@ -175,7 +175,7 @@ def test_recipe_runs_under_torchrun_and_writes_once(shared_data, tmp_path):
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not available")
 def test_transformer_recipe_runs_under_torchrun_and_writes_once(tmp_path):
     """Masked-LM fine-tuning and the classifier on a tiny BERT under two gloo processes."""
-    from tests.test_transformer import POS_NEG, make_encoder
+    from test_transformer import POS_NEG, make_encoder
     encoder = make_encoder(tmp_path / "bert")
     rows = [{"text": t, "label": "pos"} for t in POS_NEG[0]] + [{"text": t, "label": "neg"} for t in POS_NEG[1]]
     train = tmp_path / "train.jsonl"
