@@ -243,3 +243,18 @@ def test_the_bundled_encoder_trains_and_round_trips(tmp_path):
     clf.save(tmp_path / "clf")
     np.testing.assert_array_equal(TextClassifier.load(tmp_path / "clf").predict_proba(TEXTS),
                                   clf.predict_proba(TEXTS))
+
+
+def test_bf16_precision_trains_under_autocast(encoder_dir):
+    from ulmtl.training import BF16Autocast
+    texts, labels = sentiment()
+    clf = TextClassifier(small_config(stage_epochs=(1, 1)), encoders=encoder_dir,
+                         model_config=TransformerConfig(precision="bf16"), verbose=False)
+    clf.fit(texts, labels)
+    assert clf.predict_proba(TEXTS).shape == (len(TEXTS), 2)
+    from ulmtl.training import make_learner
+    from ulmtl.loaders import ClassificationLoader
+    loader = ClassificationLoader([np.array([5, 6])], np.array([0]), 1)
+    learn = make_learner(loader, loader, torch.nn.Linear(2, 2), lambda m: [list(m.parameters())], (0.9, 0.999),
+                         0.0, precision="bf16", recurrent=False)
+    assert any(isinstance(cb, BF16Autocast) for cb in learn.cbs)

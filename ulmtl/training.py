@@ -63,8 +63,9 @@ def make_learner(train_loader, valid_loader, model, splitter, betas: tuple[float
     callbacks.append(StopOnNonFiniteLoss(stage))
     if ar_alpha or tar_beta:
         callbacks.append(Regularizer(alpha=ar_alpha, beta=tar_beta))
-    if resolve_precision(precision, device) == "bf16" and recurrent:
-        use_autocast_lstm(model)
+    if resolve_precision(precision, device) == "bf16":
+        if recurrent:
+            use_autocast_lstm(model)
         callbacks.append(BF16Autocast())
     if world()[1] > 1:
         callbacks.append(AverageGradients())
