@@ -368,7 +368,7 @@ def test_literal_error_lists_the_choices():
     with pytest.raises(ConfigError) as info:
         apply_overrides(RecipeConfig(), ["--classifier.strategy=Finetune"])
     assert str(info.value) == ("config key 'classifier.strategy' must be one of 'finetune', "
-                               "'feature_extraction', 'scratch'; got 'Finetune'")
+                               "'feature_extraction', 'scratch', 'auto'; got 'Finetune'")
 
 
 def test_checks_run_on_direct_construction_and_on_load(tmp_path):

@@ -6,7 +6,9 @@ directions' probabilities (the paper's bidirectional ensemble). Strategies:
 
 * ``"finetune"``: full ULMFiT: gradual unfreezing, discriminative LRs, slanted triangular LRs;
 * ``"feature_extraction"``: the encoder stays frozen, only the head trains;
-* ``"scratch"``: no pretrained weights; the vocabulary comes from the training texts.
+* ``"scratch"``: no pretrained weights; the vocabulary comes from the training texts;
+* ``"auto"``: tries the three on a validation split of the training texts and refits the best
+  (``ulmtl.selection``).
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ from ulmtl.lstm import autocast, resolve_precision, use_autocast_lstm
 from ulmtl.model import build_classifier, classifier_layer_groups, encoder_state, load_encoder
 from ulmtl.report import model_card
 from ulmtl.schedule import training_plan
+from ulmtl.selection import fit_auto, restore
 from ulmtl.text import Vocab, tokenize_texts
 from ulmtl.training import (
     ScheduledLR, TrainingLog, group_lrs, train_only_groups, make_learner, prepare_torch, set_seed,
@@ -215,7 +218,9 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X, y=None, valid: tuple | None = None) -> "TextClassifier":
         """Train on texts ``X`` with labels ``y`` (or a Dataset / DatasetDict with text and label).
 
-        ``valid``: optional ``(texts, labels)`` evaluated after every epoch.
+        ``valid``: optional ``(texts, labels)`` evaluated after every epoch. With strategy "auto" the
+        strategy is chosen on a split of ``X`` alone (:func:`ulmtl.selection.fit_auto`); ``valid``
+        serves the refit's per-epoch reports only, so it stays an independent check of the choice.
         """
         texts, labels, names = _texts_and_labels(X, y)
         if labels is None:
@@ -234,6 +239,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         if valid is not None:
             valid_texts, valid_labels, _ = _texts_and_labels(valid[0], valid[1])
             valid_ids = self._encode_labels(valid_labels, where="validation")
+        if self.config.strategy == "auto":
+            return fit_auto(self, texts, self.classes_[label_ids].tolist(), lambda clf: clf.fit(X, y, valid))
         set_seed(self.config.seed)
         self.device_ = prepare_torch()
         paths = self._encoder_paths()
@@ -252,6 +259,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             {d: parts[i] for d, parts in fitted.items()} for i in range(4))
         counts = np.bincount(label_ids, minlength=len(self.classes_))
         self.train_counts_ = {str(c): int(n) for c, n in zip(self.classes_.tolist(), counts)}
+        self.selection_, self.chosen_strategy_ = None, self.config.strategy
         return self
 
     def _encode_labels(self, labels, where: str) -> np.ndarray:
@@ -445,14 +453,14 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             config = {"kind": "classifier", "backbone": backbone, "direction": "forward",
                       "classes": self.classes_.tolist(), "transformer": to_dict(self.model_config),
                       "classifier": to_dict(self.config), "history": self.history_.get("forward", []),
-                      "train_counts": self.train_counts_, "run_id": run_id}
+                      "train_counts": self.train_counts_, "selection": self.selection_, "run_id": run_id}
             transformer.save_classifier(folder / "forward", self.models_["forward"], self.vocabs_["forward"],
                                         config)
         for direction, model in ({} if self.is_transformer else self.models_).items():
             config = {"kind": "classifier", "direction": direction, "classes": self.classes_.tolist(),
                       "model": to_dict(self.model_configs_[direction]), "classifier": to_dict(self.config),
                       "tokenizer": to_dict(self.tokenizer), "history": self.history_.get(direction, []),
-                      "train_counts": self.train_counts_, "run_id": run_id}
+                      "train_counts": self.train_counts_, "selection": self.selection_, "run_id": run_id}
             save_checkpoint(folder / direction, model.state_dict(), self.vocabs_[direction], config)
         for direction in DIRECTIONS:
             stale = folder / direction
@@ -532,6 +540,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             clf.model_configs_[direction] = model_config
             clf.history_[direction] = config.get("history", [])
             clf.train_counts_ = config.get("train_counts", {})
+            clf.selection_, clf.chosen_strategy_ = restore(config, clf.config.strategy, where)
         return clf
 
     @classmethod
@@ -558,6 +567,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         clf.vocabs_, clf.models_ = {"forward": tokenizer}, {"forward": model}
         clf.model_configs_, clf.history_ = {"forward": settings}, {"forward": config.get("history", [])}
         clf.train_counts_ = config.get("train_counts", {})
+        clf.selection_, clf.chosen_strategy_ = restore(config, clf.config.strategy, where)
         return clf
 
 

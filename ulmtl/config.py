@@ -80,7 +80,7 @@ def limited(default, limit: Limit):
 Precision = Literal["fp32", "bf16", "auto"]
 Direction = Literal["forward", "backward"]
 Schedule = Literal["stlr", "one_cycle", "constant"]  # ulmtl.schedule.schedule_value
-Strategy = Literal["finetune", "feature_extraction", "scratch"]
+Strategy = Literal["finetune", "feature_extraction", "scratch", "auto"]  # "auto": ulmtl.selection
 Unfreezing = Literal["gradual", "chain_thaw"]
 LmTexts = Literal["task", "all"]
 Backbone = Literal["auto", "awd_lstm", "transformer"]
@@ -247,6 +247,13 @@ class ClassifierConfig:
     """Stage 3: concat-pooling classifier with gradual unfreezing, discriminative LRs and STLR."""
 
     strategy: Strategy = "finetune"
+    # strategy "auto" (ulmtl.selection) tries feature_extraction, finetune and scratch, cheapest
+    # first, on a seeded stratified hold-out of this fraction of the training texts, keeps the best
+    # by validation accuracy and refits it on all of them. A candidate that would start after
+    # auto_budget_s seconds of trying is skipped (0: no budget; candidates run until one has run).
+    # Both are used by "auto" only: set with another strategy, they are refused.
+    auto_valid_fraction: float = limited(0.2, FRACTION)
+    auto_budget_s: float = limited(0.0, NON_NEGATIVE)
     directions: tuple[Direction, ...] = ("forward",)
     bptt: int = limited(70, AT_LEAST_1)
     # The head pools over the last max_len tokens of a document: at least bptt.
@@ -298,6 +305,12 @@ class ClassifierConfig:
                                               f"{len(self.unfreeze_plan)}: {self.unfreeze_plan}); got {value}")
         if self.max_len < self.bptt:
             raise FieldError(owner, "max_len", f"must be at least bptt ({self.bptt}); got {self.max_len}")
+        if self.strategy != "auto":
+            for item in dataclasses.fields(self):
+                value = getattr(self, item.name)
+                if item.name.startswith("auto_") and value != item.default:
+                    raise FieldError(owner, item.name, f"is used by strategy 'auto' only (strategy is "
+                                                       f"{self.strategy!r}); got {value!r}")
 
 
 @dataclass

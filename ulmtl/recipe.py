@@ -7,6 +7,14 @@ goes into ``config.output``: ``config.json`` (resolved), ``lm-<direction>/`` (st
 ``confusion_matrix.png`` and ``training.png``. A run writes them into a
 fresh folder beside it (``<output>.partial-<pid>``) that replaces ``config.output`` only once the
 run is complete: a run that fails or is killed leaves the earlier run as it was.
+
+With ``--classifier.strategy=auto`` the LM is fine-tuned (stage 2) as for ``finetune`` (on the
+texts ``lm_texts`` names: by default the test texts too, without their labels), then the
+classifier tries the run's backbone's strategies (``ulmtl.selection``) on a split of the training
+split alone, each pretrained one on that fine-tuned LM, and refits the best; metrics.json records
+the trials under ``"auto"``. Only the run's backbone is tried: the classifier section holds that
+backbone's training settings (the transformer's LRs are two orders below the AWD-LSTM's) and
+``--pretrained`` names one backbone's checkpoint; run again with ``--backbone`` to compare them.
 """
 from __future__ import annotations
 
@@ -259,7 +267,8 @@ def _run_stages(config: RecipeConfig, output: Path, run_id: str) -> dict:
     by_direction = clf.predict_proba_by_direction(data["test"]["text"])
     metrics = {d: classification_metrics(truth, p.argmax(1), classes) for d, p in by_direction.items()}
     ensemble = sum(by_direction.values()) / len(by_direction)
-    result = {"dataset": config.dataset, "strategy": config.classifier.strategy, "seed": config.seed,
+    result = {"dataset": config.dataset, "strategy": config.classifier.strategy,
+              "chosen_strategy": clf.chosen_strategy_, "auto": clf.selection_, "seed": config.seed,
               "run_id": run_id,
               "directions": list(clf.models_), "n_train": len(data["train"]),
               "skipped_empty_rows": report.skipped_empty, "data": report.to_dict(),
@@ -283,6 +292,10 @@ def _run_stages(config: RecipeConfig, output: Path, run_id: str) -> dict:
     return result
 
 
+def _scratch(config: RecipeConfig) -> str:
+    return "strategy auto chose scratch" if config.classifier.strategy == "auto" else "strategy scratch"
+
+
 def _valid_pair(valid, classes: list[str]) -> tuple | None:
     return None if valid is None else (list(valid["text"]), [classes[i] for i in valid["label"]])
 
@@ -299,7 +312,7 @@ def _fit_awd_lstm(config: RecipeConfig, data: DatasetDict, lm_data: DatasetDict,
             if is_main():
                 print(f"ulmtl: backbone awd_lstm, {direction} stage-1 LM from {stage1} (for the bundled "
                       f"transformer encoder: --backbone=transformer)", flush=True)
-            if config.classifier.strategy == "finetune" and config.finetune_lm:
+            if config.classifier.strategy in ("finetune", "auto") and config.finetune_lm:
                 target = output / f"lm-{direction}"
                 lm_metrics[direction] = finetune_lm(lm_data, stage1, target, config.finetune,
                                                     config.tokenizer, log_path, config.model)
@@ -308,7 +321,9 @@ def _fit_awd_lstm(config: RecipeConfig, data: DatasetDict, lm_data: DatasetDict,
                 encoders[direction] = stage1
     clf = TextClassifier(config.classifier, encoders, config.model, config.tokenizer, log_path)
     clf.fit(data["train"], valid=_valid_pair(valid, data["train"].features["label"].names))
-    pretrained = ", ".join(f"{d}: {s}" for d, s in sources.items()) or "none (strategy scratch)"
+    pretrained = ", ".join(f"{d}: {s}" for d, s in sources.items())
+    if clf.chosen_strategy_ == "scratch":
+        pretrained = f"none ({_scratch(config)})"
     return clf, lm_metrics, pretrained
 
 
@@ -322,15 +337,15 @@ def _fit_transformer(config: RecipeConfig, data: DatasetDict, lm_data: DatasetDi
         print(f"ulmtl: backbone transformer, pretrained encoder {description} (the paper's AWD-LSTM: "
               f"--backbone=awd_lstm with --pretrained DIR)", flush=True)
     lm_metrics = {}
-    if config.classifier.strategy == "finetune" and config.finetune_lm:
+    if config.classifier.strategy in ("finetune", "auto") and config.finetune_lm:
         target = output / "lm-forward"
         lm_metrics["forward"] = finetune_lm(lm_data, source, target, config.finetune, log_path=log_path,
                                             transformer_config=config.transformer)
         source = str(target)
     clf = TextClassifier(config.classifier, source, config.transformer, config.tokenizer, log_path)
     clf.fit(data["train"], valid=_valid_pair(valid, data["train"].features["label"].names))
-    if config.classifier.strategy == "scratch":
-        description = f"none (strategy scratch: the architecture of {description})"
+    if clf.chosen_strategy_ == "scratch":
+        description = f"none ({_scratch(config)}: the architecture of {description})"
     return clf, lm_metrics, description
 
 

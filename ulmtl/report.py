@@ -29,7 +29,7 @@ def backbone_of(classifier) -> str:
 
 def pretrained_of(classifier) -> str:
     """The pretrained encoder a classifier was fitted from, as far as the classifier knows it."""
-    if classifier.config.strategy == "scratch":
+    if classifier.chosen_strategy_ == "scratch":
         return "none (strategy scratch: random initial weights)"
     encoders = classifier.encoders
     if classifier.is_transformer:
@@ -46,7 +46,9 @@ def schedule_lines(classifier) -> list[str]:
     """One line per training stage: trainable layer groups, epochs, peak LR of the top and bottom group."""
     config = classifier.config
     history = next(iter(classifier.history_.values()), [])
-    lines = [f"strategy {config.strategy}, unfreezing {config.unfreezing}, LR schedule {config.schedule} "
+    strategy = config.strategy if config.strategy == classifier.chosen_strategy_ else \
+        f"{config.strategy} (chose {classifier.chosen_strategy_})"
+    lines = [f"strategy {strategy}, unfreezing {config.unfreezing}, LR schedule {config.schedule} "
              f"(cut_frac {config.cut_frac}, ratio {config.ratio:g}), discriminative LRs "
              f"{'on (decay ' + format(config.lr_decay, 'g') + ')' if config.discriminative else 'off'}"]
     for number, stage in enumerate(history, 1):
@@ -103,6 +105,8 @@ def model_card(classifier, metrics: dict | None, facts: dict[str, str], command:
     lines += [f"- {key}: {value}" for key, value in facts.items()
               if not key.startswith("data") and key != "pretrained model"]
     lines += [f"- {line}" for line in schedule_lines(classifier)]
+    if classifier.selection_:
+        lines.append(f"- strategy auto: {classifier.selection_['reason']}")
     lines += ["", "## Metrics", ""]
     lines += _metrics_table(metrics) if metrics else ["None recorded with this save (a classifier saved "
                                                       "from Python: `save(folder, metrics=...)`)."]
@@ -241,6 +245,7 @@ def write_report(output: str | Path, result: dict, classifier, texts: list[str],
                                      or "none"),
              f"- directions: {', '.join(result['directions'])}"]
     lines += [f"- {line}" for line in schedule_lines(classifier)]
+    lines += _selection_table(classifier.selection_)
     lines += ["", "## Data", "",
               f"- {result['n_train']} training texts, {test['n_test']} test texts"
               + (f", {result['valid']['n_test']} validation texts" if result.get("valid") else ""),
@@ -269,6 +274,21 @@ def write_report(output: str | Path, result: dict, classifier, texts: list[str],
     path = output / REPORT_FILE
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _selection_table(selection: dict | None) -> list[str]:
+    """Strategy "auto"'s candidates as a Markdown table, and why the winner won (none without auto)."""
+    if not selection:
+        return []
+    lines = ["", "## Strategy selection (auto)", "",
+             f"Fitted on {selection['n_fit']} training texts, validated on {selection['n_valid']} (seed "
+             f"{selection['seed']}); {selection['winner']['name']} won: {selection['reason']}. It was "
+             f"refitted on all {selection['n_refit']} training texts in {selection['refit_seconds']} s.", "",
+             "| candidate | status | validation accuracy | seconds | note |", "|---|---|---|---|---|"]
+    for c in selection["candidates"]:
+        accuracy = "" if c["valid_accuracy"] is None else c["valid_accuracy"]
+        lines.append(f"| {c['name']} | {c['status']} | {accuracy} | {c['seconds']} | {_cell(c['reason'])} |")
+    return lines
 
 
 def _brief(lm_metrics: dict) -> str:

@@ -90,6 +90,9 @@ def training_plan(config, n_groups: int) -> list[Stage]:
       each stage at ``lr * stage_lr_mult[i]``, with ``lr / lr_decay**k`` per group when
       ``discriminative``.
     """
+    if config.strategy == "auto":
+        raise ValueError("strategy 'auto' has no plan of its own: ulmtl.selection fits the strategies "
+                         "it tries")
     total_epochs = sum(config.stage_epochs)
     everything = tuple(range(n_groups))
     if config.strategy == "feature_extraction":

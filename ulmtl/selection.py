@@ -1,0 +1,250 @@
+"""Strategy ``"auto"``: the decision guide as a function.
+
+:func:`select_strategy` fits each candidate (a backbone and a strategy) on one seeded, stratified
+part of the training texts and scores it on the rest, cheapest first, within a time budget, and
+keeps the best; :func:`fit_auto` is how ``TextClassifier.fit`` uses it: the candidates are the
+classifier's backbone's strategies (feature_extraction, finetune, scratch), the winner is refitted
+on every training text, and the record of the choice becomes ``selection_``. Only the texts given
+to ``fit`` are split and scored: a test split never reaches the selection.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import torch
+from sklearn.base import clone
+from sklearn.model_selection import train_test_split
+
+from ulmtl.checkpoint import CheckpointError
+from ulmtl.datasets import DataError
+from ulmtl.distributed import from_main_process, is_main
+from ulmtl.training import NonFiniteLoss
+
+# Cheapest first: the head alone on frozen features; gradual unfreezing (the lower groups train
+# in the later stages only); every group from the first batch, and (AWD-LSTM) a vocabulary built.
+STRATEGIES = ("feature_extraction", "finetune", "scratch")
+# What ends a candidate without ending the selection: training that diverged or ran out of device
+# memory. Anything else (a bad encoder path, bad data) is the caller's error and is raised.
+CANDIDATE_FAILURES = (NonFiniteLoss, torch.OutOfMemoryError)
+
+Status = Literal["ran", "skipped", "failed"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to fit: a backbone and a strategy; ``unavailable`` says why it cannot run (then it
+    is reported as skipped, not run)."""
+
+    backbone: str
+    strategy: str
+    unavailable: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.backbone} {self.strategy}"
+
+
+@dataclass
+class Trial:
+    """What became of one candidate: its status, validation accuracy, seconds, and why."""
+
+    candidate: Candidate
+    status: Status
+    valid_accuracy: float | None = None
+    seconds: float = 0.0
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        return {"name": self.candidate.name, "backbone": self.candidate.backbone,
+                "strategy": self.candidate.strategy, "status": self.status,
+                "valid_accuracy": None if self.valid_accuracy is None else round(self.valid_accuracy, 4),
+                "seconds": round(self.seconds, 2), "reason": self.reason}
+
+
+@dataclass
+class Selection:
+    """Every candidate's trial in the order tried, the winner and why it won."""
+
+    trials: list[Trial]
+    winner: Candidate
+    reason: str
+    n_fit: int
+    n_valid: int
+    valid_fraction: float
+    budget_s: float
+    seed: int
+
+    def to_dict(self) -> dict:
+        won = next(t for t in self.trials if t.candidate == self.winner)
+        return {"candidates": [t.to_dict() for t in self.trials],
+                "winner": {"name": self.winner.name, "backbone": self.winner.backbone,
+                           "strategy": self.winner.strategy, "valid_accuracy": round(won.valid_accuracy, 4)},
+                "reason": self.reason, "n_fit": self.n_fit, "n_valid": self.n_valid,
+                "valid_fraction": self.valid_fraction, "budget_s": self.budget_s, "seed": self.seed}
+
+
+def validation_split(labels: list, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded stratified split of ``labels``' indices: (fitted on, validated on). Refused with a
+    DataError when a class has too few examples to be in both parts."""
+    counts = Counter(labels)
+    n = len(labels)
+    n_valid = math.ceil(fraction * n)  # as train_test_split rounds
+    rare = sorted(str(c) for c, k in counts.items() if k < 2)
+    where = (f"strategy 'auto' validates on classifier.auto_valid_fraction={fraction:g} of the {n} "
+             f"training texts")
+    if rare:
+        raise DataError(f"{where}, stratified: every class needs 2 examples or more, and class(es) {rare} "
+                        f"have 1; give more examples or choose a strategy")
+    if n_valid < len(counts) or n - n_valid < len(counts):
+        raise DataError(f"{where} ({n_valid} texts held out, {n - n_valid} left to fit on), but each part "
+                        f"needs one text of each of the {len(counts)} classes; change auto_valid_fraction or "
+                        f"give more examples")
+    fit, valid = train_test_split(list(range(n)), test_size=n_valid, stratify=labels, random_state=seed)
+    return sorted(fit), sorted(valid)
+
+
+def select_strategy(make_candidate: Callable[[Candidate], object], candidates: list[Candidate],
+                    texts: list[str], labels: list, valid_fraction: float, time_budget_s: float, seed: int,
+                    announce: Callable[[str], None] = lambda line: None) -> Selection:
+    """Try ``candidates`` in the given order (cheapest first) and keep the best.
+
+    Each estimator ``make_candidate(candidate)`` returns is fitted on a seeded stratified
+    ``1 - valid_fraction`` of ``texts`` / ``labels`` and scored (``score``: accuracy) on the rest.
+    Once one candidate has run, one that would start after ``time_budget_s`` seconds (0: no
+    budget) is skipped. The winner has the highest validation accuracy; of tied ones, the one tried
+    first (the cheaper). ``announce`` receives one line per candidate as it starts.
+    """
+    fit_rows, valid_rows = validation_split(labels, valid_fraction, seed)
+    fit_texts, fit_labels = [texts[i] for i in fit_rows], [labels[i] for i in fit_rows]
+    valid_texts, valid_labels = [texts[i] for i in valid_rows], [labels[i] for i in valid_rows]
+    trials, started = [], time.perf_counter()
+    for number, candidate in enumerate(candidates, 1):
+        # Under torchrun every process must take the same branch: rank 0's clock decides.
+        spent = from_main_process([round((time.perf_counter() - started) * 1e6)])[0] / 1e6
+        if candidate.unavailable:
+            trials.append(Trial(candidate, "skipped", reason=candidate.unavailable))
+            continue
+        if time_budget_s and spent >= time_budget_s and any(t.status == "ran" for t in trials):
+            trials.append(Trial(candidate, "skipped", reason=f"time budget of {time_budget_s:g} s spent "
+                                                             f"({spent:.1f} s used)"))
+            continue
+        announce(f"trying {candidate.name} ({number}/{len(candidates)}): fitting on {len(fit_rows)} training "
+                 f"texts, validating on {len(valid_rows)}")
+        begun = time.perf_counter()
+        try:
+            estimator = make_candidate(candidate)
+            estimator.fit(fit_texts, fit_labels)
+            score = float(estimator.score(valid_texts, valid_labels))
+        except CANDIDATE_FAILURES as err:
+            trials.append(Trial(candidate, "failed", seconds=time.perf_counter() - begun,
+                                reason=f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"))
+            continue
+        del estimator
+        trials.append(Trial(candidate, "ran", score, time.perf_counter() - begun))
+    ran = [t for t in trials if t.status == "ran"]
+    if not ran:
+        raise DataError("strategy 'auto': no candidate could be fitted (" + "; ".join(
+            f"{t.candidate.name}: {t.status}, {t.reason}" for t in trials) + ")")
+    best = max(ran, key=lambda t: t.valid_accuracy)  # max keeps the first of equal ones: the cheaper
+    return Selection(trials, best.candidate, _reason(best, trials), len(fit_rows), len(valid_rows),
+                     valid_fraction, time_budget_s, seed)
+
+
+def _reason(best: Trial, trials: list[Trial]) -> str:
+    """Why ``best`` won, in one line."""
+    others = [t for t in trials if t is not best]
+    ran = [t for t in others if t.status == "ran"]
+    left_out = "; ".join(f"{t.candidate.name} {t.status}: {t.reason}" for t in others if t.status != "ran")
+    if not ran:
+        return f"the only candidate that ran (validation accuracy {best.valid_accuracy:.4f})" + \
+            (f"; {left_out}" if left_out else "")
+    tied = [t.candidate.name for t in ran if t.valid_accuracy == best.valid_accuracy]
+    lower = [f"{t.valid_accuracy:.4f} ({t.candidate.name})" for t in ran
+             if t.valid_accuracy != best.valid_accuracy]
+    text = f"highest validation accuracy {best.valid_accuracy:.4f}"
+    if lower:
+        text += f" vs {', '.join(lower)}"
+    if tied:
+        text += f"; tied with {', '.join(tied)}: the cheaper one (tried first) wins"
+    return text + (f"; {left_out}" if left_out else "")
+
+
+def with_strategy(config, strategy: str):
+    """The ClassifierConfig ``config`` with ``strategy`` and the auto-only fields at their defaults."""
+    resets = {f.name: f.default for f in dataclasses.fields(config) if f.name.startswith("auto_")}
+    return dataclasses.replace(config, strategy=strategy, **resets)
+
+
+def candidates_for(classifier) -> list[Candidate]:
+    """The strategies of ``classifier``'s backbone, cheapest first. The transformer's are always
+    available (scratch takes its architecture); the AWD-LSTM's pretrained ones need ``encoders``."""
+    backbone = "transformer" if classifier.is_transformer else "awd_lstm"
+    needs_encoders = not classifier.is_transformer and classifier.encoders is None
+    return [Candidate(backbone, strategy, "no pretrained encoders given (encoders=None)"
+                      if needs_encoders and strategy != "scratch" else "") for strategy in STRATEGIES]
+
+
+def fit_auto(classifier, texts: list[str], labels: list, refit: Callable[[object], object]):
+    """Strategy "auto" for a TextClassifier: select on its training texts, then ``refit(winner)``
+    (an unfitted copy of ``classifier`` with the winning strategy, fitted there on all the training
+    data) and take the winner's fitted state. Sets ``selection_`` (a dict) and
+    ``chosen_strategy_``; prints the table when ``classifier.verbose``. The candidates log to the
+    screen only: ``log_path`` gets the refit's training alone."""
+    config = classifier.config
+
+    def make(candidate: Candidate, log_path=None):
+        return clone(classifier).set_params(config=with_strategy(config, candidate.strategy),
+                                            log_path=log_path)
+
+    say = (lambda line: print(f"ulmtl: auto: {line}", flush=True)) if classifier.verbose and is_main() \
+        else (lambda line: None)
+    selection = select_strategy(make, candidates_for(classifier), texts, labels, config.auto_valid_fraction,
+                                config.auto_budget_s, config.seed, say)
+    say(f"{selection.winner.name} wins: {selection.reason}; refitting it on all {len(texts)} training texts")
+    begun = time.perf_counter()
+    fitted = make(selection.winner, classifier.log_path)
+    refit(fitted)
+    for key, value in vars(fitted).items():
+        if key.endswith("_") and not key.startswith("_"):
+            setattr(classifier, key, value)
+    classifier.selection_ = {**selection.to_dict(), "n_refit": len(texts),
+                             "refit_seconds": round(time.perf_counter() - begun, 2)}
+    classifier.chosen_strategy_ = selection.winner.strategy
+    for line in table(classifier.selection_):
+        say(line)
+    return classifier
+
+
+def table(record: dict) -> list[str]:
+    """A selection record (``Selection.to_dict``) as aligned lines of text, winner marked."""
+    rows = [("candidate", "status", "valid acc", "seconds", "note")]
+    for trial in record["candidates"]:
+        accuracy = "" if trial["valid_accuracy"] is None else f"{trial['valid_accuracy']:.4f}"
+        mark = "winner" if trial["name"] == record["winner"]["name"] else trial["reason"]
+        rows.append((trial["name"], trial["status"], accuracy, f"{trial['seconds']:.1f}", mark))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return [("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4]).rstrip()
+            for row in rows]
+
+
+def restore(saved: dict, strategy: str, where) -> tuple[dict | None, str]:
+    """(``selection_``, ``chosen_strategy_``) of a classifier loaded from a checkpoint config
+    ``saved`` whose classifier section has ``strategy``; CheckpointError naming ``where`` when its
+    selection record does not fit."""
+    selection = saved.get("selection")
+    if selection is None:
+        if strategy == "auto":
+            raise CheckpointError(f"{where}: strategy 'auto' but no field 'selection' saying which "
+                                  f"strategy won")
+        return None, strategy
+    winner = selection.get("winner") if isinstance(selection, dict) else None
+    chosen = winner.get("strategy") if isinstance(winner, dict) else None
+    if chosen not in STRATEGIES:
+        raise CheckpointError(f"{where}: field 'selection' must record the winner's strategy (one of "
+                              f"{', '.join(STRATEGIES)}); got {chosen!r}")
+    return selection, chosen
