@@ -365,6 +365,10 @@ class RecipeConfig:
         if self.label_separator and self.label_columns:
             raise FieldError(owner, "label_columns", "names one 0/1 column per label; label_separator splits "
                                                      "one label column: give one or the other")
+        if self.label_columns and (len(set(self.label_columns)) != len(self.label_columns) or "" in self.label_columns
+                                   or len(self.label_columns) < 2):
+            raise FieldError(owner, "label_columns", f"must name two or more distinct columns; got "
+                                                     f"{list(self.label_columns)}")
         if self.label_columns and self.label_column != "label":
             raise FieldError(owner, "label_column", f"is {self.label_column!r} but label_columns names the "
                                                     f"0/1 label columns: give one or the other")

@@ -320,9 +320,9 @@ def _run_stages(config: RecipeConfig, output: Path, run_id: str) -> dict:
         (output / "metrics.json").write_text(json.dumps(result, indent=2))
         write_report(output, result, clf, list(data["test"]["text"]), truth, ensemble)
         test = result["test"]
-        headline = (f"micro-F1 {test['micro_f1']} (threshold {test['threshold']}" if multilabel
+        headline = (f"micro-F1 {test['micro_f1']} (threshold {test['threshold']}, " if multilabel
                     else f"accuracy {test['accuracy']} (")
-        print(f"ulmtl: {config.dataset} test {headline}, macro-F1 {test['macro_f1']}); outputs in "
+        print(f"ulmtl: {config.dataset} test {headline}macro-F1 {test['macro_f1']}); outputs in "
               f"{config.output}", flush=True)
     barrier()
     return result
