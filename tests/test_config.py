@@ -251,7 +251,7 @@ def test_normalize_argv():
 # String fields that name files, folders or columns: any text goes (an unknown dataset name is
 # load_dataset's error). Every other str field must be a Literal (or, encoding, a known codec).
 FREE_TEXT = {"dataset", "data_dir", "output", "pretrained", "train_file", "test_file", "text_column",
-             "label_column", "corpus"}
+             "label_column", "label_separator", "label_columns", "corpus"}
 
 
 def _numbers_outside(limit: Limit, kind) -> list[str]:

@@ -9,6 +9,11 @@ directions' probabilities (the paper's bidirectional ensemble). Strategies:
 * ``"scratch"``: no pretrained weights; the vocabulary comes from the training texts;
 * ``"auto"``: tries the three on a validation split of the training texts and refits the best
   (``ulmtl.selection``).
+
+Multi-label classification: labels ``y`` that are sets of labels (a list, tuple or set per text, or
+an indicator matrix: a 2-D 0/1 array or a DataFrame with one column per label). The head then
+gives one logit per label, trained with binary cross-entropy; ``predict_proba`` gives each label's
+sigmoid probability, ``predict`` the tuple of labels whose probability is at least ``threshold_``.
 """
 from __future__ import annotations
 
@@ -22,17 +27,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from datasets import Dataset, DatasetDict
+from datasets import Dataset, DatasetDict, List
 from fastai.callback.core import Callback, CancelValidException
-from fastai.metrics import accuracy
+from fastai.losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat
+from fastai.metrics import AccumMetric, accuracy
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.metrics import f1_score
 
 from ulmtl.backbones import transformer
 from ulmtl.cli import command_line
 from ulmtl.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, load_checkpoint, save_checkpoint
 from ulmtl.config import (
-    ClassifierConfig, ConfigError, ModelConfig, TokenizerConfig, TransformerConfig, architecture, from_dict,
-    to_dict,
+    DEFAULT_THRESHOLD, ClassifierConfig, ConfigError, ModelConfig, TokenizerConfig, TransformerConfig,
+    architecture, from_dict, to_dict,
 )
 from ulmtl.datasets import DataError
 from ulmtl.distributed import is_main, world
@@ -82,7 +89,11 @@ def _texts_and_labels(X, y) -> tuple[list[str], list | None, list[str] | None]:
         if y is None and "label" in X.column_names:
             y = X["label"]
             feature = X.features["label"]
-            names = list(getattr(feature, "names", None) or []) or None
+            if isinstance(feature, List):  # multi-label: each text's class ids -> its tuple of names
+                names = list(feature.feature.names)
+                y = [tuple(names[i] for i in ids) for ids in y]
+            else:
+                names = list(getattr(feature, "names", None) or []) or None
         X = X["text"]
     if isinstance(X, str):
         raise DataError("expected a list of texts, got a single string")
@@ -97,11 +108,15 @@ def _texts_and_labels(X, y) -> tuple[list[str], list | None, list[str] | None]:
         if not text.strip():
             raise DataError(f"text {i} is empty or whitespace only")
     if y is not None:
+        if isinstance(y, pd.DataFrame) or (isinstance(y, np.ndarray) and y.ndim == 2):
+            y, names = _indicator_sets(y)
         if isinstance(y, str) or not hasattr(y, "__iter__"):
             raise DataError(f"expected a list of labels, got {type(y).__name__}")
         y = list(y)
         if len(y) != len(texts):
             raise DataError(f"{len(texts)} texts but {len(y)} labels")
+        if any(isinstance(label, LABEL_SETS) for label in y):
+            return texts, _label_sets(y), names
         y = [label.item() if isinstance(label, np.generic) else label for label in y]
         kinds = {}
         for i, label in enumerate(y):
@@ -112,12 +127,85 @@ def _texts_and_labels(X, y) -> tuple[list[str], list | None, list[str] | None]:
                 raise DataError(f"label {i} is a {type(label).__name__} ({label!r}); labels must be strings, "
                                 f"numbers or booleans")
             kinds.setdefault(kind, (i, label))
-        if len(kinds) > 1:
-            examples = ", ".join(f"label {i} is {label!r} ({kind})"
-                                 for kind, (i, label) in sorted(kinds.items()))
-            raise DataError(f"labels of mixed types: {examples}; give every label the same type "
-                            f"(e.g. all strings)")
+        _refuse_mixed_kinds(kinds, "label")
     return texts, y, names
+
+
+LABEL_SETS = (list, tuple, set, frozenset, np.ndarray)  # what a text's labels are in multi-label data
+
+
+def _refuse_mixed_kinds(kinds: dict, what: str) -> None:
+    """A DataError when the labels (``kinds``: each kind's first (index, label)) are of several types."""
+    if len(kinds) > 1:
+        examples = ", ".join(f"{what} {i} is {label!r} ({kind})" for kind, (i, label) in sorted(kinds.items()))
+        raise DataError(f"labels of mixed types: {examples}; give every label the same type "
+                        f"(e.g. all strings)")
+
+
+def _label_sets(y: list) -> list[tuple]:
+    """Multi-label ``y`` (a list, tuple or set of labels per text) as one tuple of labels per text
+    (each label once; a text may have none)."""
+    sets, kinds = [], {}
+    for i, labels in enumerate(y):
+        if not isinstance(labels, LABEL_SETS):
+            raise DataError(f"label {i} is {labels!r}, one label, but other texts have a list of labels: give "
+                            f"every text a list of labels (multi-label) or every text one label")
+        items = labels.tolist() if isinstance(labels, np.ndarray) else list(labels)
+        for item in items:
+            if item is None or (isinstance(item, float) and np.isnan(item)):
+                raise DataError(f"the labels of text {i} hold a missing label")
+            kind = _label_kind(item)
+            if kind is None:
+                raise DataError(f"the labels of text {i} hold a {type(item).__name__} ({item!r}); labels must "
+                                f"be strings, numbers or booleans")
+            kinds.setdefault(kind, (i, item))
+        sets.append(tuple(dict.fromkeys(items)))
+    _refuse_mixed_kinds(kinds, "a label of text")
+    return sets
+
+
+def _indicator_sets(y) -> tuple[list[tuple], list]:
+    """An indicator matrix (one 0/1 column per label: a DataFrame, its columns the labels, or a 2-D
+    array, its column numbers the labels) as one tuple of labels per text, and the labels."""
+    names = [str(c) for c in y.columns] if isinstance(y, pd.DataFrame) else list(range(y.shape[1]))
+    values = np.asarray(y, dtype=object)
+    bad = np.argwhere(~np.isin(values, [0, 1]))
+    if len(bad):
+        i, j = bad[0]
+        raise DataError(f"label row {i}, column {names[j]!r} is {values[i, j]!r}; an indicator matrix of "
+                        f"labels holds 0 or 1 ({len(bad)} entries are not)")
+    return [tuple(names[j] for j in np.flatnonzero(row.astype(bool))) for row in values], names
+
+
+def check_label_mode(config: ClassifierConfig, multilabel: bool, has_valid: bool) -> None:
+    """Refuse the settings that cannot act on these labels: a threshold for single-label data, and
+    a threshold to tune without a validation split."""
+    if not multilabel:
+        if config.tune_threshold or config.threshold != DEFAULT_THRESHOLD:
+            key = "tune_threshold" if config.tune_threshold else "threshold"
+            raise ConfigError(f"classifier.{key} is for multi-label data (a set of labels per text), but these "
+                              f"labels are one class per text, whose prediction is the most probable class")
+    elif config.tune_threshold and not has_valid:
+        raise ConfigError("classifier.tune_threshold picks the threshold on a validation split, and there is "
+                          "none: pass valid=(texts, labels) to fit, or --valid_fraction=0.1 to a recipe")
+
+
+THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.01), 2)  # what tune_threshold chooses from
+
+
+def micro_f1(truth: np.ndarray, predicted: np.ndarray) -> float:
+    """Micro-averaged F1 of 0/1 label matrices (1.0 when neither holds a label)."""
+    tp = float(np.sum((truth == 1) & predicted))
+    wrong = float(np.sum((truth == 1) != predicted))
+    return 1.0 if tp + wrong == 0 else 2 * tp / (2 * tp + wrong)
+
+
+def best_threshold(truth: np.ndarray, proba: np.ndarray, start: float) -> tuple[float, float]:
+    """(threshold, micro-F1): the threshold in THRESHOLDS with the best micro-F1 of ``proba`` against
+    the 0/1 matrix ``truth``; of equal ones, the nearest to ``start``."""
+    scores = [micro_f1(truth, proba >= t) for t in THRESHOLDS]
+    best = max(range(len(THRESHOLDS)), key=lambda k: (round(scores[k], 12), -abs(THRESHOLDS[k] - start)))
+    return float(THRESHOLDS[best]), scores[best]
 
 
 def _label_kind(label) -> str | None:
@@ -161,6 +249,10 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
     ``model_config`` chooses the backbone: a :class:`ModelConfig` (AWD-LSTM, the default) or a
     :class:`TransformerConfig` (a Hugging Face encoder: ``encoders`` is its folder or hub id, and
     empty means the bundled all-MiniLM-L6-v2; ``scratch`` takes its architecture, not its weights).
+
+    Fitted, it has ``classes_`` and ``multilabel_``; a multi-label one (fitted on sets of labels) also
+    ``threshold_``, the decision threshold ``predict`` uses (``config.threshold``, or the one tuned on
+    the validation split): set it to trade precision for recall.
     """
 
     def __init__(self, config: ClassifierConfig | None = None, encoders: dict | str | Path | None = None,
@@ -218,21 +310,32 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X, y=None, valid: tuple | None = None) -> "TextClassifier":
         """Train on texts ``X`` with labels ``y`` (or a Dataset / DatasetDict with text and label).
 
-        ``valid``: optional ``(texts, labels)`` evaluated after every epoch. With strategy "auto" the
+        ``valid``: optional ``(texts, labels)`` evaluated after every epoch (and, for multi-label
+        data with ``config.tune_threshold``, the split the threshold is chosen on).
+        Labels that are sets (see the module) make a multi-label classifier.
+        With strategy "auto" the
         strategy is chosen on a split of ``X`` alone (:func:`ulmtl.selection.fit_auto`); ``valid``
         serves the refit's per-epoch reports only, so it stays an independent check of the choice.
         """
         texts, labels, names = _texts_and_labels(X, y)
         if labels is None:
             raise DataError("fit needs labels: pass y, or a dataset with a 'label' column")
-        if names is not None:
+        self.multilabel_ = isinstance(labels[0], tuple)
+        check_label_mode(self.config, self.multilabel_, valid is not None)
+        if self.multilabel_:
+            self.classes_ = np.array(names if names is not None else sorted({v for s in labels for v in s}))
+            if len(self.classes_) < 2:
+                raise DataError(f"the training labels hold {len(self.classes_)} distinct label(s) "
+                                f"({self.classes_.tolist()}); a multi-label classifier needs two or more")
+            label_ids = self._encode_labels(labels, where="training")
+        elif names is not None:
             self.classes_ = np.array(names)
             label_ids = np.asarray(labels, dtype=np.int64)
         else:
             self.classes_ = np.array(sorted(set(labels)))
             index = {c: i for i, c in enumerate(self.classes_.tolist())}
             label_ids = np.array([index[v] for v in labels], dtype=np.int64)
-        if len(set(label_ids.tolist())) < 2:
+        if not self.multilabel_ and len(set(label_ids.tolist())) < 2:
             raise DataError(f"only one class ({self.classes_[label_ids[0]]!r}) in the training labels; "
                             f"a classifier needs two or more")
         valid_ids = None
@@ -240,6 +343,9 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             valid_texts, valid_labels, _ = _texts_and_labels(valid[0], valid[1])
             valid_ids = self._encode_labels(valid_labels, where="validation")
         if self.config.strategy == "auto":
+            if self.multilabel_:
+                raise ConfigError("classifier.strategy=auto chooses among strategies by accuracy on single-label "
+                                  "data; for multi-label data choose finetune, feature_extraction or scratch")
             return fit_auto(self, texts, self.classes_[label_ids].tolist(), lambda clf: clf.fit(X, y, valid))
         set_seed(self.config.seed)
         self.device_ = prepare_torch()
@@ -257,18 +363,44 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         # Set only once every direction is trained: a fit that fails leaves no half-fitted classifier.
         self.vocabs_, self.models_, self.history_, self.model_configs_ = (
             {d: parts[i] for d, parts in fitted.items()} for i in range(4))
-        counts = np.bincount(label_ids, minlength=len(self.classes_))
+        counts = (label_ids.sum(axis=0) if self.multilabel_
+                  else np.bincount(label_ids, minlength=len(self.classes_)))
         self.train_counts_ = {str(c): int(n) for c, n in zip(self.classes_.tolist(), counts)}
         self.selection_, self.chosen_strategy_ = None, self.config.strategy
+        self.threshold_ = self.config.threshold if self.multilabel_ else None
+        if self.multilabel_ and self.config.tune_threshold:
+            self.threshold_, f1 = best_threshold(valid_ids, self.predict_proba(valid_texts), self.config.threshold)
+            if self.verbose and is_main():
+                print(f"ulmtl: decision threshold {self.threshold_} (micro-F1 {f1:.4f} on the validation split)",
+                      flush=True)
         return self
 
     def _encode_labels(self, labels, where: str) -> np.ndarray:
+        """Class ids (single-label), or a float 0/1 matrix, one column per class (multi-label)."""
         index = {c: i for i, c in enumerate(self.classes_.tolist())}
-        unseen = sorted({str(v) for v in labels if v not in index})
+        if self.multilabel_ != isinstance(labels[0], tuple):
+            kinds = ("a set of labels per text", "one label per text")
+            raise DataError(f"the {where} labels are {kinds[self.multilabel_]}, but this classifier was "
+                            f"trained on {kinds[not self.multilabel_]}")
+        given = [v for s in labels for v in s] if self.multilabel_ else labels
+        unseen = sorted({str(v) for v in given if v not in index})
         if unseen:
             raise DataError(f"{where} labels {unseen} never appear in the training labels "
                             f"{self.classes_.tolist()}")
-        return np.array([index[v] for v in labels], dtype=np.int64)
+        if not self.multilabel_:
+            return np.array([index[v] for v in labels], dtype=np.int64)
+        matrix = np.zeros((len(labels), len(index)), dtype=np.float32)
+        for row, label_set in enumerate(labels):
+            matrix[row, [index[v] for v in label_set]] = 1
+        return matrix
+
+    def _loss_and_metrics(self) -> tuple:
+        """Cross-entropy and accuracy; multi-label: binary cross-entropy and micro-F1 at ``config.threshold``."""
+        if not self.multilabel_:
+            return CrossEntropyLossFlat(), [accuracy]
+        micro = AccumMetric(f1_score, activation="sigmoid", thresh=self.config.threshold, to_np=True,
+                            invert_arg=True, flatten=False, name="micro_f1", average="micro", zero_division=0)
+        return BCEWithLogitsLossFlat(), [micro]
 
     def _fit_direction(self, direction, encoder_path, tokens, label_ids, valid_tokens, valid_ids) -> tuple:
         """(vocabulary, trained model, history, model config) of one direction."""
@@ -312,10 +444,11 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         model = build_classifier(len(vocab), len(self.classes_), model_config, config)
         if state is not None:
             load_encoder(model, state)
+        loss, metrics = self._loss_and_metrics()
         learn = make_learner(train, valid, model, classifier_layer_groups, config.betas, config.weight_decay,
-                             config.ar_alpha, config.tar_beta, config.clip, metrics=[accuracy],
+                             config.ar_alpha, config.tar_beta, config.clip, metrics=metrics,
                              device=self.device_, progress=False, precision=model_config.precision,
-                             stage=f"classifier training ({direction})")
+                             stage=f"classifier training ({direction})", loss_func=loss)
         return (vocab, *self._train(learn, direction, has_valid=valid_tokens is not None), model_config)
 
     def _fit_transformer(self, source, texts, label_ids, valid) -> tuple:
@@ -339,10 +472,11 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         else:
             valid_loader = ClassificationLoader(docs[:1], label_ids[:1], 1, collate=collate)
         groups = partial(transformer.classifier_groups, block_groups=settings.block_groups)
+        loss, metrics = self._loss_and_metrics()
         learn = make_learner(train, valid_loader, model, groups, config.betas, config.weight_decay,
-                             clip=config.clip, metrics=[accuracy], device=self.device_, progress=False,
+                             clip=config.clip, metrics=metrics, device=self.device_, progress=False,
                              precision=settings.precision, stage="classifier training (transformer)",
-                             recurrent=False)
+                             recurrent=False, loss_func=loss)
         return (tokenizer, *self._train(learn, "forward", has_valid=valid is not None), settings)
 
     def _train(self, learn, direction: str, has_valid: bool) -> tuple:
@@ -376,7 +510,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             raise RuntimeError("this TextClassifier is not fitted yet: call fit() or TextClassifier.load()")
 
     def predict_proba_by_direction(self, X, batch_size: int | None = None) -> dict[str, np.ndarray]:
-        """Class probabilities of each direction's classifier, in the order of ``X``."""
+        """Class probabilities of each direction's classifier, in the order of ``X`` (multi-label:
+        each label's sigmoid probability)."""
         self._check_fitted()
         texts, _, _ = _texts_and_labels(X, None)
         tokens = texts if self.is_transformer else tokenize_texts(texts, batch_size=self.tokenizer.batch_size)
@@ -384,7 +519,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                 for direction, model in self.models_.items()}
 
     def predict_proba(self, X, batch_size: int | None = None) -> np.ndarray:
-        """Class probabilities, shape (n_texts, n_classes), in the order of ``X``; directions averaged."""
+        """Class probabilities, shape (n_texts, n_classes), in the order of ``X``; directions averaged.
+        Multi-label: each label's own (sigmoid) probability; a row need not sum to 1."""
         by_direction = self.predict_proba_by_direction(X, batch_size)
         return sum(by_direction.values()) / len(by_direction)
 
@@ -413,21 +549,31 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                 else:
                     model.reset()
                     logits = model(x.to(device))[0]
-                outputs.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+                scores = torch.sigmoid(logits.float()) if self.multilabel_ else torch.softmax(logits.float(), dim=-1)
+                outputs.append(scores.cpu().numpy())
         probs = np.empty((len(docs), len(self.classes_)), dtype=np.float64)
         probs[loader.order] = np.concatenate(outputs)
         return probs
 
-    def predict(self, X) -> np.ndarray:
-        """Predicted class of every text."""
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+    def predict(self, X) -> np.ndarray | list[tuple]:
+        """Predicted class of every text; multi-label: a tuple of the labels of every text whose
+        probability is at least ``threshold_`` (possibly empty)."""
+        proba = self.predict_proba(X)
+        if self.multilabel_:
+            classes = self.classes_.tolist()
+            return [tuple(classes[j] for j in np.flatnonzero(row >= self.threshold_)) for row in proba]
+        return self.classes_[proba.argmax(axis=1)]
 
     def score(self, X, y=None) -> float:
-        """Accuracy on texts ``X`` with labels ``y`` (or a labelled Dataset)."""
+        """Accuracy on texts ``X`` with labels ``y`` (or a labelled Dataset); multi-label: subset
+        accuracy, the share of texts whose predicted set of labels is exactly theirs."""
         self._check_fitted()
         texts, labels, names = _texts_and_labels(X, y)
         if labels is None:
             raise DataError("score needs labels")
+        if self.multilabel_:
+            truth = self._encode_labels(labels, where="scored") == 1
+            return float(np.mean(np.all((self.predict_proba(texts) >= self.threshold_) == truth, axis=1)))
         if names is not None:
             labels = [names[i] for i in labels]
         truth = self.classes_[self._encode_labels(labels, where="scored")]
@@ -451,13 +597,15 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         backbone = "transformer" if self.is_transformer else "awd_lstm"
         if self.is_transformer:
             config = {"kind": "classifier", "backbone": backbone, "direction": "forward",
-                      "classes": self.classes_.tolist(), "transformer": to_dict(self.model_config),
+                      "classes": self.classes_.tolist(), "multilabel": self.multilabel_,
+                      "threshold": self.threshold_, "transformer": to_dict(self.model_config),
                       "classifier": to_dict(self.config), "history": self.history_.get("forward", []),
                       "train_counts": self.train_counts_, "selection": self.selection_, "run_id": run_id}
             transformer.save_classifier(folder / "forward", self.models_["forward"], self.vocabs_["forward"],
                                         config)
         for direction, model in ({} if self.is_transformer else self.models_).items():
             config = {"kind": "classifier", "direction": direction, "classes": self.classes_.tolist(),
+                      "multilabel": self.multilabel_, "threshold": self.threshold_,
                       "model": to_dict(self.model_configs_[direction]), "classifier": to_dict(self.config),
                       "tokenizer": to_dict(self.tokenizer), "history": self.history_.get(direction, []),
                       "train_counts": self.train_counts_, "selection": self.selection_, "run_id": run_id}
@@ -521,6 +669,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                 clf = cls(_saved_section(ClassifierConfig, config, "classifier", where),
                           tokenizer=_saved_section(TokenizerConfig, config, "tokenizer", where))
                 clf.classes_ = np.array(classes)
+                clf.multilabel_, clf.threshold_ = _saved_label_mode(config, where)
                 clf.vocabs_, clf.models_, clf.model_configs_, clf.history_ = {}, {}, {}, {}
             elif classes != clf.classes_.tolist():
                 raise CheckpointError(f"{where}: field 'classes' differs from the {directions[0]} "
@@ -562,6 +711,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         settings = _saved_section(TransformerConfig, config, "transformer", where)
         clf = cls(_saved_section(ClassifierConfig, config, "classifier", where), model_config=settings)
         clf.classes_ = np.array(config["classes"])
+        clf.multilabel_, clf.threshold_ = _saved_label_mode(config, where)
         model, tokenizer = transformer.load_classifier(path, len(clf.classes_), settings, clf.config.head_hidden,
                                                        clf.config.head_dropout)
         clf.vocabs_, clf.models_ = {"forward": tokenizer}, {"forward": model}
@@ -569,6 +719,20 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         clf.train_counts_ = config.get("train_counts", {})
         clf.selection_, clf.chosen_strategy_ = restore(config, clf.config.strategy, where)
         return clf
+
+
+def _saved_label_mode(config: dict, where: Path) -> tuple[bool, float | None]:
+    """(multilabel, threshold) of a saved classifier config; single-label when not recorded (saved by an
+    older ulmtl)."""
+    multilabel, threshold = config.get("multilabel", False), config.get("threshold")
+    if not isinstance(multilabel, bool):
+        raise CheckpointError(f"{where}: field 'multilabel' must be true or false, got {multilabel!r}")
+    if not multilabel:
+        return False, None
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
+        raise CheckpointError(f"{where}: field 'threshold' of a multi-label classifier must be a number in "
+                              f"(0, 1), got {threshold!r}")
+    return True, float(threshold)
 
 
 def _saved_section(cls, config: dict, key: str, where: Path):

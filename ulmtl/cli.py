@@ -12,7 +12,8 @@ FLAG_KEYS = {"--smoke": "smoke", "--skip-empty": "skip_empty"}
 VALUE_KEYS = {"--output": "output", "--pretrained": "pretrained", "--data-dir": "data_dir",
               "--train": "train_file", "--test": "test_file", "--text-column": "text_column",
               "--label-column": "label_column", "--corpus": "corpus", "--folds": "folds",
-              "--encoding": "encoding"}
+              "--encoding": "encoding", "--label-separator": "label_separator",
+              "--label-columns": "label_columns"}
 
 # The command line of the recipe or ``ulmtl`` command running now (set by run_cli), for model cards.
 _COMMAND_LINE: ContextVar[str] = ContextVar("command_line", default="")

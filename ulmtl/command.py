@@ -4,6 +4,7 @@
     ulmtl predict runs/reviews new.csv --output predictions.csv
     ulmtl evaluate runs/reviews labelled.csv --text-column review --label-column stars
     ulmtl info runs/reviews
+    ulmtl train tagged.csv --label-column tags --label-separator "|" --output runs/tags   # multi-label
 
 ``train`` is the custom recipe (``recipes/custom.py``): the same options and ``--section.key=value``
 overrides. A model folder is a run's output folder or its ``model/`` folder. Bad input ends with
@@ -54,8 +55,8 @@ def build_parser() -> Parser:
                     "option is a --section.key=value override of the run's config (e.g. "
                     "--classifier.lr=0.005, --valid_fraction=0.1, --backbone=awd_lstm); --smoke runs a "
                     "tiny model to check the data.",
-        epilog="The output folder gets metrics.json, report.md, confusion_matrix.png, training.png and "
-               "model/ (with its model card README.md).")
+        epilog="The output folder gets metrics.json, report.md, confusion_matrix.png (not for multi-label "
+               "data), training.png and model/ (with its model card README.md).")
     train.add_argument("data", metavar="FILE_OR_FOLDER", help="the labelled training data")
     train.add_argument("--output", required=True, metavar="DIR",
                        help="the run folder to write (replaced whole)")
@@ -63,6 +64,11 @@ def build_parser() -> Parser:
     train.add_argument("--text-column", default="text", metavar="C", help="the text column (default text)")
     train.add_argument("--label-column", default="label", metavar="L",
                        help="the column of labels (default label)")
+    train.add_argument("--label-separator", metavar="S",
+                       help="multi-label: the label field holds several labels split by S (e.g. '|' reads "
+                            "a|b as a and b); a JSON lines / parquet label that is a list needs no separator")
+    train.add_argument("--label-columns", metavar="A,B,...",
+                       help="multi-label: one 0/1 column per label (instead of --label-column)")
     train.add_argument("--pretrained", metavar="DIR_OR_HUB_ID",
                        help="the pretrained model: a Hugging Face encoder folder or hub id, or an AWD-LSTM "
                             "checkpoint / fastai files (default: the bundled all-MiniLM-L6-v2)")
@@ -77,7 +83,8 @@ def build_parser() -> Parser:
                     "a CSV / TSV / JSON lines / parquet file with a text column, or plain text with one text "
                     "per line (.txt or any other suffix), or - for standard input (plain text unless "
                     "--format says otherwise). The input is read and classified in chunks, so a file larger "
-                    "than memory works.")
+                    "than memory works. A multi-label classifier writes each text's set of labels (labels) "
+                    "and each label's probability.")
     predict.add_argument("model", metavar="DIR", help="a run folder or its model/ folder")
     predict.add_argument("input", metavar="INPUT", help="the texts: a file, or - for standard input")
     predict.add_argument("--output", metavar="FILE",
@@ -92,12 +99,15 @@ def build_parser() -> Parser:
                          help="skip rows with empty text (counted on stderr) rather than stop")
     predict.add_argument("--batch-size", type=int, default=CHUNK, metavar="N",
                          help=f"texts read and classified at a time (default {CHUNK})")
+    add_multilabel_output(predict)
     predict.set_defaults(run=_predict)
 
     evaluate = commands.add_parser(
         "evaluate", allow_abbrev=False, help="metrics of a classifier on a labelled file",
         description="Accuracy, macro-F1, per-class precision / recall / F1 and the confusion matrix of the "
-                    "classifier on a labelled file (the test block of a run's metrics.json), as JSON.")
+                    "classifier on a labelled file (the test block of a run's metrics.json), as JSON; for a "
+                    "multi-label classifier micro- and macro-F1, subset accuracy and per-label precision / "
+                    "recall / F1.")
     evaluate.add_argument("model", metavar="DIR", help="a run folder or its model/ folder")
     evaluate.add_argument("file", metavar="FILE", help="labelled texts: CSV / TSV / JSON lines / parquet, or "
                                                        "a folder with one sub-folder per class")
@@ -108,6 +118,12 @@ def build_parser() -> Parser:
                           help="FILE's encoding (default utf-8)")
     evaluate.add_argument("--skip-empty", action="store_true", help="skip (and count) rows with empty text")
     evaluate.add_argument("--output", metavar="FILE", help="also write the metrics to this JSON file")
+    evaluate.add_argument("--label-separator", default="", metavar="S",
+                          help="multi-label: the label field holds several labels split by S")
+    evaluate.add_argument("--label-columns", default="", metavar="A,B,...",
+                          help="multi-label: one 0/1 column per label (instead of --label-column)")
+    evaluate.add_argument("--threshold", type=float, metavar="T",
+                          help="multi-label: the decision threshold (default: the classifier's own)")
     evaluate.set_defaults(run=_evaluate)
 
     info = commands.add_parser("info", allow_abbrev=False, help="print a classifier's model card",
@@ -116,6 +132,28 @@ def build_parser() -> Parser:
     info.add_argument("model", metavar="DIR", help="a run folder or its model/ folder")
     info.set_defaults(run=_info)
     return parser
+
+
+def add_multilabel_output(predict: argparse.ArgumentParser) -> None:
+    predict.add_argument("--threshold", type=float, metavar="T",
+                         help="multi-label: a label is predicted when its probability is at least T (default: "
+                              "the classifier's own threshold)")
+    predict.add_argument("--label-separator", metavar="S",
+                         help="multi-label: joins a text's labels in a .csv / .tsv output (default |; .jsonl "
+                              "writes a list)")
+
+
+def threshold_of(clf, threshold: float | None) -> float | None:
+    """The decision threshold to use: ``threshold`` (from --threshold) or the classifier's own; None
+    for a single-label classifier, which refuses one."""
+    if threshold is None:
+        return clf.threshold_
+    if not clf.multilabel_:
+        raise ConfigError("--threshold is for a multi-label classifier; this one predicts one class per text "
+                          "(the most probable)")
+    if not 0 < threshold < 1:
+        raise ConfigError(f"--threshold must be between 0 and 1 (exclusive), got {threshold}")
+    return threshold
 
 
 def model_folder(path: str) -> Path:
@@ -139,7 +177,9 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> None:
     argv = [f"--train={args.data}", f"--output={args.output}", f"--text-column={args.text_column}",
             f"--label-column={args.label_column}"]
     argv += [f"--{key}={value}" for key, value in (("test", args.test), ("pretrained", args.pretrained),
-                                                    ("encoding", args.encoding)) if value is not None]
+                                                    ("encoding", args.encoding),
+                                                    ("label-separator", args.label_separator),
+                                                    ("label-columns", args.label_columns)) if value is not None]
     argv += ["--smoke"] * args.smoke + ["--skip-empty"] * args.skip_empty
     config = parse_args(RecipeConfig(dataset="custom", output=args.output), argv + overrides, SMOKE_RECIPE)
     run_recipe(config)
@@ -147,10 +187,13 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> None:
 
 class PredictionWriter:
     """Rows of text, label and class probabilities as CSV / TSV or JSON lines; to a file, written to
-    ``<file>.partial-<pid>`` and renamed when complete, or to standard output."""
+    ``<file>.partial-<pid>`` and renamed when complete, or to standard output. With a ``threshold``
+    (a multi-label classifier) the label is the set of labels at or above it, ``labels``: a JSON list,
+    or in CSV / TSV joined by ``separator``."""
 
-    def __init__(self, output: str | None, classes: list[str]):
-        self.classes = classes
+    def __init__(self, output: str | None, classes: list[str], threshold: float | None = None,
+                 separator: str = "|"):
+        self.classes, self.threshold, self.separator = classes, threshold, separator
         self.target = Path(output) if output else None
         self.format = "jsonl"
         if self.target is not None:
@@ -168,11 +211,20 @@ class PredictionWriter:
         else:
             self.handle = sys.stdout
         if self.format in ("csv", "tsv"):
+            joined = [c for c in classes if separator in c] if threshold is not None else []
+            if joined or (threshold is not None and not separator):
+                self.close(complete=False)
+                raise ConfigError(f"--label-separator {separator!r} cannot join the labels: "
+                                  + (f"label {joined[0]!r} holds it; pass another, or write .jsonl (a list)"
+                                     if joined else "give one, or write .jsonl (a list)"))
             self.csv = csv.writer(self.handle, delimiter="\t" if self.format == "tsv" else ",",
                                   lineterminator="\n")
-            self.csv.writerow(["text", "label"] + [f"p_{c}" for c in classes])
+            self.csv.writerow(["text", "label" if threshold is None else "labels"] + [f"p_{c}" for c in classes])
 
     def write(self, texts: list[str], proba: np.ndarray) -> None:
+        if self.threshold is not None:
+            self._write_sets(texts, proba)
+            return
         labels = proba.argmax(axis=1)
         for text, label, row in zip(texts, labels, proba):
             if self.format == "jsonl":
@@ -181,6 +233,17 @@ class PredictionWriter:
                 self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             else:
                 self.csv.writerow([text, self.classes[label]] + [f"{p:.6f}" for p in row])
+        self.handle.flush()
+
+    def _write_sets(self, texts: list[str], proba: np.ndarray) -> None:
+        for text, row in zip(texts, proba):
+            labels = [self.classes[j] for j in np.flatnonzero(row >= self.threshold)]
+            if self.format == "jsonl":
+                record = {"text": text, "labels": labels,
+                          "probabilities": {c: round(float(p), 6) for c, p in zip(self.classes, row)}}
+                self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            else:
+                self.csv.writerow([text, self.separator.join(labels)] + [f"{p:.6f}" for p in row])
         self.handle.flush()
 
     def close(self, complete: bool) -> None:
@@ -199,7 +262,12 @@ def _predict(args: argparse.Namespace, extra: list[str]) -> None:
     stream = TextStream(args.input, args.text_column, args.encoding, args.format or "", args.skip_empty)
     clf = load_classifier(args.model)
     clf.verbose = False
-    writer = PredictionWriter(args.output, [str(c) for c in clf.classes_.tolist()])
+    if args.label_separator is not None and not clf.multilabel_:
+        raise ConfigError("--label-separator joins the labels of a multi-label classifier; this one predicts one "
+                          "class per text")
+    writer = PredictionWriter(args.output, [str(c) for c in clf.classes_.tolist()],
+                              threshold_of(clf, args.threshold),
+                              "|" if args.label_separator is None else args.label_separator)
     complete, count, chunk = False, 0, []
     try:
         for text in stream:
@@ -219,26 +287,41 @@ def _predict(args: argparse.Namespace, extra: list[str]) -> None:
 
 
 def _evaluate(args: argparse.Namespace, extra: list[str]) -> None:
-    from ulmtl.recipe import classification_metrics
+    from ulmtl.recipe import classification_metrics, label_matrix, multilabel_metrics
     clf = load_classifier(args.model)
+    threshold = threshold_of(clf, args.threshold)
+    label_columns = [c.strip() for c in args.label_columns.split(",") if c.strip()]
     texts, labels, report = read_labelled(args.file, args.text_column, args.label_column, args.encoding,
-                                          args.skip_empty, split="test")
+                                          args.skip_empty, "test", args.label_separator, label_columns)
     classes = [str(c) for c in clf.classes_.tolist()]
+    if report.multilabel != clf.multilabel_:
+        raise DataError(f"{args.file}: " + ("the labels are sets (multi-label), but the classifier predicts one "
+                                            "class per text" if report.multilabel else
+                                            "one label per text, but the classifier is multi-label: give the "
+                                            "labels as lists (JSON lines / parquet), --label-separator S or "
+                                            "--label-columns A,B,..."))
     index = {c: i for i, c in enumerate(classes)}
-    unseen = sorted(set(labels) - set(index))
+    unseen = sorted(({n for s in labels for n in s} if clf.multilabel_ else set(labels)) - set(index))
     if unseen:
         raise DataError(f"{args.file}: labels {unseen} are not classes of the classifier "
                         f"({', '.join(classes)})")
-    truth = np.array([index[label] for label in labels])
-    metrics = classification_metrics(truth, clf.predict_proba(texts).argmax(axis=1), classes)
+    proba = clf.predict_proba(texts)
+    if clf.multilabel_:
+        truth = label_matrix([[index[n] for n in s] for s in labels], len(classes))
+        metrics = multilabel_metrics(truth, proba >= threshold, classes, threshold)
+    else:
+        metrics = classification_metrics(np.array([index[label] for label in labels]), proba.argmax(axis=1),
+                                         classes)
     metrics["data"] = {"path": report.path, "rows_read": report.rows_read, "rows_kept": report.rows_kept,
                        "skipped_empty": report.skipped_empty}
     text = json.dumps(metrics, indent=2)
     if args.output:
         Path(args.output).write_text(text + "\n")
     print(text)
-    print(f"ulmtl: accuracy {metrics['accuracy']}, macro-F1 {metrics['macro_f1']} on {len(texts)} texts of "
-          f"{args.file}", file=sys.stderr)
+    headline = (f"micro-F1 {metrics['micro_f1']} (threshold {threshold})" if clf.multilabel_
+                else f"accuracy {metrics['accuracy']}")
+    print(f"ulmtl: {headline}, macro-F1 {metrics['macro_f1']} on {len(texts)} texts of {args.file}",
+          file=sys.stderr)
 
 
 def _info(args: argparse.Namespace, extra: list[str]) -> None:

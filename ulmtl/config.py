@@ -86,6 +86,7 @@ LmTexts = Literal["task", "all"]
 Backbone = Literal["auto", "awd_lstm", "transformer"]
 
 ARCHITECTURE = ("emb_size", "hidden_size", "n_layers")  # ModelConfig's fields a checkpoint fixes
+DEFAULT_THRESHOLD = 0.5  # of a multi-label classifier's per-label probabilities
 
 
 @dataclass
@@ -288,6 +289,12 @@ class ClassifierConfig:
     chain_thaw_lr_mult: float = limited(0.1, POSITIVE)
     clip: float = limited(0.0, NON_NEGATIVE)  # 0: no gradient clipping
     seed: int = limited(42, SEED)
+    # Multi-label classification (a set of labels per text; a sigmoid per label, binary
+    # cross-entropy): a label is predicted when its probability is at least threshold. With
+    # tune_threshold, fit picks the one threshold with the best micro-F1 on its validation split
+    # instead (never the test split). Both are refused for single-label data.
+    threshold: float = limited(DEFAULT_THRESHOLD, FRACTION)
+    tune_threshold: bool = False
 
     def __post_init__(self):
         check_fields(self)
@@ -342,6 +349,11 @@ class RecipeConfig:
     test_file: str = ""
     text_column: str = "text"
     label_column: str = "label"
+    # Multi-label files (a set of labels per text): label_separator splits the label field (e.g. "|"
+    # reads "a|b" as a and b); label_columns names one 0/1 column per label instead of label_column.
+    # A JSON lines / parquet label that is a list is a set of labels without either.
+    label_separator: str = ""
+    label_columns: tuple[str, ...] = ()
     # Your own files: their encoding (any name Python's codecs know), and whether rows with empty
     # text are skipped (and counted) rather than an error.
     encoding: str = "utf-8"
@@ -360,6 +372,19 @@ class RecipeConfig:
         owner = type(self).__name__
         if self.folds > 1 and self.fold >= self.folds:
             raise FieldError(owner, "fold", f"must be below folds ({self.folds}); got {self.fold}")
+        if (self.label_separator or self.label_columns) and self.dataset != "custom":
+            raise FieldError(owner, "label_separator" if self.label_separator else "label_columns",
+                             f"reads your own files (dataset 'custom'); dataset {self.dataset!r} has its own labels")
+        if self.label_separator and self.label_columns:
+            raise FieldError(owner, "label_columns", "names one 0/1 column per label; label_separator splits "
+                                                     "one label column: give one or the other")
+        if self.label_columns and (len(set(self.label_columns)) != len(self.label_columns) or "" in self.label_columns
+                                   or len(self.label_columns) < 2):
+            raise FieldError(owner, "label_columns", f"must name two or more distinct columns; got "
+                                                     f"{list(self.label_columns)}")
+        if self.label_columns and self.label_column != "label":
+            raise FieldError(owner, "label_column", f"is {self.label_column!r} but label_columns names the "
+                                                    f"0/1 label columns: give one or the other")
         try:
             codecs.lookup(self.encoding)
         except LookupError:

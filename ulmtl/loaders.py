@@ -115,7 +115,9 @@ class ClassificationLoader:
         if labels is not None and len(labels) != len(docs):
             raise ValueError(f"classification loader: {len(docs)} documents but {len(labels)} labels")
         self.docs = [self._prepare(d, backwards, max_tokens) for d in docs]
-        self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+        # Class ids, or (multi-label) a 0/1 row of floats per document: binary cross-entropy's targets.
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.float32 if np.ndim(labels) == 2
+                                                             else np.int64)
         self.batch_size, self.pad_id, self.bptt = batch_size, pad_id, bptt
         self.collate = collate or partial(pad_chunked, pad_id=pad_id, bptt=bptt)
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0

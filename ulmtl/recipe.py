@@ -34,9 +34,10 @@ from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_
 
 from ulmtl.backbones.transformer import resolve_encoder
 from ulmtl.checkpoint import CheckpointError, load_checkpoint
-from ulmtl.classify import TextClassifier
+from ulmtl.classify import TextClassifier, check_label_mode
 from ulmtl.config import ConfigError, PretrainConfig, RecipeConfig, save_config, to_dict
 from ulmtl.datasets import DataError, LoadReport, load_dataset, read_files, stratified_split
+from ulmtl.datasets.layout import label_names, strata
 from ulmtl.distributed import barrier, from_main_process, is_main, main_process_first, setup
 from ulmtl.finetune import finetune_lm
 from ulmtl.fastai_files import FASTAI_WT103_URLS, find_fastai_files
@@ -65,7 +66,8 @@ def read_recipe_data(config: RecipeConfig, subset: bool = True) -> tuple[Dataset
             raise DataError("the custom recipe needs --train FILE_OR_FOLDER")
         data, report = read_files(config.train_file, config.test_file or None, config.text_column,
                                   config.label_column, seed=config.seed, encoding=config.encoding,
-                                  skip_empty=config.skip_empty)
+                                  skip_empty=config.skip_empty, label_separator=config.label_separator,
+                                  label_columns=config.label_columns)
     else:
         data = load_dataset(config.dataset, config.data_dir or None, fold=config.fold, fine=config.fine)
         report = LoadReport.of_splits(config.dataset, data)
@@ -73,7 +75,7 @@ def read_recipe_data(config: RecipeConfig, subset: bool = True) -> tuple[Dataset
         return data, report
     for split, limit in (("train", config.max_train), ("test", config.max_test)):
         if limit and len(data[split]) > limit:
-            keep, _ = stratified_split(data[split]["label"], 1 - limit / len(data[split]), config.seed)
+            keep, _ = stratified_split(strata(data[split]), 1 - limit / len(data[split]), config.seed)
             data[split] = data[split].select(keep)
     if "unsup" in data and config.max_train:
         data["unsup"] = data["unsup"].select(range(min(len(data["unsup"]), config.max_train)))
@@ -147,6 +149,41 @@ def classification_metrics(truth: np.ndarray, predicted: np.ndarray, classes: li
         "confusion_matrix": confusion_matrix(truth, predicted, labels=labels).tolist(),
         "n_test": int(len(truth)),
     }
+
+
+def multilabel_metrics(truth: np.ndarray, predicted: np.ndarray, classes: list[str], threshold: float) -> dict:
+    """Of 0/1 label matrices (one column per label): micro- and macro-F1, micro precision / recall,
+    subset accuracy (the whole set of labels right), Hamming loss, per-label precision / recall / F1 /
+    support (texts with the label) / predicted (texts given it), and the decision threshold."""
+    truth, predicted = np.asarray(truth, dtype=int), np.asarray(predicted, dtype=int)
+    precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, zero_division=0)
+    micro = precision_recall_fscore_support(truth, predicted, average="micro", zero_division=0)
+    return {
+        "micro_f1": round(float(micro[2]), 4), "macro_f1": round(float(np.mean(f1)), 4),
+        "micro_precision": round(float(micro[0]), 4), "micro_recall": round(float(micro[1]), 4),
+        "subset_accuracy": round(float(np.mean(np.all(truth == predicted, axis=1))), 4),
+        "hamming_loss": round(float(np.mean(truth != predicted)), 4), "threshold": threshold,
+        "per_label": {c: {"precision": round(float(p), 4), "recall": round(float(r), 4), "f1": round(float(f), 4),
+                          "support": int(n), "predicted": int(k)}
+                      for c, p, r, f, n, k in zip(classes, precision, recall, f1, support, predicted.sum(axis=0))},
+        "n_test": int(len(truth)),
+    }
+
+
+def label_matrix(label_sets: list[list[int]], n_classes: int) -> np.ndarray:
+    """The 0/1 matrix of multi-label class ids (one row per text, one column per class)."""
+    matrix = np.zeros((len(label_sets), n_classes), dtype=int)
+    for row, ids in enumerate(label_sets):
+        matrix[row, ids] = 1
+    return matrix
+
+
+def metrics_of(clf: TextClassifier, truth: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict:
+    """:func:`classification_metrics` of the most probable classes, or for a multi-label
+    classifier :func:`multilabel_metrics` of the labels at its threshold (``truth``: a 0/1 matrix)."""
+    if clf.multilabel_:
+        return multilabel_metrics(truth, proba >= clf.threshold_, classes, clf.threshold_)
+    return classification_metrics(truth, proba.argmax(1), classes)
 
 
 def with_run_seed(config: RecipeConfig) -> RecipeConfig:
@@ -243,10 +280,11 @@ def _run_stages(config: RecipeConfig, output: Path, run_id: str) -> dict:
         data, report = read_recipe_data(config)
     if is_main():
         report.show()
-    classes = data["train"].features["label"].names
+    classes, multilabel = label_names(data["train"])
     if is_main():
         print(f"ulmtl: {config.dataset}: {len(data['train'])} train, {len(data['test'])} test texts, "
-              f"{len(classes)} classes; strategy {config.classifier.strategy}", flush=True)
+              f"{len(classes)} {'labels (multi-label)' if multilabel else 'classes'}; strategy "
+              f"{config.classifier.strategy}", flush=True)
     # The semi-supervised setting: the LM is fine-tuned on every text of the dataset (labels
     # unused), the classifier sees only the max_train labelled examples.
     lm_data = load_recipe_data(config, subset=False) if config.lm_texts == "all" else data
@@ -254,27 +292,31 @@ def _run_stages(config: RecipeConfig, output: Path, run_id: str) -> dict:
     # stay in LM fine-tuning, so validation mimics the test setting.
     valid = None
     if config.valid_fraction:
-        keep, held_out = stratified_split(data["train"]["label"], config.valid_fraction, config.seed)
+        keep, held_out = stratified_split(strata(data["train"]), config.valid_fraction, config.seed)
         valid = data["train"].select(held_out)
         data = DatasetDict({**data, "train": data["train"].select(keep)})
         if is_main():
             print(f"ulmtl: {len(valid)} training texts held out for validation", flush=True)
+    check_label_mode(config.classifier, multilabel, valid is not None)  # before any training
     if config.backbone == "transformer":
         clf, lm_metrics, pretrained = _fit_transformer(config, data, lm_data, valid, output, log_path)
     else:
         clf, lm_metrics, pretrained = _fit_awd_lstm(config, data, lm_data, valid, output, log_path)
-    truth = np.asarray(data["test"]["label"])
+    def truth_of(split) -> np.ndarray:
+        return label_matrix(split["label"], len(classes)) if multilabel else np.asarray(split["label"])
+
+    truth = truth_of(data["test"])
     by_direction = clf.predict_proba_by_direction(data["test"]["text"])
-    metrics = {d: classification_metrics(truth, p.argmax(1), classes) for d, p in by_direction.items()}
+    metrics = {d: metrics_of(clf, truth, p, classes) for d, p in by_direction.items()}
     ensemble = sum(by_direction.values()) / len(by_direction)
     result = {"dataset": config.dataset, "strategy": config.classifier.strategy,
               "chosen_strategy": clf.chosen_strategy_, "auto": clf.selection_, "seed": config.seed,
-              "run_id": run_id,
+              "run_id": run_id, "multilabel": multilabel,
               "directions": list(clf.models_), "n_train": len(data["train"]),
               "skipped_empty_rows": report.skipped_empty, "data": report.to_dict(),
-              "test": classification_metrics(truth, ensemble.argmax(1), classes), "per_direction": metrics,
-              "valid": None if valid is None else classification_metrics(
-                  np.asarray(valid["label"]), clf.predict_proba(list(valid["text"])).argmax(1), classes),
+              "test": metrics_of(clf, truth, ensemble, classes), "per_direction": metrics,
+              "valid": None if valid is None else metrics_of(
+                  clf, truth_of(valid), clf.predict_proba(list(valid["text"])), classes),
               "lm_finetune": lm_metrics, "pretrained_model": pretrained,
               "seconds": round(time.time() - started, 1), "config": to_dict(config)}
     if is_main():
@@ -286,8 +328,11 @@ def _run_stages(config: RecipeConfig, output: Path, run_id: str) -> dict:
                                            else "none")})
         (output / "metrics.json").write_text(json.dumps(result, indent=2))
         write_report(output, result, clf, list(data["test"]["text"]), truth, ensemble)
-        print(f"ulmtl: {config.dataset} test accuracy {result['test']['accuracy']} "
-              f"(macro-F1 {result['test']['macro_f1']}); outputs in {config.output}", flush=True)
+        test = result["test"]
+        headline = (f"micro-F1 {test['micro_f1']} (threshold {test['threshold']}, " if multilabel
+                    else f"accuracy {test['accuracy']} (")
+        print(f"ulmtl: {config.dataset} test {headline}macro-F1 {test['macro_f1']}); outputs in "
+              f"{config.output}", flush=True)
     barrier()
     return result
 
@@ -296,8 +341,14 @@ def _scratch(config: RecipeConfig) -> str:
     return "strategy auto chose scratch" if config.classifier.strategy == "auto" else "strategy scratch"
 
 
-def _valid_pair(valid, classes: list[str]) -> tuple | None:
-    return None if valid is None else (list(valid["text"]), [classes[i] for i in valid["label"]])
+def _valid_pair(valid) -> tuple | None:
+    """The validation split as fit's ``(texts, labels)``, labels by name (tuples of names: multi-label)."""
+    if valid is None:
+        return None
+    classes, multilabel = label_names(valid)
+    if multilabel:
+        return list(valid["text"]), [tuple(classes[i] for i in ids) for ids in valid["label"]]
+    return list(valid["text"]), [classes[i] for i in valid["label"]]
 
 
 def _fit_awd_lstm(config: RecipeConfig, data: DatasetDict, lm_data: DatasetDict, valid, output: Path,
@@ -320,7 +371,7 @@ def _fit_awd_lstm(config: RecipeConfig, data: DatasetDict, lm_data: DatasetDict,
             else:
                 encoders[direction] = stage1
     clf = TextClassifier(config.classifier, encoders, config.model, config.tokenizer, log_path)
-    clf.fit(data["train"], valid=_valid_pair(valid, data["train"].features["label"].names))
+    clf.fit(data["train"], valid=_valid_pair(valid))
     pretrained = ", ".join(f"{d}: {s}" for d, s in sources.items())
     if clf.chosen_strategy_ == "scratch":
         pretrained = f"none ({_scratch(config)})"
@@ -343,7 +394,7 @@ def _fit_transformer(config: RecipeConfig, data: DatasetDict, lm_data: DatasetDi
                                             transformer_config=config.transformer)
         source = str(target)
     clf = TextClassifier(config.classifier, source, config.transformer, config.tokenizer, log_path)
-    clf.fit(data["train"], valid=_valid_pair(valid, data["train"].features["label"].names))
+    clf.fit(data["train"], valid=_valid_pair(valid))
     if clf.chosen_strategy_ == "scratch":
         description = f"none ({_scratch(config)}: the architecture of {description})"
     return clf, lm_metrics, description

@@ -1,8 +1,9 @@
 """What a run leaves to look at: plots, ``report.md`` and the model card of a saved classifier.
 
-:func:`write_report` writes ``confusion_matrix.png``, ``training.png`` (losses and accuracy per
-epoch, each layer group's learning rate over the batches: the slanted triangular schedule and
-the unfreezing stages) and ``report.md`` into a run folder; :func:`model_card` is the
+:func:`write_report` writes ``confusion_matrix.png`` (not for multi-label runs, whose report has a
+per-label table instead), ``training.png`` (losses and accuracy, or micro-F1, per epoch, each layer
+group's learning rate over the batches: the slanted triangular schedule and the unfreezing stages)
+and ``report.md`` into a run folder; :func:`model_card` is the
 ``README.md`` that :meth:`TextClassifier.save` writes next to the weights. Plots use matplotlib's
 object API (``Figure``), which needs no display and leaves pyplot's global state alone.
 """
@@ -61,12 +62,27 @@ def schedule_lines(classifier) -> list[str]:
 
 
 def _metrics_table(metrics: dict) -> list[str]:
+    if "micro_f1" in metrics:
+        return _multilabel_table(metrics)
     lines = [f"accuracy **{metrics['accuracy']}**, error {metrics['error']}, "
              f"macro-F1 **{metrics['macro_f1']}** on {metrics['n_test']} texts", "",
              "| class | precision | recall | F1 | support |",
              "|---|---|---|---|---|"]
     lines += [f"| {_cell(c)} | {m['precision']} | {m['recall']} | {m['f1']} | {m['support']} |"
               for c, m in metrics["per_class"].items()]
+    return lines
+
+
+def _multilabel_table(metrics: dict) -> list[str]:
+    """Micro- and macro-F1, subset accuracy and the per-label table of :func:`ulmtl.recipe.multilabel_metrics`."""
+    lines = [f"micro-F1 **{metrics['micro_f1']}**, macro-F1 **{metrics['macro_f1']}** (micro precision "
+             f"{metrics['micro_precision']}, recall {metrics['micro_recall']}), subset accuracy "
+             f"{metrics['subset_accuracy']}, Hamming loss {metrics['hamming_loss']} on {metrics['n_test']} texts, "
+             f"decision threshold {metrics['threshold']}", "",
+             "| label | precision | recall | F1 | support | predicted |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {_cell(c)} | {m['precision']} | {m['recall']} | {m['f1']} | {m['support']} | {m['predicted']} |"
+              for c, m in metrics["per_label"].items()]
     return lines
 
 
@@ -83,9 +99,12 @@ def model_card(classifier, metrics: dict | None, facts: dict[str, str], command:
     classes = [str(c) for c in classifier.classes_.tolist()]
     counts = getattr(classifier, "train_counts_", {})
     n_train = sum(counts.values())
+    task = (f"Assigns a set of labels, any of {len(classes)} ({', '.join(classes)}), to a text: each label whose "
+            f"probability is at least {classifier.threshold_}" if classifier.multilabel_ else
+            f"Assigns one of {len(classes)} classes ({', '.join(classes)}) to a text")
     lines = ["# ulmtl text classifier", "",
              "## Intended use", "",
-             f"Assigns one of {len(classes)} classes ({', '.join(classes)}) to a text. It was trained on the "
+             f"{task}. It was trained on the "
              f"data below and is meant for texts like those; check it on a labelled sample of your own "
              f"texts (`ulmtl evaluate THIS_FOLDER FILE`) before relying on it, and more so on texts of "
              f"another domain, language or length.", "",
@@ -93,9 +112,13 @@ def model_card(classifier, metrics: dict | None, facts: dict[str, str], command:
              "    from ulmtl import TextClassifier",
              "    TextClassifier.load(\"THIS_FOLDER\").predict([\"a text\"])", "",
              "## Training data", ""]
-    lines.append(f"{n_train} labelled training texts:" if counts else "Not recorded.")
+    if classifier.multilabel_:
+        lines.append("Training texts with each label (a text may have several, or none):" if counts
+                     else "Not recorded.")
+    else:
+        lines.append(f"{n_train} labelled training texts:" if counts else "Not recorded.")
     if counts:
-        lines += ["", "| class | training texts |", "|---|---|"]
+        lines += ["", f"| {'label' if classifier.multilabel_ else 'class'} | training texts |", "|---|---|"]
         lines += [f"| {_cell(c)} | {n} |" for c, n in counts.items()]
     lines += [f"- {key}: {value}" for key, value in facts.items() if key.startswith("data")]
     lines += ["", "## Model", "",
@@ -175,7 +198,8 @@ def plot_training(history: list[dict], path: Path, title: str = "") -> Path:
         if points:
             loss_axes.plot(*zip(*points), color=colour, marker=marker, ls="--",
                            label=key.replace("_", " ") + " (per epoch)")
-    accuracy = [(x, v["accuracy"]) for x, v in zip(epoch_x, epoch_values) if "accuracy" in v]
+    metric = "micro_f1" if any("micro_f1" in v for v in epoch_values) else "accuracy"
+    accuracy = [(x, v[metric]) for x, v in zip(epoch_x, epoch_values) if metric in v]
     if accuracy:
         accuracy_axes.plot(*zip(*accuracy), color="C2", marker="o")
         accuracy_axes.set_ylim(0, 1)
@@ -188,7 +212,7 @@ def plot_training(history: list[dict], path: Path, title: str = "") -> Path:
             axes.axvline(x, color="grey", ls=":", lw=1)
         axes.set_xlabel("training batch (dotted: next unfreezing stage)")
     loss_axes.set_title("loss")
-    accuracy_axes.set_title("validation accuracy per epoch")
+    accuracy_axes.set_title(f"validation {metric.replace('micro_f1', 'micro-F1')} per epoch")
     lr_axes.set_title("learning rate per trainable layer group")
     lr_axes.set_yscale("log")
     if loss_axes.get_legend_handles_labels()[0]:
@@ -221,14 +245,33 @@ def top_losses(texts: list[str], truth: np.ndarray, proba: np.ndarray, classes: 
              "p_predicted": float(proba[i, predicted[i]]), "loss": float(loss[i])} for i in order]
 
 
+def top_losses_multilabel(texts: list[str], truth: np.ndarray, proba: np.ndarray, classes: list[str],
+                          threshold: float, k: int = TOP_LOSSES) -> list[dict]:
+    """The ``k`` texts whose predicted set of labels is wrong with the largest loss (binary
+    cross-entropy summed over the labels), largest first; ``truth`` is a 0/1 matrix."""
+    p = np.clip(proba, 1e-12, 1 - 1e-12)
+    loss = -(truth * np.log(p) + (1 - truth) * np.log(1 - p)).sum(axis=1)
+    predicted = proba >= threshold
+    wrong = np.flatnonzero(np.any(predicted != (truth == 1), axis=1))
+    order = wrong[np.argsort(-loss[wrong], kind="stable")][:k]
+
+    def names(row) -> str:
+        return ", ".join(classes[j] for j in np.flatnonzero(row)) or "(none)"
+    return [{"index": int(i), "text": texts[i], "true": names(truth[i]), "predicted": names(predicted[i]),
+             "loss": float(loss[i])} for i in order]
+
+
 def write_report(output: str | Path, result: dict, classifier, texts: list[str], truth: np.ndarray,
                  proba: np.ndarray) -> Path:
-    """``confusion_matrix.png``, ``training.png`` and ``report.md`` of a run in ``output``:
-    ``result`` is its metrics.json, ``proba`` the test texts' class probabilities."""
+    """``confusion_matrix.png`` (single-label), ``training.png`` and ``report.md`` of a run in ``output``:
+    ``result`` is its metrics.json, ``proba`` the test texts' class probabilities (``truth``: their
+    class ids, or for a multi-label run a 0/1 matrix)."""
     output = Path(output)
     classes = [str(c) for c in classifier.classes_.tolist()]
     test = result["test"]
-    plot_confusion(test["confusion_matrix"], classes, output / CONFUSION_PLOT)
+    multilabel = classifier.multilabel_
+    if not multilabel:
+        plot_confusion(test["confusion_matrix"], classes, output / CONFUSION_PLOT)
     direction = next(iter(classifier.history_))
     plot_training(classifier.history_[direction], output / TRAINING_PLOT,
                   f"{result['dataset']}: classifier training ({direction})")
@@ -249,28 +292,29 @@ def write_report(output: str | Path, result: dict, classifier, texts: list[str],
     lines += ["", "## Data", "",
               f"- {result['n_train']} training texts, {test['n_test']} test texts"
               + (f", {result['valid']['n_test']} validation texts" if result.get("valid") else ""),
-              f"- classes ({len(classes)}): " + ", ".join(f"{c} ({counts.get(c, 0)} train)" for c in classes)]
+              (f"- labels ({len(classes)}, a set per text): " if multilabel else f"- classes ({len(classes)}): ")
+              + ", ".join(f"{c} ({counts.get(c, 0)} train)" for c in classes)]
     lines += [f"- read {f['rows_read']} rows from {f['path']} ({f['split']}), kept {f['rows_kept']}"
               for f in data.get("files", [])]
     if not data.get("files") and data.get("splits"):
         splits = ", ".join(f"{n} {s}" for s, n in data["splits"].items())
         lines.append(f"- read {data.get('source')}: {splits} rows")
     lines += ["", "## Test metrics", ""] + _metrics_table(test)
+    headline, shown = ("micro_f1", "micro-F1") if multilabel else ("accuracy", "accuracy")
     if len(result.get("per_direction", {})) > 1:
-        lines += ["", "| direction | accuracy | macro-F1 |", "|---|---|---|"]
-        lines += [f"| {d} | {m['accuracy']} | {m['macro_f1']} |" for d, m in result["per_direction"].items()]
+        lines += ["", f"| direction | {shown} | macro-F1 |", "|---|---|---|"]
+        lines += [f"| {d} | {m[headline]} | {m['macro_f1']} |" for d, m in result["per_direction"].items()]
     if result.get("valid"):
         valid = result["valid"]
-        lines += ["", f"Validation: accuracy {valid['accuracy']}, macro-F1 {valid['macro_f1']}"]
-    lines += ["", "## Plots", "", f"![confusion matrix]({CONFUSION_PLOT})", "",
-              f"![training]({TRAINING_PLOT})", "", "## Most confidently wrong test texts", ""]
-    worst = top_losses(texts, truth, proba, classes)
-    if worst:
-        lines += ["| # | true | predicted | p(predicted) | loss | text |", "|---|---|---|---|---|---|"]
-        lines += [f"| {w['index']} | {_cell(w['true'])} | {_cell(w['predicted'])} | {w['p_predicted']:.3f} | "
-                  f"{w['loss']:.2f} | {_cell(_shorten(w['text']))} |" for w in worst]
-    else:
-        lines.append("None: every test text is classified correctly.")
+        tuned = " (the threshold was tuned on it)" if multilabel and classifier.config.tune_threshold else ""
+        lines += ["", f"Validation: {shown} {valid[headline]}, macro-F1 "
+                      f"{valid['macro_f1']}{tuned}"]
+    lines += ["", "## Plots", ""]
+    lines += (["No confusion matrix: a text may have several labels, so the per-label table above takes its "
+               "place."] if multilabel else [f"![confusion matrix]({CONFUSION_PLOT})"])
+    lines += ["", f"![training]({TRAINING_PLOT})", "", "## Most confidently wrong test texts", ""]
+    lines += _multilabel_losses(texts, truth, proba, classes, classifier.threshold_) if multilabel \
+        else _losses(texts, truth, proba, classes)
     path = output / REPORT_FILE
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -289,6 +333,25 @@ def _selection_table(selection: dict | None) -> list[str]:
         accuracy = "" if c["valid_accuracy"] is None else c["valid_accuracy"]
         lines.append(f"| {c['name']} | {c['status']} | {accuracy} | {c['seconds']} | {_cell(c['reason'])} |")
     return lines
+
+
+def _losses(texts: list[str], truth: np.ndarray, proba: np.ndarray, classes: list[str]) -> list[str]:
+    worst = top_losses(texts, truth, proba, classes)
+    if not worst:
+        return ["None: every test text is classified correctly."]
+    return (["| # | true | predicted | p(predicted) | loss | text |", "|---|---|---|---|---|---|"]
+            + [f"| {w['index']} | {_cell(w['true'])} | {_cell(w['predicted'])} | {w['p_predicted']:.3f} | "
+               f"{w['loss']:.2f} | {_cell(_shorten(w['text']))} |" for w in worst])
+
+
+def _multilabel_losses(texts: list[str], truth: np.ndarray, proba: np.ndarray, classes: list[str],
+                       threshold: float) -> list[str]:
+    worst = top_losses_multilabel(texts, truth, proba, classes, threshold)
+    if not worst:
+        return ["None: every test text has exactly its set of labels."]
+    return (["| # | true labels | predicted labels | loss | text |", "|---|---|---|---|---|"]
+            + [f"| {w['index']} | {_cell(w['true'])} | {_cell(w['predicted'])} | {w['loss']:.2f} | "
+               f"{_cell(_shorten(w['text']))} |" for w in worst])
 
 
 def _brief(lm_metrics: dict) -> str:

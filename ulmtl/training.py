@@ -50,11 +50,13 @@ def prepare_torch() -> torch.device:
 def make_learner(train_loader, valid_loader, model, splitter, betas: tuple[float, float],
                  weight_decay: float, ar_alpha: float = 0.0, tar_beta: float = 0.0, clip: float = 0.0,
                  metrics=None, device: torch.device | None = None, progress: bool = True,
-                 precision: str = "fp32", stage: str = "training", recurrent: bool = True) -> Learner:
+                 precision: str = "fp32", stage: str = "training", recurrent: bool = True,
+                 loss_func=None) -> Learner:
     """A fastai Learner with Adam (decoupled weight decay), optional clipping and, for a
     ``recurrent`` model (the AWD-LSTM), fastai's RNN callbacks with AR/TAR regularization;
     ``precision`` "bf16" (or "auto" on hardware with fast bf16) trains under bf16 autocast. A loss
-    that stops being finite raises :class:`NonFiniteLoss` naming ``stage``."""
+    that stops being finite raises :class:`NonFiniteLoss` naming ``stage``. ``loss_func`` defaults to
+    cross-entropy (a multi-label classifier passes binary cross-entropy)."""
     device = device or torch.device("cpu")
     dls = DataLoaders(train_loader, valid_loader, device=device)
     if not recurrent and (ar_alpha or tar_beta):
@@ -71,7 +73,7 @@ def make_learner(train_loader, valid_loader, model, splitter, betas: tuple[float
         callbacks.append(AverageGradients())
     if clip:
         callbacks.append(GradientClip(clip))
-    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(),
+    learn = Learner(dls, model, loss_func=loss_func or CrossEntropyLossFlat(),
                     opt_func=partial(Adam, mom=betas[0], sqr_mom=betas[1], wd=weight_decay),
                     splitter=splitter, cbs=callbacks, metrics=metrics or [], moms=None,
                     train_bn=recurrent)  # a frozen transformer block's LayerNorms stay frozen

@@ -1,5 +1,10 @@
 """The user's own files -> a DatasetDict and a :class:`LoadReport`: CSV / TSV / JSON lines (or a
-JSON array) / parquet, or a folder with one sub-folder per class."""
+JSON array) / parquet, or a folder with one sub-folder per class.
+
+Multi-label data (a set of labels per text) comes in three forms: a label that is a list (JSON
+lines, JSON, parquet), a label field holding labels split by ``label_separator`` (e.g. ``a|b`` in
+a CSV), or one 0/1 column per label (``label_columns``). Its ``label`` column is then a
+``List(ClassLabel)``."""
 from __future__ import annotations
 
 import csv
@@ -14,7 +19,8 @@ from pathlib import Path
 from datasets import DatasetDict
 
 from ulmtl.datasets.layout import (
-    LATIN1_HINT, DataError, bad_bytes_at, decode_line, labelled, long_csv_fields, stratified_split,
+    LATIN1_HINT, DataError, bad_bytes_at, decode_line, labelled, long_csv_fields, multilabelled,
+    stratified_split,
 )
 
 
@@ -28,6 +34,8 @@ class FileReport:
     skipped_empty: int = 0
     skipped_hidden: int = 0  # hidden files and folders in a class folder (.DS_Store, .ipynb_checkpoints/)
     warnings: list[str] = field(default_factory=list)
+    multilabel: bool = False  # a set of labels per text
+    without_labels: int = 0  # multi-label rows whose set of labels is empty
 
 
 @dataclass
@@ -37,6 +45,7 @@ class LoadReport:
     splits: dict[str, int]
     files: list[FileReport] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    multilabel: bool = False
 
     @classmethod
     def of_splits(cls, source: str, data: DatasetDict) -> LoadReport:
@@ -61,6 +70,10 @@ class LoadReport:
                 f"with '.')" for f in self.files if f.skipped_hidden]
         if self.skipped_empty:
             out.append(f"ulmtl: skipped {self.skipped_empty} rows with empty text (skip_empty=True)")
+        if self.multilabel:
+            out.append("ulmtl: multi-label data: a set of labels per text"
+                       + "".join(f"; {f.without_labels} rows of {f.path} have no label" for f in self.files
+                                 if f.without_labels))
         return out
 
     def show(self) -> None:
@@ -115,6 +128,44 @@ def _class_name(value, where: str, column: str) -> str | None:
         raise DataError(f"{where}: field {column!r} (the label) is {_kind(value)}; a label is a string, "
                         f"a number or a boolean")
     return str(value).strip() or None
+
+
+def _label_set(value, where: str, column: str, separator: str) -> tuple[str, ...]:
+    """A multi-label row's labels (each once, in their order): a list's items, or a string split at
+    ``separator`` (an empty field, or an empty piece as in ``a|``, adds no label)."""
+    if isinstance(value, str):
+        items = value.split(separator) if separator else [value]
+    elif isinstance(value, (list, tuple)):
+        items = value
+    else:
+        items = [value]  # a number or boolean: one label
+    names = []
+    for item in items:
+        if isinstance(item, (dict, list, tuple)):
+            raise DataError(f"{where}: field {column!r} (the labels) holds {_kind(item)}; each label is a "
+                            f"string, a number or a boolean")
+        name = _class_name(item, where, column)
+        if name is None and not isinstance(item, str):
+            raise DataError(f"{where}: field {column!r} (the labels) holds a missing label (null)")
+        if name is not None:
+            names.append(name)
+    return tuple(dict.fromkeys(names))
+
+
+INDICATORS = {"0": False, "1": True, "0.0": False, "1.0": True, "false": False, "true": True}
+
+
+def _indicator(value, where: str, column: str) -> bool:
+    """The value of a 0/1 label column: 0 or 1, false or true (as JSON values or text)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in INDICATORS:
+        return INDICATORS[value.strip().lower()]
+    shown = "missing" if value is None or (isinstance(value, float) and math.isnan(value)) else repr(value)
+    raise DataError(f"{where}: field {column!r} is {shown}; a label column (label_columns) holds 0 or 1 "
+                    f"(or true / false)")
 
 
 def _class_key(name: str) -> str:
@@ -267,11 +318,13 @@ def _json_array_rows(path: Path, text: str) -> list[tuple[str, dict]]:
 
 
 def _read_table(path: Path, text_column: str, label_column: str, encoding: str, skip_empty: bool,
-                split: str) -> tuple[list[str], list[str], FileReport]:
-    """Rows of a CSV / TSV / JSON lines / JSON array / parquet file: texts, class names, report."""
+                split: str, label_separator: str = "",
+                label_columns: tuple[str, ...] = ()) -> tuple[list[str], list, FileReport]:
+    """Rows of a CSV / TSV / JSON lines / JSON array / parquet file: texts, class names (for
+    multi-label data: tuples of class names), report."""
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
-        rows, columns = _delimited_rows(path, encoding, label_column)
+        rows, columns = _delimited_rows(path, encoding, label_columns[0] if label_columns else label_column)
     elif suffix in (".jsonl", ".json"):
         rows, columns = _json_rows(path, encoding)
     elif suffix == ".parquet":
@@ -284,11 +337,12 @@ def _read_table(path: Path, text_column: str, label_column: str, encoding: str, 
                         f"or a folder with one sub-folder per class)")
     if not rows:
         raise DataError(f"{path}: no data rows")
-    for column in (text_column, label_column):
+    for column in (text_column, *(label_columns or [label_column])):
         if column not in columns:
             raise DataError(f"{path}: no column {column!r}; columns are {', '.join(map(str, columns))}")
     texts, labels, skipped = [], [], 0
     kinds: dict[str, set[str]] = {}
+    first_row: tuple[str, bool] | None = None  # where the first label was read, and whether it was a list
     for where, row in rows:
         text = _text_of(row.get(text_column), where, text_column)
         if text is None or not text.strip():
@@ -297,14 +351,33 @@ def _read_table(path: Path, text_column: str, label_column: str, encoding: str, 
                 continue
             raise DataError(f"{where}: field {text_column!r} is empty (pass skip_empty=True, or "
                             f"--skip-empty to a recipe, to skip such rows; the count is reported)")
+        texts.append(text)
+        if label_columns:
+            labels.append(tuple(c for c in label_columns if _indicator(row.get(c), where, c)))
+            continue
         value = row.get(label_column)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            raise DataError(f"{where}: field {label_column!r} (the label) is missing")
+        is_list = isinstance(value, (list, tuple))
+        first_row = first_row or (where, is_list)
+        if is_list != first_row[1] and not label_separator:
+            raise DataError(f"{where}: field {label_column!r} is {_kind(value)}, but at {first_row[0]} it is "
+                            f"{'a list' if first_row[1] else 'one label'}: give every row a list of labels "
+                            f"(multi-label) or every row one label")
+        if is_list or label_separator:
+            labels.append(_label_set(value, where, label_column, label_separator))
+            for item in value if is_list else []:
+                if _class_name(item, where, label_column) is not None:
+                    kinds.setdefault(_class_name(item, where, label_column), set()).add(_kind(item))
+            continue
         name = _class_name(value, where, label_column)
         if name is None:
             raise DataError(f"{where}: field {label_column!r} (the label) is missing")
         kinds.setdefault(name, set()).add(_kind(value))
-        texts.append(text)
         labels.append(name)
-    report = FileReport(str(path), split, len(rows), len(texts), skipped_empty=skipped)
+    multilabel = bool(label_columns or label_separator or (first_row and first_row[1]))
+    report = FileReport(str(path), split, len(rows), len(texts), skipped_empty=skipped, multilabel=multilabel,
+                        without_labels=sum(not names for names in labels) if multilabel else 0)
     report.warnings += [f"{path}: class {name!r} is written as {' and as '.join(sorted(seen))}; they are "
                         f"read as one class" for name, seen in sorted(kinds.items()) if len(seen) > 1]
     return texts, labels, report
@@ -362,76 +435,127 @@ def _read_class_folder(folder: Path, encoding: str, skip_empty: bool,
 
 
 def read_labelled(path: str | Path, text_column: str = "text", label_column: str = "label",
-                  encoding: str = "utf-8", skip_empty: bool = False,
-                  split: str = "train") -> tuple[list[str], list[str], FileReport]:
-    """Texts and class names of a file or class folder, and what was read from it."""
+                  encoding: str = "utf-8", skip_empty: bool = False, split: str = "train",
+                  label_separator: str = "", label_columns: tuple[str, ...] | list[str] = ()
+                  ) -> tuple[list[str], list, FileReport]:
+    """Texts and class names of a file or class folder, and what was read from it. Multi-label
+    data (``label_separator``, ``label_columns``, or labels that are lists) gives a tuple of class
+    names per text, and ``report.multilabel``."""
     path = Path(path)
+    label_columns = _check_label_options(path, text_column, label_separator, label_columns)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if path.is_dir():
+        if label_separator or label_columns:
+            raise DataError(f"{path}: a folder with one sub-folder per class holds one label per text; "
+                            f"label_separator and label_columns (--label-separator, --label-columns) are "
+                            f"for files")
         return _read_class_folder(path, encoding, skip_empty, split)
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty")
-    return _read_table(path, text_column, label_column, encoding, skip_empty, split)
+    return _read_table(path, text_column, label_column, encoding, skip_empty, split, label_separator,
+                       label_columns)
+
+
+def _check_label_options(path: Path, text_column: str, label_separator: str,
+                         label_columns: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """``label_columns`` as a tuple, once the multi-label options are known to fit together."""
+    label_columns = tuple(label_columns)
+    if label_separator and label_columns:
+        raise DataError(f"{path}: label_separator splits the labels of one label column and label_columns "
+                        f"names one 0/1 column per label; give one or the other")
+    if label_columns:
+        repeated = sorted({c for c in label_columns if label_columns.count(c) > 1})
+        if repeated or "" in label_columns or len(label_columns) < 2:
+            raise DataError(f"{path}: label_columns must name two or more distinct columns, got "
+                            f"{list(label_columns)}")
+        if text_column in label_columns:
+            raise DataError(f"{path}: the text column {text_column!r} is also named in label_columns")
+    return label_columns
 
 
 def read_files(train: str | Path, test: str | Path | None = None, text_column: str = "text",
                label_column: str = "label", test_fraction: float = 0.1, seed: int = 0,
-               encoding: str = "utf-8", skip_empty: bool = False) -> tuple[DatasetDict, LoadReport]:
+               encoding: str = "utf-8", skip_empty: bool = False, label_separator: str = "",
+               label_columns: tuple[str, ...] | list[str] = ()) -> tuple[DatasetDict, LoadReport]:
     """:func:`load_files` without printing: the DatasetDict and its :class:`LoadReport` (rows read
     and kept per file, what was skipped, warnings)."""
     for what, column in (("text", text_column), ("label", label_column)):
-        if not column:
+        if not column and not (what == "label" and label_columns):
             raise DataError(f"{train}: the {what} column name is empty ({what}_column='', or "
                             f"--{what}-column= to a recipe); give the column that holds the {what}s")
-    train_texts, train_labels, train_report = read_labelled(train, text_column, label_column, encoding,
-                                                            skip_empty, "train")
+    train_texts, train_labels, train_report = read_labelled(
+        train, text_column, label_column, encoding, skip_empty, "train", label_separator, label_columns)
     files, warnings = [train_report], []
-    names = _label_names(train_labels)
+    multilabel = train_report.multilabel
+    if multilabel:
+        names = _label_names(label_columns or [n for labels in train_labels for n in labels])
+    else:
+        names = _label_names(train_labels)
     if len(names) < 2:
         found = (f"only one class ({names[0]!r}) in the labels" if names
-                 else f"no rows left ({train_report.skipped_empty} skipped as empty)")
+                 else f"no rows left ({train_report.skipped_empty} skipped as empty)" if not train_texts
+                 else "no labels")
         raise DataError(f"{train}: {found}; a classifier needs two or more classes")
     warnings += [f"{train}: classes {', '.join(map(repr, group))} differ only in case, type or the way "
                  f"a number is written; they are kept as different classes: make the labels the same "
                  f"if they are one class" for group in _near_duplicate_classes(names)]
     index = {n: i for i, n in enumerate(names)}
-    train_ids = [index[x] for x in train_labels]
+
+    def encode(labels: list) -> list:
+        return [[index[n] for n in label_set] for label_set in labels] if multilabel else [index[x] for x in labels]
+
+    train_ids = encode(train_labels)
+    if multilabel:
+        unused = [n for n in names if not any(n in label_set for label_set in train_labels)]
+        if unused:
+            warnings.append(f"{train}: no training row has the label(s) {', '.join(map(repr, unused))}: the "
+                            f"classifier cannot learn to give them")
     if test:
-        test_texts, test_labels, test_report = read_labelled(test, text_column, label_column, encoding,
-                                                             skip_empty, "test")
+        test_texts, test_labels, test_report = read_labelled(
+            test, text_column, label_column, encoding, skip_empty, "test", label_separator, label_columns)
         files.append(test_report)
+        if test_report.multilabel != multilabel:
+            kinds = ("a set of labels per text", "one label per text")
+            raise DataError(f"{test}: the test file has {kinds[not test_report.multilabel]} but the training "
+                            f"data {train} has {kinds[not multilabel]}; give both the same form (a list per "
+                            f"row, label_separator or label_columns)")
         if os.path.samefile(train, test):
             warnings.append(f"{test} is also the training file: the test metrics are measured on "
                             f"training rows")
-        unseen = sorted(set(test_labels) - set(names))
+        seen = {n for labels in test_labels for n in labels} if multilabel else set(test_labels)
+        unseen = sorted(seen - set(names))
         if unseen:
             raise DataError(f"{test}: labels {unseen} never appear in the training data {train}")
-        test_ids = [index[x] for x in test_labels]
+        test_ids = encode(test_labels)
     else:
-        tr, te = stratified_split(train_ids, test_fraction, seed)
+        # Multi-label data: a seeded random split (every row one stratum).
+        tr, te = stratified_split([0] * len(train_ids) if multilabel else train_ids, test_fraction, seed)
         if not te:
             raise DataError(f"{train}: holding out {test_fraction:g} of each class leaves no test rows "
                             f"({len(train_ids)} rows in all); add rows or pass a test file (--test to "
                             f"a recipe)")
         test_texts, test_ids = [train_texts[i] for i in te], [train_ids[i] for i in te]
         train_texts, train_ids = [train_texts[i] for i in tr], [train_ids[i] for i in tr]
-    result = DatasetDict({"train": labelled(train_texts, train_ids, names),
-                          "test": labelled(test_texts, test_ids, names)})
-    return result, LoadReport(str(train), {k: len(v) for k, v in result.items()}, files, warnings)
+    split = multilabelled if multilabel else labelled
+    result = DatasetDict({"train": split(train_texts, train_ids, names), "test": split(test_texts, test_ids, names)})
+    return result, LoadReport(str(train), {k: len(v) for k, v in result.items()}, files, warnings, multilabel)
 
 
 def load_files(train: str | Path, test: str | Path | None = None, text_column: str = "text",
                label_column: str = "label", test_fraction: float = 0.1, seed: int = 0,
-               encoding: str = "utf-8", skip_empty: bool = False) -> DatasetDict:
+               encoding: str = "utf-8", skip_empty: bool = False, label_separator: str = "",
+               label_columns: tuple[str, ...] | list[str] = ()) -> DatasetDict:
     """The user's own data: CSV / TSV / JSON lines (or a JSON array) / parquet, or a folder per class.
 
     Without ``test``, a seeded stratified split of ``train``. Rows are never dropped silently:
     empty texts are an error unless ``skip_empty``; the rows read from each file, what was skipped
     and any warning are printed (:func:`read_files` returns them as a :class:`LoadReport`).
+    Multi-label data: labels that are lists (JSON lines, JSON, parquet), a label field split at
+    ``label_separator`` (``"|"`` reads ``a|b`` as the labels a and b), or ``label_columns``, one 0/1
+    column per label; its ``label`` column holds a list of class ids per text.
     """
     data, report = read_files(train, test, text_column, label_column, test_fraction, seed, encoding,
-                              skip_empty)
+                              skip_empty, label_separator, label_columns)
     report.show()
     return data
-

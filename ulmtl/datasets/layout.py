@@ -1,5 +1,6 @@
 """What every loader shares: the layout it returns (a string ``text`` column and a ``ClassLabel``
-``label`` column), the error it raises, the seeded stratified split, and byte-level reading."""
+``label`` column, or for multi-label data a ``List(ClassLabel)`` one), the error it raises, the
+seeded stratified split, and byte-level reading."""
 from __future__ import annotations
 
 import csv
@@ -7,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from datasets import ClassLabel, Dataset, Features, Value
+from datasets import ClassLabel, Dataset, Features, List, Value
 
 TEXT_FEATURE = Value("string")
 LATIN1_HINT = "pass encoding='latin-1' (a recipe: --encoding=latin-1) if the file is Latin-1"
@@ -24,6 +25,27 @@ def features(names: list[str]) -> Features:
 def labelled(texts: list[str], labels: list[int], names: list[str]) -> Dataset:
     """One split of texts and class ids, with the class names as its ``ClassLabel``."""
     return Dataset.from_dict({"text": texts, "label": labels}, features=features(names))
+
+
+def multilabelled(texts: list[str], label_sets: list[list[int]], names: list[str]) -> Dataset:
+    """One split of texts and their sets of class ids (multi-label), with the class names."""
+    columns = Features({"text": TEXT_FEATURE, "label": List(ClassLabel(names=list(names)))})
+    return Dataset.from_dict({"text": texts, "label": label_sets}, features=columns)
+
+
+def label_names(data: Dataset) -> tuple[list[str], bool]:
+    """The class names of a split and whether it is multi-label (a text has a set of labels)."""
+    feature = data.features["label"]
+    if isinstance(feature, List):
+        return list(feature.feature.names), True
+    return list(feature.names), False
+
+
+def strata(data: Dataset) -> list[int]:
+    """What a split of ``data`` is stratified on: its class ids; for multi-label data one stratum
+    (a seeded random split: label sets rarely repeat often enough to stratify on)."""
+    _, multilabel = label_names(data)
+    return [0] * len(data) if multilabel else list(data["label"])
 
 
 def unlabelled(texts: list[str]) -> Dataset:
