@@ -312,9 +312,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
 
         ``valid``: optional ``(texts, labels)`` evaluated after every epoch (and, for multi-label
         data with ``config.tune_threshold``, the split the threshold is chosen on).
-        Labels that are sets (see the module) make a multi-label classifier.
-        With strategy "auto" the
-        strategy is chosen on a split of ``X`` alone (:func:`ulmtl.selection.fit_auto`); ``valid``
+        Labels that are sets (see the module) make a multi-label classifier. With strategy "auto"
+        the strategy is chosen on a split of ``X`` alone (:func:`ulmtl.selection.fit_auto`); ``valid``
         serves the refit's per-epoch reports only, so it stays an independent check of the choice.
         """
         texts, labels, names = _texts_and_labels(X, y)
