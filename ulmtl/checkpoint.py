@@ -1,5 +1,7 @@
 """The hand-off between stages: one folder with weights (safetensors), vocabulary and config (JSON).
 
+The folder knows no network: the vocabulary is a list of tokens, the weights a flat dict of
+tensors; what they must hold is the backbone's to check (:mod:`ulmtl.backbones.awd_lstm`).
 Loading never unpickles anything: a folder holding a pickle payload is refused.
 """
 from __future__ import annotations
@@ -13,8 +15,6 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from ulmtl.text import PAD, UNK, Vocab
-
 WEIGHTS_FILE = "weights.safetensors"
 VOCAB_FILE = "vocab.json"
 CONFIG_FILE = "config.json"
@@ -22,8 +22,6 @@ CHECKPOINT_FILES = (WEIGHTS_FILE, VOCAB_FILE, CONFIG_FILE)
 PICKLE_SUFFIXES = {".pkl", ".pickle", ".pth", ".pt", ".bin", ".ckpt", ".joblib"}
 # Protocol 2+ pickles start with 0x80; zip-based torch files with "PK".
 PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")
-# The embedding of a language model and of a classifier: one row per vocabulary token.
-EMBEDDING_KEYS = ("0.encoder.weight", "0.module.encoder.weight")
 
 
 class CheckpointError(ValueError):
@@ -32,11 +30,13 @@ class CheckpointError(ValueError):
 
 @dataclass
 class Checkpoint:
-    """Weights, vocabulary and the config that produced them."""
+    """Weights, vocabulary (its tokens, in id order) and the config that produced them, as read
+    from ``folder``."""
 
     state_dict: dict
-    vocab: Vocab
+    tokens: list[str]
     config: dict
+    folder: Path
 
     @property
     def kind(self) -> str:
@@ -60,7 +60,12 @@ def _deduplicate(state_dict: dict) -> tuple[dict, dict]:
     return unique, aliases
 
 
-def save_checkpoint(folder: str | Path, state_dict: dict, vocab: Vocab, config: dict,
+def _write_vocab(path: Path, tokens: list[str]) -> None:
+    """``vocab.json``: the tokens in id order, a JSON list in UTF-8."""
+    path.write_text(json.dumps(list(tokens), ensure_ascii=False), encoding="utf-8")
+
+
+def save_checkpoint(folder: str | Path, state_dict: dict, tokens: list[str], config: dict,
                     extra_tensors: dict | None = None) -> Path:
     """Write the folder atomically: everything goes to a temporary folder that is then renamed.
 
@@ -75,7 +80,7 @@ def save_checkpoint(folder: str | Path, state_dict: dict, vocab: Vocab, config: 
     partial.mkdir()
     tensors, aliases = _deduplicate(state_dict)
     save_file(tensors, str(partial / WEIGHTS_FILE), metadata={"aliases": json.dumps(aliases)})
-    vocab.save(partial / VOCAB_FILE)
+    _write_vocab(partial / VOCAB_FILE, tokens)
     (partial / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
     for name, (extra, metadata) in (extra_tensors or {}).items():
         save_file({k: v.detach().cpu().contiguous() for k, v in extra.items()}, str(partial / name),
@@ -146,20 +151,12 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
     if not isinstance(config, dict):
         raise CheckpointError(f"{folder / CONFIG_FILE}: expected a JSON object, got {type(config).__name__}")
     try:
-        vocab = Vocab.load(folder / VOCAB_FILE)
-    except (ValueError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{folder / VOCAB_FILE}: {err}") from None
-    missing = [token for token in (UNK, PAD) if token not in vocab.stoi]
-    if missing:
-        names = " or ".join(map(repr, missing))
-        raise CheckpointError(f"{folder / VOCAB_FILE}: the vocabulary has no {names} token; every ulmtl "
-                              f"vocabulary starts with the special tokens")
-    for key in EMBEDDING_KEYS:
-        if key in tensors and tensors[key].shape[0] != len(vocab):
-            raise CheckpointError(f"{folder}: {WEIGHTS_FILE} has {tensors[key].shape[0]} embedding rows "
-                                  f"({key}) but {VOCAB_FILE} has {len(vocab)} tokens; the two files "
-                                  f"come from different stages or runs")
-    return Checkpoint(state_dict=tensors, vocab=vocab, config=config)
+        tokens = json.loads((folder / VOCAB_FILE).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{folder / VOCAB_FILE}: invalid JSON ({err})") from None
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise CheckpointError(f"{folder / VOCAB_FILE}: a vocabulary must be a JSON list of strings")
+    return Checkpoint(state_dict=tensors, tokens=tokens, config=config, folder=folder)
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
