@@ -12,9 +12,10 @@ import torch
 import ulmtl.checkpoint as checkpoint_module
 from ulmtl.backbones.awd_lstm import read_checkpoint
 from ulmtl.checkpoint import (
-    CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, CheckpointError, load_checkpoint, load_tensors,
+    CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, CheckpointError, CheckpointRecord, load_checkpoint, load_tensors,
     save_checkpoint,
 )
+from ulmtl.config import ClassifierConfig, ModelConfig, PretrainConfig, TokenizerConfig, TransformerConfig, to_dict
 from ulmtl.text import Vocab
 
 
@@ -218,3 +219,32 @@ def test_config_that_is_not_an_object_and_vocab_without_padding_are_refused(tmp_
     assert load_checkpoint(folder).tokens == ["xxunk", "movie"]  # the folder itself knows no special tokens
     with pytest.raises(CheckpointError, match=f"{VOCAB_FILE}: the vocabulary has no 'xxpad' token"):
         read_checkpoint(folder)  # the AWD-LSTM's vocabulary does
+
+
+def test_record_writes_the_keys_of_earlier_folders(tmp_path, vocab):
+    record = CheckpointRecord(kind="lm", direction="backward", model=ModelConfig(emb_size=8), stage="pretrain",
+                              pretrain=PretrainConfig(), tokenizer=TokenizerConfig(), metrics={"valid_loss": 1.5})
+    config = load_checkpoint(save_checkpoint(tmp_path / "lm", {"a": torch.ones(2)}, vocab, record)).config
+    # As the stages wrote it by hand before the record: no "backbone" key for the AWD-LSTM, no empty keys.
+    assert config == {"kind": "lm", "direction": "backward", "model": to_dict(ModelConfig(emb_size=8)),
+                      "stage": "pretrain", "pretrain": to_dict(PretrainConfig()),
+                      "tokenizer": to_dict(TokenizerConfig()), "metrics": {"valid_loss": 1.5}}
+    classifier = CheckpointRecord(kind="classifier", backbone="transformer", transformer=TransformerConfig(),
+                                  classifier=ClassifierConfig(), classes=["a", "b"], history=[], run_id="r")
+    assert classifier.to_json() == {"kind": "classifier", "backbone": "transformer", "direction": "forward",
+                                    "transformer": to_dict(TransformerConfig()),
+                                    "classifier": to_dict(ClassifierConfig()), "classes": ["a", "b"],
+                                    "history": [], "run_id": "r"}
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(kind="model", model=ModelConfig(), stage="pretrain"), "kind must be one of"),
+    (dict(kind="lm", direction="sideways", model=ModelConfig(), stage="pretrain"), "direction must be one of"),
+    (dict(kind="lm", stage="pretrain"), "architecture section"),
+    (dict(kind="lm", backbone="transformer", model=ModelConfig(), stage="finetune"), "architecture section"),
+    (dict(kind="lm", model=ModelConfig()), "its stage"),
+    (dict(kind="classifier", model=ModelConfig(), classes=["a", "b"], classifier=ClassifierConfig()), "run_id"),
+])
+def test_record_refuses_what_no_stage_writes(fields, message):
+    with pytest.raises(ValueError, match=message):
+        CheckpointRecord(**fields)

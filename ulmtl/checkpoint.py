@@ -9,11 +9,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from ulmtl.config import (
+    ClassifierConfig, Direction, FinetuneConfig, ModelConfig, PretrainConfig, TokenizerConfig, TransformerConfig,
+    to_dict,
+)
 
 WEIGHTS_FILE = "weights.safetensors"
 VOCAB_FILE = "vocab.json"
@@ -26,6 +32,62 @@ PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")
 
 class CheckpointError(ValueError):
     """A checkpoint folder that cannot be loaded safely or does not fit."""
+
+
+Kind = Literal["lm", "classifier"]
+Network = Literal["awd_lstm", "transformer"]
+
+
+@dataclass
+class CheckpointRecord:
+    """What a checkpoint's ``config.json`` (a transformer's ``ulmtl.json``) says: what the folder holds,
+    the config sections that made it and what its stage recorded. :meth:`to_json` gives the JSON:
+    one key per field that is set (None: no key), the sections as JSON objects."""
+
+    kind: Kind
+    direction: Direction = "forward"
+    # The AWD-LSTM's files never named their backbone: the key is written for the transformer only.
+    backbone: Network = "awd_lstm"
+    stage: str | None = None  # an LM's: "pretrain", "finetune", "fastai-wt103"
+    pretrained: str | None = None  # a fine-tuned LM's: the stage or encoder it started from
+    source: dict | None = None  # an imported LM's: the files it was read from
+    model: ModelConfig | None = None  # the AWD-LSTM's architecture and dropouts
+    transformer: TransformerConfig | None = None
+    tokenizer: TokenizerConfig | None = None
+    pretrain: PretrainConfig | None = None
+    finetune: FinetuneConfig | None = None
+    classifier: ClassifierConfig | None = None
+    classes: list | None = None
+    history: list | None = None
+    train_counts: dict | None = None
+    metrics: dict | None = None
+    progress: dict | None = None  # a resume checkpoint's: where training stopped
+    run_id: str | None = None  # a classifier's: the save that wrote it
+
+    def __post_init__(self):
+        for name, kind in (("kind", Kind), ("direction", Direction), ("backbone", Network)):
+            choices = get_args(kind)
+            if getattr(self, name) not in choices:
+                raise ValueError(f"checkpoint record: {name} must be one of {choices}, got {getattr(self, name)!r}")
+        if (self.model is not None) != (self.backbone == "awd_lstm") \
+                or (self.transformer is not None) != (self.backbone == "transformer"):
+            raise ValueError(f"checkpoint record of a {self.backbone}: it needs the architecture section of its "
+                             f"backbone ('model' for awd_lstm, 'transformer' for transformer), not the other")
+        if self.kind == "lm" and not self.stage:
+            raise ValueError("checkpoint record of a language model: it needs its stage")
+        if self.kind == "classifier" and (self.classes is None or self.classifier is None or not self.run_id):
+            raise ValueError("checkpoint record of a classifier: it needs classes, the classifier section "
+                             "and run_id")
+
+    def to_json(self) -> dict:
+        """The record as ``config.json`` holds it."""
+        data = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if value is None or (item.name == "backbone" and value == "awd_lstm"):
+                continue
+            data[item.name] = to_dict(value) if is_dataclass(value) else value
+        return data
 
 
 @dataclass
@@ -65,9 +127,12 @@ def _write_vocab(path: Path, tokens: list[str]) -> None:
     path.write_text(json.dumps(list(tokens), ensure_ascii=False), encoding="utf-8")
 
 
-def save_checkpoint(folder: str | Path, state_dict: dict, tokens: list[str], config: dict,
+def save_checkpoint(folder: str | Path, state_dict: dict, tokens: list[str], config: CheckpointRecord | dict,
                     extra_tensors: dict | None = None) -> Path:
     """Write the folder atomically: everything goes to a temporary folder that is then renamed.
+
+    ``config``: the :class:`CheckpointRecord` of the stage, or the config of a checkpoint read back
+    (to copy it).
 
     ``extra_tensors`` maps file names to ``(tensors, metadata)`` written in the same folder and
     swapped in with it (a training state that must match the weights).
@@ -81,6 +146,8 @@ def save_checkpoint(folder: str | Path, state_dict: dict, tokens: list[str], con
     tensors, aliases = _deduplicate(state_dict)
     save_file(tensors, str(partial / WEIGHTS_FILE), metadata={"aliases": json.dumps(aliases)})
     _write_vocab(partial / VOCAB_FILE, tokens)
+    if isinstance(config, CheckpointRecord):
+        config = config.to_json()
     (partial / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
     for name, (extra, metadata) in (extra_tensors or {}).items():
         save_file({k: v.detach().cpu().contiguous() for k, v in extra.items()}, str(partial / name),

@@ -31,10 +31,9 @@ from ulmtl.backbones.awd_lstm import (
     read_checkpoint, training_callbacks, use_autocast_lstm,
 )
 from ulmtl.cli import command_line
-from ulmtl.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, save_checkpoint
+from ulmtl.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, CheckpointRecord, save_checkpoint
 from ulmtl.config import (
     ClassifierConfig, ConfigError, ModelConfig, TokenizerConfig, TransformerConfig, architecture, from_dict,
-    to_dict,
 )
 from ulmtl.datasets import DataError
 from ulmtl.distributed import is_main, world
@@ -439,17 +438,17 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         index.unlink(missing_ok=True)  # incomplete until the new record is written
         backbone = "transformer" if self.is_transformer else "awd_lstm"
         if self.is_transformer:
-            config = {"kind": "classifier", "backbone": backbone, "direction": "forward",
-                      "classes": self.classes_.tolist(), "transformer": to_dict(self.model_config),
-                      "classifier": to_dict(self.config), "history": self.history_.get("forward", []),
-                      "train_counts": self.train_counts_, "run_id": run_id}
+            config = CheckpointRecord(kind="classifier", backbone=backbone, direction="forward",
+                                      classes=self.classes_.tolist(), transformer=self.model_config,
+                                      classifier=self.config, history=self.history_.get("forward", []),
+                                      train_counts=self.train_counts_, run_id=run_id)
             transformer.save_classifier(folder / "forward", self.models_["forward"], self.vocabs_["forward"],
                                         config)
         for direction, model in ({} if self.is_transformer else self.models_).items():
-            config = {"kind": "classifier", "direction": direction, "classes": self.classes_.tolist(),
-                      "model": to_dict(self.model_configs_[direction]), "classifier": to_dict(self.config),
-                      "tokenizer": to_dict(self.tokenizer), "history": self.history_.get(direction, []),
-                      "train_counts": self.train_counts_, "run_id": run_id}
+            config = CheckpointRecord(kind="classifier", direction=direction, classes=self.classes_.tolist(),
+                                      model=self.model_configs_[direction], classifier=self.config,
+                                      tokenizer=self.tokenizer, history=self.history_.get(direction, []),
+                                      train_counts=self.train_counts_, run_id=run_id)
             save_checkpoint(folder / direction, model.state_dict(), self.vocabs_[direction].itos, config)
         for direction in DIRECTIONS:
             stale = folder / direction

@@ -19,10 +19,10 @@ from ulmtl.backbones import transformer
 from ulmtl.backbones.awd_lstm import (
     build_language_model, checkpoint_vocab, lm_layer_groups, load_lm_state, remap_lm_state, training_callbacks,
 )
-from ulmtl.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from ulmtl.checkpoint import Checkpoint, CheckpointError, CheckpointRecord, load_checkpoint, save_checkpoint
 from ulmtl.config import (
     TRANSFORMER_FINETUNE, ConfigError, FinetuneConfig, ModelConfig, TokenizerConfig, TransformerConfig,
-    architecture, to_dict,
+    architecture,
 )
 from ulmtl.datasets import DataError, build_vocab, numericalize, token_ids, tokenize
 from ulmtl.distributed import barrier, is_main, main_process_first, world
@@ -123,9 +123,8 @@ def finetune_lm(data, pretrained: str | Path | Checkpoint, output: str | Path,
         "peak_lrs": [float(x) for x in max_lrs], "last_lrs": [float(x) for x in group_lrs(learn)],
         "known_tokens": int(np.sum([t in source_vocab.stoi for t in vocab.itos])),
     }
-    saved = {"kind": "lm", "stage": "finetune", "direction": direction, "model": to_dict(model_config),
-             "finetune": to_dict(config), "tokenizer": to_dict(tokenizer), "metrics": metrics,
-             "pretrained": source.config.get("stage", "")}
+    saved = CheckpointRecord(kind="lm", stage="finetune", direction=direction, model=model_config, finetune=config,
+                             tokenizer=tokenizer, metrics=metrics, pretrained=source.config.get("stage", ""))
     if is_main():
         save_checkpoint(output, learn.model.state_dict(), vocab.itos, saved)
         (Path(output) / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -194,9 +193,8 @@ def finetune_masked_lm(data, pretrained: str | Path, output: str | Path, config:
         "new_mlm_head": bool(new_head), "head_only_lr": head_stage,
         "peak_lrs": [float(x) for x in max_lrs], "last_lrs": [float(x) for x in group_lrs(learn)],
     }
-    saved = {"kind": "lm", "backbone": "transformer", "stage": "finetune", "direction": "forward",
-             "pretrained": description, "finetune": to_dict(config), "transformer": to_dict(settings),
-             "metrics": metrics}
+    saved = CheckpointRecord(kind="lm", backbone="transformer", stage="finetune", direction="forward",
+                             pretrained=description, finetune=config, transformer=settings, metrics=metrics)
     if is_main():
         transformer.save_pretrained_folder(output, model, tokenizer, saved)
         (Path(output) / "metrics.json").write_text(json.dumps(metrics, indent=2))

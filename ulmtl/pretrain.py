@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -19,8 +20,8 @@ from ulmtl.backbones.awd_lstm import (
     build_language_model, hidden_state, lm_layer_groups, load_lm_state, read_checkpoint, restore_hidden_state,
     training_callbacks,
 )
-from ulmtl.checkpoint import CheckpointError, load_tensors, save_checkpoint
-from ulmtl.config import ConfigError, ModelConfig, PretrainConfig, TokenizerConfig, pretrain_tokenizer, to_dict
+from ulmtl.checkpoint import CheckpointError, CheckpointRecord, load_tensors, save_checkpoint
+from ulmtl.config import ConfigError, ModelConfig, PretrainConfig, TokenizerConfig, pretrain_tokenizer
 from ulmtl.datasets import (
     DataError, build_vocab, cache_dir, load_corpus, load_wikitext103, numericalize, token_ids, token_stream,
     tokenize,
@@ -50,7 +51,7 @@ class PeriodicCheckpoint(Callback):
 
     order = 65
 
-    def __init__(self, folder: Path, vocab: Vocab, config: dict, every_s: float, progress: dict):
+    def __init__(self, folder: Path, vocab: Vocab, config: CheckpointRecord, every_s: float, progress: dict):
         self.folder, self.vocab, self.config, self.every_s = folder, vocab, config, every_s
         self.progress = dict(progress)
 
@@ -94,7 +95,7 @@ class PeriodicCheckpoint(Callback):
         for key, copies in gathered.items():
             for rank, copy in enumerate(copies):
                 state[rank_key(key, rank)] = copy
-        save_checkpoint(self.folder, self.model.state_dict(), self.vocab.itos, dict(self.config, progress=progress),
+        save_checkpoint(self.folder, self.model.state_dict(), self.vocab.itos, replace(self.config, progress=progress),
                         extra_tensors={OPTIMIZER_FILE: (state, {"optimizer": values})})
         self.last = time.time()
 
@@ -180,8 +181,8 @@ def pretrain(corpus, output: str | Path, config: PretrainConfig | None = None,
                          metrics=[accuracy, Perplexity()], device=device, progress=False, precision=precision,
                          stage="pretraining",
                          callbacks=training_callbacks(model, config.ar_alpha, config.tar_beta, precision))
-    saved = {"kind": "lm", "direction": config.direction, "model": to_dict(model_config),
-             "pretrain": to_dict(config), "tokenizer": to_dict(tokenizer), "stage": "pretrain"}
+    saved = CheckpointRecord(kind="lm", direction=config.direction, model=model_config, pretrain=config,
+                             tokenizer=tokenizer, stage="pretrain")
     progress = {"epoch": 0, "batch": 0, "tokens": 0, "elapsed_s": 0.0}
     resume_dir = output / RESUME_DIR
     extra_callbacks = []
@@ -230,7 +231,7 @@ def pretrain(corpus, output: str | Path, config: PretrainConfig | None = None,
         "stopped_by_budget": bool(stopper.stopped), "processes": processes,
     }
     if is_main():
-        save_checkpoint(output, learn.model.state_dict(), vocab.itos, dict(saved, metrics=metrics))
+        save_checkpoint(output, learn.model.state_dict(), vocab.itos, replace(saved, metrics=metrics))
         (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
         print(f"ulmtl: pretrained LM saved to {output}: {json.dumps(metrics)}", flush=True)
     barrier()
@@ -265,8 +266,8 @@ def import_fastai_lm(weights: str | Path, itos: str | Path, output: str | Path,
         load_lm_state(model, state)
     except (ValueError, RuntimeError) as err:
         raise CheckpointError(f"{weights} ({layout}): {str(err).splitlines()[0]}") from None
-    config = {"kind": "lm", "direction": direction, "model": to_dict(model_config),
-              "stage": "fastai-wt103", "source": {"weights": str(weights), "itos": str(itos), "layout": layout}}
+    config = CheckpointRecord(kind="lm", direction=direction, model=model_config, stage="fastai-wt103",
+                              source={"weights": str(weights), "itos": str(itos), "layout": layout})
     return save_checkpoint(output, model.state_dict(), vocab.itos, config)
 
 
