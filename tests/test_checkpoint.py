@@ -164,6 +164,23 @@ def test_corrupt_files(tmp_path, vocab):
         load_checkpoint(folder)
 
 
+def test_vocabulary_round_trip_in_utf8(tmp_path):
+    tokens = Vocab.build(Counter({"café": 4, "naïve": 3, "日本": 2, "plain": 9})).itos
+    folder = save_checkpoint(tmp_path / "c", {"a": torch.ones(2)}, tokens, {})
+    # Written as UTF-8 whatever the locale.
+    assert json.loads((folder / VOCAB_FILE).read_bytes().decode("utf-8")) == tokens
+    assert load_checkpoint(folder).tokens == tokens
+
+
+@pytest.mark.parametrize("content", ['{"a": 1}', '["a", 2]', '"xxunk"', "[[\"a\"]]", "[not json"])
+def test_vocabulary_that_is_not_a_json_list_of_strings_is_refused(tmp_path, vocab, content):
+    folder = save_checkpoint(tmp_path / "c", {"a": torch.ones(2)}, vocab, {})
+    (folder / VOCAB_FILE).write_text(content)
+    with pytest.raises(CheckpointError, match=f"{VOCAB_FILE}: (a vocabulary must be a JSON list of strings|"
+                                              f"invalid JSON)"):
+        load_checkpoint(folder)
+
+
 def test_interrupted_save_leaves_previous_checkpoint_intact(tmp_path, vocab, monkeypatch):
     folder = tmp_path / "c"
     save_checkpoint(folder, {"a": torch.ones(3)}, vocab, {"version": 1})
