@@ -107,32 +107,6 @@ def test_lm_too_few_tokens():
         LanguageModelLoader([], batch_size=8)
 
 
-# --------------------------------------------------------------------------- padding
-
-def test_pad_chunked_whole_chunks_first_remainder_last():
-    docs = [np.arange(10, 33), np.arange(100, 105), np.arange(200, 210)]  # 23, 5, 10
-    out = pad_chunked(docs, pad_id=1, bptt=4)
-    assert out.shape == (3, 23) and out.dtype == np.int64
-    np.testing.assert_array_equal(out[0], np.arange(10, 33))
-    # 18 missing: 4 whole chunks (16) in front, 2 at the end.
-    np.testing.assert_array_equal(out[1], [1] * 16 + list(range(100, 105)) + [1] * 2)
-    # 13 missing: 3 whole chunks (12) in front, 1 at the end.
-    np.testing.assert_array_equal(out[2], [1] * 12 + list(range(200, 210)) + [1])
-    for row, doc in zip(out, docs):
-        first = int(np.flatnonzero(row != 1)[0])
-        assert first % 4 == 0, "each document's first token starts a bptt chunk"
-        assert int((row != 1).sum()) == len(doc)
-
-
-def test_pad_chunked_matches_fastai():
-    from fastai.text.data import pad_chunk
-    docs = [np.arange(2, 2 + n) for n in (3, 17, 9, 30)]
-    ours = pad_chunked(docs, pad_id=1, bptt=7)
-    for row, doc in zip(ours, docs):
-        theirs = pad_chunk(torch.from_numpy(doc), pad_idx=1, pad_first=True, seq_len=7, pad_len=30)
-        np.testing.assert_array_equal(row, theirs.numpy())
-
-
 # --------------------------------------------------------------------------- classification
 
 def _class_docs(lengths):

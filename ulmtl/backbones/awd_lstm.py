@@ -16,6 +16,8 @@ Reading fastai's own files is :mod:`ulmtl.fastai_files`.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from fastai.callback.core import Callback
@@ -151,7 +153,7 @@ def checkpoint_vocab(checkpoint: Checkpoint) -> Vocab:
     return vocab
 
 
-def read_checkpoint(folder) -> tuple[Checkpoint, Vocab]:
+def read_checkpoint(folder: str | Path) -> tuple[Checkpoint, Vocab]:
     """An AWD-LSTM checkpoint folder and its vocabulary (:func:`checkpoint_vocab`)."""
     checkpoint = load_checkpoint(folder)
     return checkpoint, checkpoint_vocab(checkpoint)
