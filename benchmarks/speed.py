@@ -100,7 +100,8 @@ def ulmtl_lm_tokens_per_s(texts: list[str], batches: int, workdir: Path, precisi
     from ulmtl.config import ModelConfig, PretrainConfig
     from ulmtl.pretrain import prepare_corpus
     from ulmtl.loaders import LanguageModelLoader
-    from ulmtl.model import build_language_model, lm_layer_groups
+    from ulmtl.backbones.awd_lstm import build_language_model, lm_layer_groups, training_callbacks
+    from ulmtl.precision import resolve_precision
     from ulmtl.training import make_learner, prepare_torch
     from ulmtl.config import TokenizerConfig
     device = prepare_torch()
@@ -108,9 +109,11 @@ def ulmtl_lm_tokens_per_s(texts: list[str], batches: int, workdir: Path, precisi
     train, valid, vocab = prepare_corpus(Dataset.from_dict({"text": texts}), config,
                                          TokenizerConfig(max_vocab=60000, min_freq=3))
     model = build_language_model(len(vocab), ModelConfig())
+    precision = resolve_precision(precision, device)
     learn = make_learner(LanguageModelLoader(train, 64, 70, shuffle=True), LanguageModelLoader(valid, 16, 70),
-                         model, lm_layer_groups, config.betas, config.weight_decay, 2.0, 1.0, config.clip,
-                         device=device, progress=False, precision=precision)
+                         model, lm_layer_groups, config.betas, config.weight_decay, config.clip,
+                         device=device, progress=False, precision=precision,
+                         callbacks=training_callbacks(model, 2.0, 1.0, precision))
     stop = StopAfterBatches(batches)
     learn.fit(1, cbs=[stop])
     return stop.tokens / stop.seconds, len(vocab)

@@ -10,16 +10,19 @@ import pytest
 import torch
 
 import ulmtl.checkpoint as checkpoint_module
+from ulmtl.backbones.awd_lstm import read_checkpoint
 from ulmtl.checkpoint import (
-    CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, CheckpointError, load_checkpoint, load_tensors,
+    CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, CheckpointError, CheckpointRecord, load_checkpoint, load_tensors,
     save_checkpoint,
 )
+from ulmtl.config import ClassifierConfig, ModelConfig, PretrainConfig, TokenizerConfig, TransformerConfig, to_dict
 from ulmtl.text import Vocab
 
 
 @pytest.fixture
 def vocab():
-    return Vocab.build(Counter({"movie": 5, "good": 4, "bad": 3}))
+    """The tokens of a small vocabulary, in id order."""
+    return Vocab.build(Counter({"movie": 5, "good": 4, "bad": 3})).itos
 
 
 def _tied_state_dict():
@@ -60,7 +63,7 @@ def test_round_trip_with_tied_tensors(tmp_path, vocab):
     with open(folder / WEIGHTS_FILE, "rb") as handle:
         header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
     assert "encoder.weight" in header and "decoder.weight" not in header
-    assert ckpt.vocab.itos == vocab.itos
+    assert ckpt.tokens == vocab
     assert ckpt.config == config and ckpt.kind == "lm"
 
 
@@ -161,6 +164,23 @@ def test_corrupt_files(tmp_path, vocab):
         load_checkpoint(folder)
 
 
+def test_vocabulary_round_trip_in_utf8(tmp_path):
+    tokens = Vocab.build(Counter({"café": 4, "naïve": 3, "日本": 2, "plain": 9})).itos
+    folder = save_checkpoint(tmp_path / "c", {"a": torch.ones(2)}, tokens, {})
+    # Written as UTF-8 whatever the locale.
+    assert json.loads((folder / VOCAB_FILE).read_bytes().decode("utf-8")) == tokens
+    assert load_checkpoint(folder).tokens == tokens
+
+
+@pytest.mark.parametrize("content", ['{"a": 1}', '["a", 2]', '"xxunk"', "[[\"a\"]]", "[not json"])
+def test_vocabulary_that_is_not_a_json_list_of_strings_is_refused(tmp_path, vocab, content):
+    folder = save_checkpoint(tmp_path / "c", {"a": torch.ones(2)}, vocab, {})
+    (folder / VOCAB_FILE).write_text(content)
+    with pytest.raises(CheckpointError, match=f"{VOCAB_FILE}: (a vocabulary must be a JSON list of strings|"
+                                              f"invalid JSON)"):
+        load_checkpoint(folder)
+
+
 def test_interrupted_save_leaves_previous_checkpoint_intact(tmp_path, vocab, monkeypatch):
     folder = tmp_path / "c"
     save_checkpoint(folder, {"a": torch.ones(3)}, vocab, {"version": 1})
@@ -188,10 +208,10 @@ def test_interrupted_save_between_files(tmp_path, vocab, monkeypatch):
     folder = tmp_path / "c"
     save_checkpoint(folder, {"a": torch.ones(3)}, vocab, {"version": 1})
 
-    def fail(self, path):
+    def fail(path, tokens):
         raise OSError("disk full")
 
-    monkeypatch.setattr(Vocab, "save", fail)
+    monkeypatch.setattr(checkpoint_module, "_write_vocab", fail)
     with pytest.raises(OSError):
         save_checkpoint(folder, {"a": torch.zeros(3)}, vocab, {"version": 2})
     assert load_checkpoint(folder).config == {"version": 1}
@@ -212,6 +232,36 @@ def test_config_that_is_not_an_object_and_vocab_without_padding_are_refused(tmp_
     (folder / CONFIG_FILE).write_text("[1, 2]")
     with pytest.raises(CheckpointError, match=f"{CONFIG_FILE}: expected a JSON object, got list"):
         load_checkpoint(folder)
-    folder = save_checkpoint(tmp_path / "d", {"a": torch.ones(2)}, Vocab(["xxunk", "movie"]), {})
+    folder = save_checkpoint(tmp_path / "d", {"a": torch.ones(2)}, ["xxunk", "movie"], {})
+    assert load_checkpoint(folder).tokens == ["xxunk", "movie"]  # the folder itself knows no special tokens
     with pytest.raises(CheckpointError, match=f"{VOCAB_FILE}: the vocabulary has no 'xxpad' token"):
-        load_checkpoint(folder)
+        read_checkpoint(folder)  # the AWD-LSTM's vocabulary does
+
+
+def test_record_writes_the_keys_of_earlier_folders(tmp_path, vocab):
+    record = CheckpointRecord(kind="lm", direction="backward", model=ModelConfig(emb_size=8), stage="pretrain",
+                              pretrain=PretrainConfig(), tokenizer=TokenizerConfig(), metrics={"valid_loss": 1.5})
+    config = load_checkpoint(save_checkpoint(tmp_path / "lm", {"a": torch.ones(2)}, vocab, record)).config
+    # As the stages wrote it by hand before the record: no "backbone" key for the AWD-LSTM, no empty keys.
+    assert config == {"kind": "lm", "direction": "backward", "model": to_dict(ModelConfig(emb_size=8)),
+                      "stage": "pretrain", "pretrain": to_dict(PretrainConfig()),
+                      "tokenizer": to_dict(TokenizerConfig()), "metrics": {"valid_loss": 1.5}}
+    classifier = CheckpointRecord(kind="classifier", backbone="transformer", transformer=TransformerConfig(),
+                                  classifier=ClassifierConfig(), classes=["a", "b"], history=[], run_id="r")
+    assert classifier.to_json() == {"kind": "classifier", "backbone": "transformer", "direction": "forward",
+                                    "transformer": to_dict(TransformerConfig()),
+                                    "classifier": to_dict(ClassifierConfig()), "classes": ["a", "b"],
+                                    "history": [], "run_id": "r"}
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(kind="model", model=ModelConfig(), stage="pretrain"), "kind must be one of"),
+    (dict(kind="lm", direction="sideways", model=ModelConfig(), stage="pretrain"), "direction must be one of"),
+    (dict(kind="lm", stage="pretrain"), "architecture section"),
+    (dict(kind="lm", backbone="transformer", model=ModelConfig(), stage="finetune"), "architecture section"),
+    (dict(kind="lm", model=ModelConfig()), "its stage"),
+    (dict(kind="classifier", model=ModelConfig(), classes=["a", "b"], classifier=ClassifierConfig()), "run_id"),
+])
+def test_record_refuses_what_no_stage_writes(fields, message):
+    with pytest.raises(ValueError, match=message):
+        CheckpointRecord(**fields)

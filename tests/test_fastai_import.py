@@ -27,7 +27,7 @@ from fastai.text.data import make_vocab
 
 from ulmtl import CheckpointError, ModelConfig, Vocab, import_fastai_lm, load_checkpoint
 from ulmtl.fastai_files import _Inert, _read_torch_file, find_fastai_files, load_fastai_weights, load_itos_pickle
-from ulmtl.model import build_language_model, lm_layer_groups
+from ulmtl.backbones.awd_lstm import build_language_model, lm_layer_groups
 
 # fastai v2's defaults.text_spec_tok, and v1's order of the same tokens.
 SPECIAL_V2 = ["xxunk", "xxpad", "xxbos", "xxeos", "xxfld", "xxrep", "xxwrep", "xxup", "xxmaj"]
@@ -165,9 +165,9 @@ def test_each_layout_imports_to_the_same_language_model(layout, tmp_path):
     assert checkpoint.config["source"]["layout"] == {"v2": "fastai v2 + optimizer", "v1": "fastai v1 + optimizer",
                                                      "0.7": "fastai 0.7"}[layout]
     if layout == "0.7":
-        assert checkpoint.vocab.itos[:8] == ["xxunk", "xxpad", "xxbos", "xxfld", "1", "xxup", "xxrep", "xxwrep"]
+        assert checkpoint.tokens[:8] == ["xxunk", "xxpad", "xxbos", "xxfld", "1", "xxup", "xxrep", "xxwrep"]
     else:
-        assert checkpoint.vocab.itos == itos and itos[-1] == "xxfake" and len(itos) % 8 == 0
+        assert checkpoint.tokens == itos and itos[-1] == "xxfake" and len(itos) % 8 == 0
     # The imported LM computes what the fastai one did (v1's dropped-out copy was not taken for
     # the raw weight; 0.7's missing decoder bias is zeros).
     imported = build_language_model(len(itos), ModelConfig(**{k: checkpoint.config["model"][k] for k in

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
 
-from ulmtl.loaders import ClassificationLoader, LanguageModelLoader, pad_chunked
+from ulmtl.backbones.awd_lstm import pad_chunked
+from ulmtl.loaders import ClassificationLoader, LanguageModelLoader
 
 
 def _docs(lengths, start=0):
@@ -105,43 +107,22 @@ def test_lm_too_few_tokens():
         LanguageModelLoader([], batch_size=8)
 
 
-# --------------------------------------------------------------------------- padding
-
-def test_pad_chunked_whole_chunks_first_remainder_last():
-    docs = [np.arange(10, 33), np.arange(100, 105), np.arange(200, 210)]  # 23, 5, 10
-    out = pad_chunked(docs, pad_id=1, bptt=4)
-    assert out.shape == (3, 23) and out.dtype == np.int64
-    np.testing.assert_array_equal(out[0], np.arange(10, 33))
-    # 18 missing: 4 whole chunks (16) in front, 2 at the end.
-    np.testing.assert_array_equal(out[1], [1] * 16 + list(range(100, 105)) + [1] * 2)
-    # 13 missing: 3 whole chunks (12) in front, 1 at the end.
-    np.testing.assert_array_equal(out[2], [1] * 12 + list(range(200, 210)) + [1])
-    for row, doc in zip(out, docs):
-        first = int(np.flatnonzero(row != 1)[0])
-        assert first % 4 == 0, "each document's first token starts a bptt chunk"
-        assert int((row != 1).sum()) == len(doc)
-
-
-def test_pad_chunked_matches_fastai():
-    from fastai.text.data import pad_chunk
-    docs = [np.arange(2, 2 + n) for n in (3, 17, 9, 30)]
-    ours = pad_chunked(docs, pad_id=1, bptt=7)
-    for row, doc in zip(ours, docs):
-        theirs = pad_chunk(torch.from_numpy(doc), pad_idx=1, pad_first=True, seq_len=7, pad_len=30)
-        np.testing.assert_array_equal(row, theirs.numpy())
-
-
 # --------------------------------------------------------------------------- classification
 
 def _class_docs(lengths):
     return [np.full(n, i + 2, dtype=np.int64) for i, n in enumerate(lengths)]
 
 
+def bpt3c(bptt: int = 70):
+    """The AWD-LSTM's collation, padding id 1."""
+    return partial(pad_chunked, pad_id=1, bptt=bptt)
+
+
 def test_eval_batches_longest_first_and_order_maps_back():
     lengths = [5, 12, 3, 12, 8, 1, 20, 7, 9, 2]
     docs = _class_docs(lengths)
     labels = np.arange(10) % 3
-    loader = ClassificationLoader(docs, labels, batch_size=3, pad_id=1, bptt=4)
+    loader = ClassificationLoader(docs, labels, batch_size=3, collate=bpt3c(4))
     assert len(loader) == 4
     order = loader.order
     assert sorted(order.tolist()) == list(range(10))
@@ -168,7 +149,7 @@ def test_eval_batches_longest_first_and_order_maps_back():
 
 def test_eval_is_the_same_every_epoch_and_without_labels():
     docs = _class_docs([3, 9, 4])
-    loader = ClassificationLoader(docs, None, batch_size=2)
+    loader = ClassificationLoader(docs, None, batch_size=2, collate=bpt3c())
     a = [b[0] for b in loader]
     b = [b[0] for b in loader]
     assert all(len(batch) == 1 for batch in loader)
@@ -179,7 +160,7 @@ def test_training_batches_cover_every_index_once_per_epoch():
     rng = np.random.RandomState(0)
     lengths = rng.randint(1, 60, size=203).tolist()
     docs = _class_docs(lengths)
-    loader = ClassificationLoader(docs, np.arange(203), batch_size=8, shuffle=True, seed=1)
+    loader = ClassificationLoader(docs, np.arange(203), batch_size=8, shuffle=True, seed=1, collate=bpt3c())
     epochs = []
     for _ in range(3):
         seen = np.concatenate([y.numpy() for _, y in loader])
@@ -188,13 +169,14 @@ def test_training_batches_cover_every_index_once_per_epoch():
     assert loader.epoch == 3
     assert not np.array_equal(epochs[0], epochs[1])
     # Seeded: another loader with the same seed gives the same first epoch.
-    again = ClassificationLoader(docs, np.arange(203), batch_size=8, shuffle=True, seed=1)
+    again = ClassificationLoader(docs, np.arange(203), batch_size=8, shuffle=True, seed=1, collate=bpt3c())
     np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in again]), epochs[0])
 
 
 def test_training_batches_longest_batch_first_and_sorted_within():
     lengths = list(range(1, 101))
-    loader = ClassificationLoader(_class_docs(lengths), np.arange(100), batch_size=10, shuffle=True, seed=0)
+    loader = ClassificationLoader(_class_docs(lengths), np.arange(100), batch_size=10, shuffle=True, seed=0,
+                                  collate=bpt3c())
     batches = loader.batch_indices(0)
     assert max(lengths[i] for i in batches[0]) == 100
     for b in batches:
@@ -204,20 +186,20 @@ def test_training_batches_longest_batch_first_and_sorted_within():
 
 def test_max_tokens_truncates_and_backwards_reverses():
     docs = [np.arange(2, 12), np.arange(20, 23)]
-    loader = ClassificationLoader(docs, np.array([0, 1]), batch_size=2, max_tokens=4, bptt=2)
+    loader = ClassificationLoader(docs, np.array([0, 1]), batch_size=2, max_tokens=4, collate=bpt3c(2))
     np.testing.assert_array_equal(loader.docs[0], [2, 3, 4, 5])
     np.testing.assert_array_equal(loader.docs[1], [20, 21, 22])
     x, _ = next(iter(loader))
     assert x.shape == (2, 4)
-    back = ClassificationLoader(docs, np.array([0, 1]), batch_size=2, backwards=True)
+    back = ClassificationLoader(docs, np.array([0, 1]), batch_size=2, backwards=True, collate=bpt3c())
     np.testing.assert_array_equal(back.docs[0], np.arange(11, 1, -1))
 
 
 def test_classification_loader_input_checks():
     with pytest.raises(ValueError, match="no documents"):
-        ClassificationLoader([], None)
+        ClassificationLoader([], None, collate=bpt3c())
     with pytest.raises(ValueError, match="labels"):
-        ClassificationLoader(_class_docs([2, 3]), np.array([0]))
+        ClassificationLoader(_class_docs([2, 3]), np.array([0]), collate=bpt3c())
 
 
 def test_flat_memory_mapped_stream_gives_the_same_batches_as_documents(tmp_path, monkeypatch):

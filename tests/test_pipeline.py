@@ -15,7 +15,7 @@ from ulmtl import (
 )
 from ulmtl.checkpoint import CheckpointError
 from ulmtl.fastai_files import load_itos_pickle
-from ulmtl.model import build_classifier, build_language_model, remap_embeddings
+from ulmtl.backbones.awd_lstm import build_classifier, build_language_model, remap_embeddings
 from ulmtl.schedule import discriminative_lrs
 
 
@@ -52,7 +52,7 @@ def test_pretraining_lowers_perplexity_and_writes_checkpoint(stage1):
     assert checkpoint.kind == "lm" and checkpoint.config["model"]["hidden_size"] == 16
     assert metrics["tokens_seen"] > 0 and metrics["tokens_per_s"] > 0
     # A uniform guess over the vocabulary has perplexity len(vocab); training must beat it.
-    assert metrics["valid_perplexity"] < len(checkpoint.vocab) / 2
+    assert metrics["valid_perplexity"] < len(checkpoint.tokens) / 2
     records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     per_epoch = [r["perplexity"] for r in records if "epoch_done" in r]
     assert len(per_epoch) == 2 and per_epoch[1] < per_epoch[0]
@@ -282,7 +282,7 @@ def test_fastai_format_weights_load_without_unpickling_code(tmp_path):
         pickle.dump(itos, handle)
     out = import_fastai_lm(tmp_path / "lstm_fwd.pth", tmp_path / "itos_wt103.pkl", tmp_path / "converted")
     checkpoint = load_checkpoint(out)
-    assert checkpoint.vocab.itos == itos
+    assert checkpoint.tokens == itos
     assert torch.equal(checkpoint.state_dict["0.encoder.weight"], state["0.encoder.weight"])
     assert torch.equal(checkpoint.state_dict["1.decoder.bias"], state["1.decoder.bias"])
 

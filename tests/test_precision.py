@@ -9,8 +9,10 @@ import torch
 from torch import nn
 
 from ulmtl import ClassifierConfig, ModelConfig, PretrainConfig, TextClassifier, TokenizerConfig, pretrain
-from ulmtl.lstm import AutocastLSTM, resolve_precision, use_autocast_lstm
-from ulmtl.model import build_language_model
+from ulmtl.backbones.awd_lstm import (
+    AutocastLSTM, build_language_model, lm_layer_groups, training_callbacks, use_autocast_lstm,
+)
+from ulmtl.precision import resolve_precision
 from ulmtl.training import BF16Autocast, make_learner
 
 
@@ -83,14 +85,16 @@ def test_precision_resolution():
 
 def test_make_learner_adds_autocast_only_for_bf16():
     from ulmtl.loaders import LanguageModelLoader
-    from ulmtl.model import lm_layer_groups
     docs = [np.arange(2, 40, dtype=np.int64)] * 4
     loader = LanguageModelLoader(docs, 2, 5)
     for precision, expected in (("fp32", False), ("bf16", True)):
         model = build_language_model(50, ModelConfig(emb_size=8, hidden_size=8, n_layers=2))
-        learn = make_learner(loader, loader, model, lm_layer_groups, (0.8, 0.99), 0.01, precision=precision)
+        learn = make_learner(loader, loader, model, lm_layer_groups, (0.8, 0.99), 0.01, precision=precision,
+                             callbacks=training_callbacks(model, 2.0, 1.0, precision))
         assert any(isinstance(cb, BF16Autocast) for cb in learn.cbs) == expected
         assert any(isinstance(m, AutocastLSTM) for m in model.modules()) == expected
+    with pytest.raises(ValueError, match="resolved precision"):
+        make_learner(loader, loader, model, lm_layer_groups, (0.8, 0.99), 0.01, precision="auto")
 
 
 def test_bf16_training_lowers_perplexity_and_predicts(tmp_path):

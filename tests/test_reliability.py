@@ -753,17 +753,18 @@ def nan_lm(tiny_lm: Path, target: Path) -> Path:
     checkpoint = load_checkpoint(tiny_lm)
     state = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
              for k, v in checkpoint.state_dict.items()}
-    return save_checkpoint(target, state, checkpoint.vocab, checkpoint.config)
+    return save_checkpoint(target, state, checkpoint.tokens, checkpoint.config)
 
 
 def test_training_stops_when_the_loss_stops_being_finite():
     from ulmtl.loaders import LanguageModelLoader
-    from ulmtl.model import build_language_model, lm_layer_groups
+    from ulmtl.backbones.awd_lstm import build_language_model, lm_layer_groups, training_callbacks
     from ulmtl.training import NonFiniteLoss, make_learner
     docs = [np.random.RandomState(i).randint(0, 32, size=50) for i in range(8)]
+    model = build_language_model(32, TINY)
     learn = make_learner(LanguageModelLoader(docs, 4, 10), LanguageModelLoader(docs, 4, 10),
-                         build_language_model(32, TINY), lm_layer_groups, (0.7, 0.99), 0.01, progress=False,
-                         stage="test stage")
+                         model, lm_layer_groups, (0.7, 0.99), 0.01, progress=False, stage="test stage",
+                         callbacks=training_callbacks(model, 0.0, 0.0, "fp32"))
     with pytest.raises(NonFiniteLoss) as info:
         learn.fit(2, lr=float("nan"))  # the first step makes every weight NaN
     assert str(info.value).startswith("test stage: the training loss is nan at epoch 0, batch 1; "
@@ -771,9 +772,10 @@ def test_training_stops_when_the_loss_stops_being_finite():
     # One batch and no validation (as the classifier trains without a validation set): no loss
     # after the step shows it, the weights do.
     from ulmtl.classify import SkipValidation
+    model = build_language_model(32, TINY)
     learn = make_learner(LanguageModelLoader(docs, 4, 100), LanguageModelLoader(docs, 4, 100),
-                         build_language_model(32, TINY), lm_layer_groups, (0.7, 0.99), 0.01, progress=False,
-                         stage="test stage")
+                         model, lm_layer_groups, (0.7, 0.99), 0.01, progress=False, stage="test stage",
+                         callbacks=training_callbacks(model, 0.0, 0.0, "fp32"))
     with pytest.raises(NonFiniteLoss, match="test stage: the weights are NaN or infinite after training"):
         learn.fit(1, lr=float("nan"), cbs=[SkipValidation()])
 

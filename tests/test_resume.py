@@ -74,7 +74,7 @@ def test_killed_pretraining_resumes_to_identical_weights(tmp_path, ulmtl_cache_d
 
     assert run(corpus, interrupted, 1e-6, env).wait(timeout=300) == 0
     a, b = load_checkpoint(straight), load_checkpoint(interrupted)
-    assert a.vocab.itos == b.vocab.itos
+    assert a.tokens == b.tokens
     for key, tensor in a.state_dict.items():
         assert torch.equal(tensor, b.state_dict[key]), key
     total = a.config["metrics"]["tokens_seen"]

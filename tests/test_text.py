@@ -1,7 +1,6 @@
 """Tokenization (spaCy + fastai's rules) and the vocabulary."""
 from __future__ import annotations
 
-import json
 from collections import Counter
 
 import pytest
@@ -151,31 +150,6 @@ def test_unknown_tokens_map_to_zero_and_pad_id():
 def test_duplicate_tokens_rejected():
     with pytest.raises(ValueError, match="duplicate"):
         Vocab(["a", "b", "a"])
-
-
-def test_save_load_round_trip(tmp_path):
-    vocab = Vocab.build(Counter({"café": 4, "naïve": 3, "日本": 2, "plain": 9}))
-    path = tmp_path / "vocab.json"
-    vocab.save(path)
-    # Written as UTF-8 whatever the locale.
-    assert json.loads(path.read_bytes().decode("utf-8")) == vocab.itos
-    loaded = Vocab.load(path)
-    assert loaded.itos == vocab.itos and loaded.stoi == vocab.stoi
-
-
-@pytest.mark.parametrize("content", ['{"a": 1}', '["a", 2]', '"xxunk"', "[[\"a\"]]"])
-def test_load_rejects_json_that_is_not_a_list_of_strings(tmp_path, content):
-    path = tmp_path / "vocab.json"
-    path.write_text(content)
-    with pytest.raises(ValueError, match="list of strings"):
-        Vocab.load(path)
-
-
-def test_load_rejects_invalid_json(tmp_path):
-    path = tmp_path / "vocab.json"
-    path.write_text("[not json")
-    with pytest.raises(ValueError):
-        Vocab.load(path)
 
 
 _TOKEN = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=8)

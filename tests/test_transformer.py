@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -254,7 +255,8 @@ def test_bf16_precision_trains_under_autocast(encoder_dir):
     assert clf.predict_proba(TEXTS).shape == (len(TEXTS), 2)
     from ulmtl.training import make_learner
     from ulmtl.loaders import ClassificationLoader
-    loader = ClassificationLoader([np.array([5, 6])], np.array([0]), 1)
+    loader = ClassificationLoader([np.array([5, 6])], np.array([0]), 1,
+                                  collate=partial(transformer.pad_right, pad_id=0))
     learn = make_learner(loader, loader, torch.nn.Linear(2, 2), lambda m: [list(m.parameters())], (0.9, 0.999),
-                         0.0, precision="bf16", recurrent=False)
+                         0.0, precision="bf16", train_norms=False)
     assert any(isinstance(cb, BF16Autocast) for cb in learn.cbs)

@@ -5,7 +5,7 @@ import warnings
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated", category=FutureWarning)
 
 from ulmtl.classify import TextClassifier
-from ulmtl.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from ulmtl.checkpoint import Checkpoint, CheckpointError, CheckpointRecord, load_checkpoint, save_checkpoint
 from ulmtl.cli import parse_args
 from ulmtl.config import (
     TRANSFORMER_CLASSIFIER, TRANSFORMER_FINETUNE, TransformerConfig, ClassifierConfig, ConfigError, FinetuneConfig, ModelConfig, PretrainConfig, PretrainRunConfig,
@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "TextClassifier", "finetune_lm", "TRANSFORMER_CLASSIFIER", "TRANSFORMER_FINETUNE", "TransformerConfig", "run_recipe", "run_cross_validation",
-    "Checkpoint", "CheckpointError", "ClassifierConfig", "ConfigError", "DataError", "FinetuneConfig",
+    "Checkpoint", "CheckpointError", "CheckpointRecord", "ClassifierConfig", "ConfigError", "DataError", "FinetuneConfig",
     "LoadReport", "ModelConfig", "PretrainConfig", "PretrainRunConfig", "RecipeConfig", "TokenizerConfig",
     "Vocab", "apply_overrides", "default_lm_dir", "fetch_fastai_wt103", "import_fastai_lm",
     "load_checkpoint", "load_config", "load_dataset", "load_files", "parse_args", "pretrain", "read_files",

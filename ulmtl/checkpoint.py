@@ -1,5 +1,7 @@
 """The hand-off between stages: one folder with weights (safetensors), vocabulary and config (JSON).
 
+The folder knows no network: the vocabulary is a list of tokens, the weights a flat dict of
+tensors; what they must hold is the backbone's to check (:mod:`ulmtl.backbones.awd_lstm`).
 Loading never unpickles anything: a folder holding a pickle payload is refused.
 """
 from __future__ import annotations
@@ -7,13 +9,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from ulmtl.text import PAD, UNK, Vocab
+from ulmtl.config import (
+    ClassifierConfig, Direction, FinetuneConfig, ModelConfig, PretrainConfig, TokenizerConfig, TransformerConfig,
+    to_dict,
+)
 
 WEIGHTS_FILE = "weights.safetensors"
 VOCAB_FILE = "vocab.json"
@@ -22,21 +28,80 @@ CHECKPOINT_FILES = (WEIGHTS_FILE, VOCAB_FILE, CONFIG_FILE)
 PICKLE_SUFFIXES = {".pkl", ".pickle", ".pth", ".pt", ".bin", ".ckpt", ".joblib"}
 # Protocol 2+ pickles start with 0x80; zip-based torch files with "PK".
 PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")
-# The embedding of a language model and of a classifier: one row per vocabulary token.
-EMBEDDING_KEYS = ("0.encoder.weight", "0.module.encoder.weight")
 
 
 class CheckpointError(ValueError):
     """A checkpoint folder that cannot be loaded safely or does not fit."""
 
 
+Kind = Literal["lm", "classifier"]
+Network = Literal["awd_lstm", "transformer"]
+
+
+@dataclass
+class CheckpointRecord:
+    """What a checkpoint's ``config.json`` (a transformer's ``ulmtl.json``) says: what the folder holds,
+    the config sections that made it and what its stage recorded. :meth:`to_json` gives the JSON:
+    one key per field that is set (None: no key), the sections as JSON objects."""
+
+    kind: Kind
+    direction: Direction = "forward"
+    # The AWD-LSTM's files never named their backbone: the key is written for the transformer only.
+    backbone: Network = "awd_lstm"
+    stage: str | None = None  # an LM's: "pretrain", "finetune", "fastai-wt103"
+    pretrained: str | None = None  # a fine-tuned LM's: the stage or encoder it started from
+    source: dict | None = None  # an imported LM's: the files it was read from
+    model: ModelConfig | None = None  # the AWD-LSTM's architecture and dropouts
+    transformer: TransformerConfig | None = None
+    tokenizer: TokenizerConfig | None = None
+    pretrain: PretrainConfig | None = None
+    finetune: FinetuneConfig | None = None
+    classifier: ClassifierConfig | None = None
+    classes: list | None = None
+    multilabel: bool | None = None  # a classifier's: label sets (sigmoid head) or one class per text
+    threshold: float | None = None  # a multi-label classifier's decision threshold
+    history: list | None = None
+    train_counts: dict | None = None
+    selection: dict | None = None  # strategy "auto"'s candidates and winner
+    metrics: dict | None = None
+    progress: dict | None = None  # a resume checkpoint's: where training stopped
+    run_id: str | None = None  # a classifier's: the save that wrote it
+
+    def __post_init__(self):
+        for name, kind in (("kind", Kind), ("direction", Direction), ("backbone", Network)):
+            choices = get_args(kind)
+            if getattr(self, name) not in choices:
+                raise ValueError(f"checkpoint record: {name} must be one of {choices}, got {getattr(self, name)!r}")
+        if (self.model is not None) != (self.backbone == "awd_lstm") \
+                or (self.transformer is not None) != (self.backbone == "transformer"):
+            raise ValueError(f"checkpoint record of a {self.backbone}: it needs the architecture section of its "
+                             f"backbone ('model' for awd_lstm, 'transformer' for transformer), not the other")
+        if self.kind == "lm" and not self.stage:
+            raise ValueError("checkpoint record of a language model: it needs its stage")
+        if self.kind == "classifier" and (self.classes is None or self.classifier is None or not self.run_id):
+            raise ValueError("checkpoint record of a classifier: it needs classes, the classifier section "
+                             "and run_id")
+
+    def to_json(self) -> dict:
+        """The record as ``config.json`` holds it."""
+        data = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if value is None or (item.name == "backbone" and value == "awd_lstm"):
+                continue
+            data[item.name] = to_dict(value) if is_dataclass(value) else value
+        return data
+
+
 @dataclass
 class Checkpoint:
-    """Weights, vocabulary and the config that produced them."""
+    """Weights, vocabulary (its tokens, in id order) and the config that produced them, as read
+    from ``folder``."""
 
     state_dict: dict
-    vocab: Vocab
+    tokens: list[str]
     config: dict
+    folder: Path
 
     @property
     def kind(self) -> str:
@@ -60,9 +125,17 @@ def _deduplicate(state_dict: dict) -> tuple[dict, dict]:
     return unique, aliases
 
 
-def save_checkpoint(folder: str | Path, state_dict: dict, vocab: Vocab, config: dict,
+def _write_vocab(path: Path, tokens: list[str]) -> None:
+    """``vocab.json``: the tokens in id order, a JSON list in UTF-8."""
+    path.write_text(json.dumps(list(tokens), ensure_ascii=False), encoding="utf-8")
+
+
+def save_checkpoint(folder: str | Path, state_dict: dict, tokens: list[str], config: CheckpointRecord | dict,
                     extra_tensors: dict | None = None) -> Path:
     """Write the folder atomically: everything goes to a temporary folder that is then renamed.
+
+    ``config``: the :class:`CheckpointRecord` of the stage, or the config of a checkpoint read back
+    (to copy it).
 
     ``extra_tensors`` maps file names to ``(tensors, metadata)`` written in the same folder and
     swapped in with it (a training state that must match the weights).
@@ -75,7 +148,9 @@ def save_checkpoint(folder: str | Path, state_dict: dict, vocab: Vocab, config: 
     partial.mkdir()
     tensors, aliases = _deduplicate(state_dict)
     save_file(tensors, str(partial / WEIGHTS_FILE), metadata={"aliases": json.dumps(aliases)})
-    vocab.save(partial / VOCAB_FILE)
+    _write_vocab(partial / VOCAB_FILE, tokens)
+    if isinstance(config, CheckpointRecord):
+        config = config.to_json()
     (partial / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
     for name, (extra, metadata) in (extra_tensors or {}).items():
         save_file({k: v.detach().cpu().contiguous() for k, v in extra.items()}, str(partial / name),
@@ -146,20 +221,12 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
     if not isinstance(config, dict):
         raise CheckpointError(f"{folder / CONFIG_FILE}: expected a JSON object, got {type(config).__name__}")
     try:
-        vocab = Vocab.load(folder / VOCAB_FILE)
-    except (ValueError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{folder / VOCAB_FILE}: {err}") from None
-    missing = [token for token in (UNK, PAD) if token not in vocab.stoi]
-    if missing:
-        names = " or ".join(map(repr, missing))
-        raise CheckpointError(f"{folder / VOCAB_FILE}: the vocabulary has no {names} token; every ulmtl "
-                              f"vocabulary starts with the special tokens")
-    for key in EMBEDDING_KEYS:
-        if key in tensors and tensors[key].shape[0] != len(vocab):
-            raise CheckpointError(f"{folder}: {WEIGHTS_FILE} has {tensors[key].shape[0]} embedding rows "
-                                  f"({key}) but {VOCAB_FILE} has {len(vocab)} tokens; the two files "
-                                  f"come from different stages or runs")
-    return Checkpoint(state_dict=tensors, vocab=vocab, config=config)
+        tokens = json.loads((folder / VOCAB_FILE).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{folder / VOCAB_FILE}: invalid JSON ({err})") from None
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise CheckpointError(f"{folder / VOCAB_FILE}: a vocabulary must be a JSON list of strings")
+    return Checkpoint(state_dict=tensors, tokens=tokens, config=config, folder=folder)
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:

@@ -35,8 +35,12 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import f1_score
 
 from ulmtl.backbones import transformer
+from ulmtl.backbones.awd_lstm import (
+    build_classifier, classifier_layer_groups, classifier_logits, encoder_state, load_encoder, pad_chunked,
+    read_checkpoint, training_callbacks, use_autocast_lstm,
+)
 from ulmtl.cli import command_line
-from ulmtl.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, load_checkpoint, save_checkpoint
+from ulmtl.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, CheckpointRecord, save_checkpoint
 from ulmtl.config import (
     DEFAULT_THRESHOLD, ClassifierConfig, ConfigError, ModelConfig, TokenizerConfig, TransformerConfig,
     architecture, from_dict, to_dict,
@@ -44,8 +48,7 @@ from ulmtl.config import (
 from ulmtl.datasets import DataError
 from ulmtl.distributed import is_main, world
 from ulmtl.loaders import ClassificationLoader
-from ulmtl.lstm import autocast, resolve_precision, use_autocast_lstm
-from ulmtl.model import build_classifier, classifier_layer_groups, encoder_state, load_encoder
+from ulmtl.precision import autocast, resolve_precision
 from ulmtl.report import model_card
 from ulmtl.schedule import training_plan
 from ulmtl.selection import fit_auto, restore
@@ -410,7 +413,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             vocab = Vocab.build(counts, self.tokenizer.max_vocab, self.tokenizer.min_freq)
             model_config, state = self.model_config, None
         else:
-            checkpoint = load_checkpoint(encoder_path)
+            checkpoint, vocab = read_checkpoint(encoder_path)
             if checkpoint.kind != "lm":
                 raise CheckpointError(f"{encoder_path}: expected a language-model checkpoint, "
                                       f"found kind {checkpoint.kind!r}")
@@ -418,36 +421,34 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             if saved_direction != direction:
                 raise CheckpointError(f"{encoder_path}: a {saved_direction} LM cannot serve as the "
                                       f"{direction} encoder")
-            vocab, state = checkpoint.vocab, encoder_state(checkpoint.state_dict)
+            state = encoder_state(checkpoint.state_dict)
             model_config = self.model_config.with_architecture_of(checkpoint.config["model"])
             if model_config != self.model_config and self.verbose:
                 print(f"ulmtl: the {direction} classifier takes its architecture from {encoder_path} "
                       f"({architecture(model_config)}), not the run's ({architecture(self.model_config)})",
                       flush=True)
-            rows = state["encoder.weight"].shape[0]
-            if rows != len(vocab):
-                raise CheckpointError(f"{encoder_path}: weights have {rows} embedding rows but the "
-                                      f"vocabulary has {len(vocab)} tokens (from different stages?)")
         backwards = direction == "backward"
         docs = [np.asarray(vocab.numericalize(doc), dtype=np.int64) for doc in tokens]
         rank, processes = world()
-        train = ClassificationLoader(docs, label_ids, config.batch_size, vocab.pad_id, config.bptt,
-                                     shuffle=True, seed=config.seed, backwards=backwards,
-                                     rank=rank, world_size=processes)
+        collate = partial(pad_chunked, pad_id=vocab.pad_id, bptt=config.bptt)
+        train = ClassificationLoader(docs, label_ids, config.batch_size, shuffle=True, seed=config.seed,
+                                     backwards=backwards, rank=rank, world_size=processes, collate=collate)
         if valid_tokens is not None:
             valid_docs = [np.asarray(vocab.numericalize(d), dtype=np.int64) for d in valid_tokens]
-            valid = ClassificationLoader(valid_docs, valid_ids, config.batch_size, vocab.pad_id, config.bptt,
-                                         backwards=backwards)
+            valid = ClassificationLoader(valid_docs, valid_ids, config.batch_size, backwards=backwards,
+                                         collate=collate)
         else:
-            valid = ClassificationLoader(docs[:1], label_ids[:1], 1, vocab.pad_id, config.bptt)
+            valid = ClassificationLoader(docs[:1], label_ids[:1], 1, collate=collate)
         model = build_classifier(len(vocab), len(self.classes_), model_config, config)
         if state is not None:
             load_encoder(model, state)
+        precision = resolve_precision(model_config.precision, self.device_)
         loss, metrics = self._loss_and_metrics()
         learn = make_learner(train, valid, model, classifier_layer_groups, config.betas, config.weight_decay,
-                             config.ar_alpha, config.tar_beta, config.clip, metrics=metrics,
-                             device=self.device_, progress=False, precision=model_config.precision,
-                             stage=f"classifier training ({direction})", loss_func=loss)
+                             config.clip, metrics=metrics, device=self.device_, progress=False,
+                             precision=precision, stage=f"classifier training ({direction})",
+                             callbacks=training_callbacks(model, config.ar_alpha, config.tar_beta, precision),
+                             loss_func=loss)
         return (vocab, *self._train(learn, direction, has_valid=valid_tokens is not None), model_config)
 
     def _fit_transformer(self, source, texts, label_ids, valid) -> tuple:
@@ -474,8 +475,9 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         loss, metrics = self._loss_and_metrics()
         learn = make_learner(train, valid_loader, model, groups, config.betas, config.weight_decay,
                              clip=config.clip, metrics=metrics, device=self.device_, progress=False,
-                             precision=settings.precision, stage="classifier training (transformer)",
-                             recurrent=False, loss_func=loss)
+                             precision=resolve_precision(settings.precision, self.device_),
+                             stage="classifier training (transformer)",
+                             train_norms=False, loss_func=loss)  # a frozen block's LayerNorms stay frozen
         return (tokenizer, *self._train(learn, "forward", has_valid=valid is not None), settings)
 
     def _train(self, learn, direction: str, has_valid: bool) -> tuple:
@@ -533,8 +535,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         else:
             vocab = self.vocabs_[direction]
             docs = [np.asarray(vocab.numericalize(d), dtype=np.int64) for d in texts_or_tokens]
-            loader = ClassificationLoader(docs, None, batch_size, vocab.pad_id, self.config.bptt,
-                                          backwards=direction == "backward")
+            loader = ClassificationLoader(docs, None, batch_size, backwards=direction == "backward",
+                                          collate=partial(pad_chunked, pad_id=vocab.pad_id, bptt=self.config.bptt))
         device = next(model.parameters()).device
         precision = resolve_precision(self.model_configs_[direction].precision, device)
         if precision == "bf16" and not self.is_transformer:
@@ -543,11 +545,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         model.eval()
         with torch.inference_mode(), autocast(precision, device):
             for (x,) in loader:
-                if self.is_transformer:
-                    logits = model(x.to(device))
-                else:
-                    model.reset()
-                    logits = model(x.to(device))[0]
+                logits = model(x.to(device)) if self.is_transformer else classifier_logits(model, x.to(device))
                 scores = torch.sigmoid(logits.float()) if self.multilabel_ else torch.softmax(logits.float(), dim=-1)
                 outputs.append(scores.cpu().numpy())
         probs = np.empty((len(docs), len(self.classes_)), dtype=np.float64)
@@ -595,20 +593,22 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         index.unlink(missing_ok=True)  # incomplete until the new record is written
         backbone = "transformer" if self.is_transformer else "awd_lstm"
         if self.is_transformer:
-            config = {"kind": "classifier", "backbone": backbone, "direction": "forward",
-                      "classes": self.classes_.tolist(), "multilabel": self.multilabel_,
-                      "threshold": self.threshold_, "transformer": to_dict(self.model_config),
-                      "classifier": to_dict(self.config), "history": self.history_.get("forward", []),
-                      "train_counts": self.train_counts_, "selection": self.selection_, "run_id": run_id}
+            config = CheckpointRecord(kind="classifier", backbone=backbone, direction="forward",
+                                      classes=self.classes_.tolist(), multilabel=self.multilabel_,
+                                      threshold=self.threshold_, transformer=self.model_config,
+                                      classifier=self.config, history=self.history_.get("forward", []),
+                                      train_counts=self.train_counts_, selection=self.selection_,
+                                      run_id=run_id)
             transformer.save_classifier(folder / "forward", self.models_["forward"], self.vocabs_["forward"],
                                         config)
         for direction, model in ({} if self.is_transformer else self.models_).items():
-            config = {"kind": "classifier", "direction": direction, "classes": self.classes_.tolist(),
-                      "multilabel": self.multilabel_, "threshold": self.threshold_,
-                      "model": to_dict(self.model_configs_[direction]), "classifier": to_dict(self.config),
-                      "tokenizer": to_dict(self.tokenizer), "history": self.history_.get(direction, []),
-                      "train_counts": self.train_counts_, "selection": self.selection_, "run_id": run_id}
-            save_checkpoint(folder / direction, model.state_dict(), self.vocabs_[direction], config)
+            config = CheckpointRecord(kind="classifier", direction=direction, classes=self.classes_.tolist(),
+                                      multilabel=self.multilabel_, threshold=self.threshold_,
+                                      model=self.model_configs_[direction], classifier=self.config,
+                                      tokenizer=self.tokenizer, history=self.history_.get(direction, []),
+                                      train_counts=self.train_counts_, selection=self.selection_,
+                                      run_id=run_id)
+            save_checkpoint(folder / direction, model.state_dict(), self.vocabs_[direction].itos, config)
         for direction in DIRECTIONS:
             stale = folder / direction
             if direction not in self.models_ and (stale / WEIGHTS_FILE).exists():
@@ -647,7 +647,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             return cls._load_transformer(folder, run_id)
         clf = None
         for direction in directions:
-            checkpoint = load_checkpoint(folder / direction)
+            checkpoint, vocab = read_checkpoint(folder / direction)
             where = folder / direction / CONFIG_FILE
             if checkpoint.kind != "classifier":
                 raise CheckpointError(f"{folder / direction}: not a classifier checkpoint")
@@ -673,7 +673,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             elif classes != clf.classes_.tolist():
                 raise CheckpointError(f"{where}: field 'classes' differs from the {directions[0]} "
                                       f"classifier's")
-            model = build_classifier(len(checkpoint.vocab), len(clf.classes_), model_config, clf.config)
+            model = build_classifier(len(vocab), len(clf.classes_), model_config, clf.config)
             try:
                 result = model.load_state_dict(checkpoint.state_dict, strict=False)
             except RuntimeError as err:  # tensors of other shapes than the saved config makes
@@ -683,7 +683,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                 raise CheckpointError(f"{folder / direction}: weights do not fit the saved config "
                                       f"(missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]})")
             model.eval()
-            clf.vocabs_[direction] = checkpoint.vocab
+            clf.vocabs_[direction] = vocab
             clf.models_[direction] = model
             clf.model_configs_[direction] = model_config
             clf.history_[direction] = config.get("history", [])

@@ -110,8 +110,8 @@ class ModelConfig:
     clas_embed_p: float = limited(0.05, PROBABILITY)
     clas_weight_p: float = limited(0.5, PROBABILITY)
     # Matmul precision for training and prediction: "fp32", "bf16" (autocast; on the CPU the LSTM
-    # runs its matmuls in bf16 too, see ulmtl.lstm) or "auto": bf16 on a CUDA GPU with bf16, fp32
-    # on the CPU (CPU bf16 is opt-in: only worth it with AMX / AVX-512-BF16).
+    # runs its matmuls in bf16 too, see ulmtl.backbones.awd_lstm.AutocastLSTM) or "auto": bf16 on a
+    # CUDA GPU with bf16, fp32 on the CPU (CPU bf16 is opt-in: only worth it with AMX / AVX-512-BF16).
     precision: Precision = "auto"
 
     def __post_init__(self):

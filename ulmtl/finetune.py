@@ -16,15 +16,18 @@ from datasets import Dataset, DatasetDict, concatenate_datasets
 from fastai.metrics import Perplexity, accuracy
 
 from ulmtl.backbones import transformer
-from ulmtl.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from ulmtl.backbones.awd_lstm import (
+    build_language_model, checkpoint_vocab, lm_layer_groups, load_lm_state, remap_lm_state, training_callbacks,
+)
+from ulmtl.checkpoint import Checkpoint, CheckpointError, CheckpointRecord, load_checkpoint, save_checkpoint
 from ulmtl.config import (
     TRANSFORMER_FINETUNE, ConfigError, FinetuneConfig, ModelConfig, TokenizerConfig, TransformerConfig,
-    architecture, to_dict,
+    architecture,
 )
 from ulmtl.datasets import DataError, build_vocab, numericalize, token_ids, tokenize
 from ulmtl.distributed import barrier, is_main, main_process_first, world
 from ulmtl.loaders import LanguageModelLoader
-from ulmtl.model import build_language_model, lm_layer_groups, load_lm_state, remap_lm_state
+from ulmtl.precision import resolve_precision
 from ulmtl.schedule import discriminative_lrs
 from ulmtl.training import (
     ScheduledLR, TrainingLog, group_lrs, make_learner, prepare_torch, set_seed, train_only_groups,
@@ -69,6 +72,7 @@ def finetune_lm(data, pretrained: str | Path | Checkpoint, output: str | Path,
     set_seed(config.seed)
     device = prepare_torch()
     source = pretrained if isinstance(pretrained, Checkpoint) else load_checkpoint(pretrained)
+    source_vocab = checkpoint_vocab(source)
     if source.kind != "lm":
         raise CheckpointError(f"{pretrained}: expected a language-model checkpoint, found kind {source.kind!r}")
     model_config = run_model.with_architecture_of(source.config["model"])
@@ -98,11 +102,12 @@ def finetune_lm(data, pretrained: str | Path | Checkpoint, output: str | Path,
                         f"{config.batch_size})") from None
 
     model = build_language_model(len(vocab), model_config, config.drop_mult)
-    load_lm_state(model, remap_lm_state(source.state_dict, source.vocab.itos, vocab.itos))
-    learn = make_learner(train, valid, model, lm_layer_groups, config.betas, config.weight_decay,
-                         config.ar_alpha, config.tar_beta, config.clip, metrics=[accuracy, Perplexity()],
-                         device=device, progress=False, precision=model_config.precision,
-                         stage="LM fine-tuning")
+    load_lm_state(model, remap_lm_state(source.state_dict, source_vocab.itos, vocab.itos))
+    precision = resolve_precision(model_config.precision, device)
+    learn = make_learner(train, valid, model, lm_layer_groups, config.betas, config.weight_decay, config.clip,
+                         metrics=[accuracy, Perplexity()], device=device, progress=False, precision=precision,
+                         stage="LM fine-tuning",
+                         callbacks=training_callbacks(model, config.ar_alpha, config.tar_beta, precision))
     before = float(learn.validate()[0])
     learn.unfreeze()
     max_lrs = lm_learning_rates(config, len(learn.opt.param_lists))
@@ -116,13 +121,12 @@ def finetune_lm(data, pretrained: str | Path | Checkpoint, output: str | Path,
         "valid_loss": round(after, 4), "train_tokens": int(train.n_tokens), "vocab_size": len(vocab),
         "processes": processes,
         "peak_lrs": [float(x) for x in max_lrs], "last_lrs": [float(x) for x in group_lrs(learn)],
-        "known_tokens": int(np.sum([t in source.vocab.stoi for t in vocab.itos])),
+        "known_tokens": int(np.sum([t in source_vocab.stoi for t in vocab.itos])),
     }
-    saved = {"kind": "lm", "stage": "finetune", "direction": direction, "model": to_dict(model_config),
-             "finetune": to_dict(config), "tokenizer": to_dict(tokenizer), "metrics": metrics,
-             "pretrained": source.config.get("stage", "")}
+    saved = CheckpointRecord(kind="lm", stage="finetune", direction=direction, model=model_config, finetune=config,
+                             tokenizer=tokenizer, metrics=metrics, pretrained=source.config.get("stage", ""))
     if is_main():
-        save_checkpoint(output, learn.model.state_dict(), vocab, saved)
+        save_checkpoint(output, learn.model.state_dict(), vocab.itos, saved)
         (Path(output) / "metrics.json").write_text(json.dumps(metrics, indent=2))
         print(f"ulmtl: fine-tuned LM ({direction}) saved to {output}: perplexity "
               f"{metrics['valid_perplexity_before']} -> {metrics['valid_perplexity']}", flush=True)
@@ -167,7 +171,8 @@ def finetune_masked_lm(data, pretrained: str | Path, output: str | Path, config:
     scores = transformer.MaskedLMScores(model)
     groups = partial(_masked_lm_groups, block_groups=settings.block_groups)
     learn = make_learner(train, valid, scores, groups, config.betas, config.weight_decay, clip=config.clip,
-                         device=device, progress=False, precision=settings.precision, recurrent=False)
+                         device=device, progress=False, precision=resolve_precision(settings.precision, device),
+                         train_norms=False)  # a frozen block's LayerNorms stay frozen
     before = float(learn.validate()[0])
     n_groups = len(learn.opt.param_lists)
     log = TrainingLog(log_path, every=20, label="finetune_lm")
@@ -188,9 +193,8 @@ def finetune_masked_lm(data, pretrained: str | Path, output: str | Path, config:
         "new_mlm_head": bool(new_head), "head_only_lr": head_stage,
         "peak_lrs": [float(x) for x in max_lrs], "last_lrs": [float(x) for x in group_lrs(learn)],
     }
-    saved = {"kind": "lm", "backbone": "transformer", "stage": "finetune", "direction": "forward",
-             "pretrained": description, "finetune": to_dict(config), "transformer": to_dict(settings),
-             "metrics": metrics}
+    saved = CheckpointRecord(kind="lm", backbone="transformer", stage="finetune", direction="forward",
+                             pretrained=description, finetune=config, transformer=settings, metrics=metrics)
     if is_main():
         transformer.save_pretrained_folder(output, model, tokenizer, saved)
         (Path(output) / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -6,7 +6,6 @@ inside a ``DataLoaders``.
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -81,35 +80,19 @@ class LanguageModelLoader:
         self.epoch += 1
 
 
-def pad_chunked(docs: list[np.ndarray], pad_id: int, bptt: int) -> np.ndarray:
-    """Pad to the longest document the way BPT3C needs it (fastai's ``pad_input_chunk``).
-
-    Whole ``bptt`` chunks of padding go first, the remainder last, so that every document's first
-    real token starts a chunk of the sentence encoder.
-    """
-    longest = max(len(d) for d in docs)
-    out = np.full((len(docs), longest), pad_id, dtype=np.int64)
-    for row, doc in enumerate(docs):
-        missing = longest - len(doc)
-        front = (missing // bptt) * bptt
-        out[row, front:front + len(doc)] = doc
-    return out
-
-
 class ClassificationLoader:
     """Padded batches of documents of similar length.
 
     Evaluation batches are sorted by length, longest first; ``order`` gives the dataset index of
     each row so that predictions can be put back in the original order. Training batches are
     sorted within random pools (as fastai's ``SortedDL``) and shuffled, with the longest batch first.
-    ``collate`` turns a batch's documents into one array: the backbone's padding (by default the
-    AWD-LSTM's :func:`pad_chunked` with ``pad_id`` and ``bptt``).
+    ``collate`` turns a batch's documents into one array: the backbone's padding (the AWD-LSTM's
+    BPT3C chunks, a transformer's right padding).
     """
 
     def __init__(self, docs: list[np.ndarray], labels: np.ndarray | None, batch_size: int = 64,
-                 pad_id: int = 1, bptt: int = 70, shuffle: bool = False, seed: int = 0,
-                 backwards: bool = False, max_tokens: int = 0, rank: int = 0, world_size: int = 1,
-                 collate: Callable[[list[np.ndarray]], np.ndarray] | None = None):
+                 shuffle: bool = False, seed: int = 0, backwards: bool = False, max_tokens: int = 0,
+                 rank: int = 0, world_size: int = 1, *, collate: Callable[[list[np.ndarray]], np.ndarray]):
         if len(docs) == 0:
             raise ValueError("classification loader: no documents")
         if labels is not None and len(labels) != len(docs):
@@ -118,8 +101,7 @@ class ClassificationLoader:
         # Class ids, or (multi-label) a 0/1 row of floats per document: binary cross-entropy's targets.
         self.labels = None if labels is None else np.asarray(labels, dtype=np.float32 if np.ndim(labels) == 2
                                                              else np.int64)
-        self.batch_size, self.pad_id, self.bptt = batch_size, pad_id, bptt
-        self.collate = collate or partial(pad_chunked, pad_id=pad_id, bptt=bptt)
+        self.batch_size, self.collate = batch_size, collate
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
         self.rank, self.world_size = rank, world_size
         self.lengths = np.array([len(d) for d in self.docs])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -15,8 +16,12 @@ from datasets import Dataset
 from fastai.callback.core import Callback
 from fastai.metrics import Perplexity, accuracy
 
-from ulmtl.checkpoint import CheckpointError, load_checkpoint, load_tensors, save_checkpoint
-from ulmtl.config import ConfigError, ModelConfig, PretrainConfig, TokenizerConfig, pretrain_tokenizer, to_dict
+from ulmtl.backbones.awd_lstm import (
+    build_language_model, hidden_state, lm_layer_groups, load_lm_state, read_checkpoint, restore_hidden_state,
+    training_callbacks,
+)
+from ulmtl.checkpoint import CheckpointError, CheckpointRecord, load_tensors, save_checkpoint
+from ulmtl.config import ConfigError, ModelConfig, PretrainConfig, TokenizerConfig, pretrain_tokenizer
 from ulmtl.datasets import (
     DataError, build_vocab, cache_dir, load_corpus, load_wikitext103, numericalize, token_ids, token_stream,
     tokenize,
@@ -28,7 +33,7 @@ from ulmtl.fastai_files import (
     download_fastai_wt103, infer_model_config, load_fastai_weights, load_itos_pickle, modern_itos,
 )
 from ulmtl.loaders import LanguageModelLoader
-from ulmtl.model import build_language_model, lm_layer_groups, load_lm_state
+from ulmtl.precision import resolve_precision
 from ulmtl.text import PAD, Vocab
 from ulmtl.training import (
     ScheduledLR, StopAfter, TrainingLog, make_learner, optimizer_tensors, prepare_torch, restore_optimizer,
@@ -46,7 +51,7 @@ class PeriodicCheckpoint(Callback):
 
     order = 65
 
-    def __init__(self, folder: Path, vocab: Vocab, config: dict, every_s: float, progress: dict):
+    def __init__(self, folder: Path, vocab: Vocab, config: CheckpointRecord, every_s: float, progress: dict):
         self.folder, self.vocab, self.config, self.every_s = folder, vocab, config, every_s
         self.progress = dict(progress)
 
@@ -79,8 +84,7 @@ class PeriodicCheckpoint(Callback):
         own = {"rng.torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             own["rng.cuda"] = torch.cuda.get_rng_state()
-        for layer, (h, c) in enumerate(self.model[0].hidden):
-            own[f"hidden.{layer}.h"], own[f"hidden.{layer}.c"] = h, c
+        own.update(hidden_state(self.model))
         gathered = {key: gather_from_processes(value) for key, value in own.items()}
         if not is_main():
             return
@@ -91,7 +95,7 @@ class PeriodicCheckpoint(Callback):
         for key, copies in gathered.items():
             for rank, copy in enumerate(copies):
                 state[rank_key(key, rank)] = copy
-        save_checkpoint(self.folder, self.model.state_dict(), self.vocab, dict(self.config, progress=progress),
+        save_checkpoint(self.folder, self.model.state_dict(), self.vocab.itos, replace(self.config, progress=progress),
                         extra_tensors={OPTIMIZER_FILE: (state, {"optimizer": values})})
         self.last = time.time()
 
@@ -114,12 +118,7 @@ class RestoreState(Callback):
         if not (self.training and self.pending):
             return
         rank = world()[0]
-        encoder = self.model[0]
-        n_layers = len(encoder.hidden)
-        device = encoder.hidden[0][0].device
-        encoder.hidden = [(self.tensors[rank_key(f"hidden.{i}.h", rank)].to(device),
-                           self.tensors[rank_key(f"hidden.{i}.c", rank)].to(device)) for i in range(n_layers)]
-        encoder.bs = encoder.hidden[0][0].shape[1]
+        restore_hidden_state(self.model, {key: self.tensors[rank_key(key, rank)] for key in hidden_state(self.model)})
         torch.set_rng_state(self.tensors[rank_key("rng.torch", rank)])
         if torch.cuda.is_available() and rank_key("rng.cuda", rank) in self.tensors:
             torch.cuda.set_rng_state(self.tensors[rank_key("rng.cuda", rank)])
@@ -177,18 +176,19 @@ def pretrain(corpus, output: str | Path, config: PretrainConfig | None = None,
     except ValueError as err:  # too few tokens for the batch size
         raise DataError(f"pretraining: {err} (pretrain.batch_size is {config.batch_size})") from None
     model = build_language_model(len(vocab), model_config, config.drop_mult)
-    learn = make_learner(train, valid, model, lm_layer_groups, config.betas, config.weight_decay,
-                         config.ar_alpha, config.tar_beta, config.clip, metrics=[accuracy, Perplexity()],
-                         device=device, progress=False, precision=model_config.precision,
-                         stage="pretraining")
-    saved = {"kind": "lm", "direction": config.direction, "model": to_dict(model_config),
-             "pretrain": to_dict(config), "tokenizer": to_dict(tokenizer), "stage": "pretrain"}
+    precision = resolve_precision(model_config.precision, device)
+    learn = make_learner(train, valid, model, lm_layer_groups, config.betas, config.weight_decay, config.clip,
+                         metrics=[accuracy, Perplexity()], device=device, progress=False, precision=precision,
+                         stage="pretraining",
+                         callbacks=training_callbacks(model, config.ar_alpha, config.tar_beta, precision))
+    saved = CheckpointRecord(kind="lm", direction=config.direction, model=model_config, pretrain=config,
+                             tokenizer=tokenizer, stage="pretrain")
     progress = {"epoch": 0, "batch": 0, "tokens": 0, "elapsed_s": 0.0}
     resume_dir = output / RESUME_DIR
     extra_callbacks = []
     if resume and (resume_dir / OPTIMIZER_FILE).exists():
-        state = load_checkpoint(resume_dir)
-        if state.vocab.itos != vocab.itos:
+        state, saved_vocab = read_checkpoint(resume_dir)
+        if saved_vocab.itos != vocab.itos:
             raise DataError(f"{resume_dir}: saved vocabulary differs from this corpus; remove it to restart")
         load_lm_state(learn.model, state.state_dict)
         tensors, meta = load_tensors(resume_dir / OPTIMIZER_FILE)
@@ -231,7 +231,7 @@ def pretrain(corpus, output: str | Path, config: PretrainConfig | None = None,
         "stopped_by_budget": bool(stopper.stopped), "processes": processes,
     }
     if is_main():
-        save_checkpoint(output, learn.model.state_dict(), vocab, dict(saved, metrics=metrics))
+        save_checkpoint(output, learn.model.state_dict(), vocab.itos, replace(saved, metrics=metrics))
         (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
         print(f"ulmtl: pretrained LM saved to {output}: {json.dumps(metrics)}", flush=True)
     barrier()
@@ -266,9 +266,9 @@ def import_fastai_lm(weights: str | Path, itos: str | Path, output: str | Path,
         load_lm_state(model, state)
     except (ValueError, RuntimeError) as err:
         raise CheckpointError(f"{weights} ({layout}): {str(err).splitlines()[0]}") from None
-    config = {"kind": "lm", "direction": direction, "model": to_dict(model_config),
-              "stage": "fastai-wt103", "source": {"weights": str(weights), "itos": str(itos), "layout": layout}}
-    return save_checkpoint(output, model.state_dict(), vocab, config)
+    config = CheckpointRecord(kind="lm", direction=direction, model=model_config, stage="fastai-wt103",
+                              source={"weights": str(weights), "itos": str(itos), "layout": layout})
+    return save_checkpoint(output, model.state_dict(), vocab.itos, config)
 
 
 def fetch_fastai_wt103(output: str | Path, direction: str = "forward") -> Path:

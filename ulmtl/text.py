@@ -5,11 +5,9 @@ vocabularies are compatible with fastai's published WikiText-103 models.
 """
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable
 
 import numpy as np
@@ -212,16 +210,6 @@ class Vocab:
             itos.append(name)
             seen.add(name)
         return cls(itos)
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.itos, ensure_ascii=False), encoding="utf-8")
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Vocab":
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if not isinstance(data, list) or not all(isinstance(t, str) for t in data):
-            raise ValueError(f"{path}: a vocabulary must be a JSON list of strings")
-        return cls(data)
 
 
 __all__ = ["BOS", "EOS", "FLD", "PAD", "UNK", "SPECIAL_TOKENS", "Vocab", "apply_rules",

