@@ -32,6 +32,7 @@ from ulmtl.config import (
     ClassifierConfig, ConfigError, ModelConfig, TokenizerConfig, TransformerConfig, architecture, from_dict,
     to_dict,
 )
+from ulmtl.contrastive import contrastive_finetune, wants_contrastive
 from ulmtl.datasets import DataError
 from ulmtl.distributed import is_main, world
 from ulmtl.loaders import ClassificationLoader
@@ -330,12 +331,18 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                                                 valid[1], config.batch_size, collate=collate)
         else:
             valid_loader = ClassificationLoader(docs[:1], label_ids[:1], 1, collate=collate)
+        contrastive = []
+        if wants_contrastive(settings, len(docs)):
+            log = TrainingLog(self.log_path, label="contrastive").write if self.verbose else None
+            contrastive.append(contrastive_finetune(model.encoder, transformer.special_ids(tokenizer), docs,
+                                                    label_ids, settings, config.seed, self.device_, log))
         groups = partial(transformer.classifier_groups, block_groups=settings.block_groups)
         learn = make_learner(train, valid_loader, model, groups, config.betas, config.weight_decay,
                              clip=config.clip, metrics=[accuracy], device=self.device_, progress=False,
                              precision=settings.precision, stage="classifier training (transformer)",
                              recurrent=False)
-        return (tokenizer, *self._train(learn, "forward", has_valid=valid is not None), settings)
+        model, history = self._train(learn, "forward", has_valid=valid is not None)
+        return tokenizer, model, contrastive + history, settings
 
     def _train(self, learn, direction: str, has_valid: bool) -> tuple:
         """Run the training plan on ``learn``: (the trained model, what each stage trained and how)."""
