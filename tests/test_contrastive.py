@@ -38,7 +38,8 @@ def test_pairs_are_balanced_with_targets_that_say_whether_the_labels_agree():
     assert np.array_equal(same, pairs.target == 1.0)
     # Every text leads one positive and one negative pair per round.
     for target in (0.0, 1.0):
-        assert np.bincount(pairs.first[pairs.target == target], minlength=len(LABELS)).tolist() == [20] * len(LABELS)
+        leading = np.bincount(pairs.first[pairs.target == target], minlength=len(LABELS))
+        assert leading.tolist() == [20] * len(LABELS)
     # A text is paired with itself only when its label has no other text.
     assert set(pairs.first[pairs.first == pairs.second].tolist()) == {9}
     # Positives reach more than one partner (a random one each round).
@@ -70,7 +71,8 @@ def test_auto_runs_the_stage_for_small_training_sets_only():
 
 def test_mean_pooling_ignores_padding(encoder_dir, tokenizer):
     encoder = transformer.load_encoder(str(encoder_dir)).eval()
-    docs = transformer.encode_texts(tokenizer, ["a great film", "what a great and fun plot boring dull cast"], 0)
+    docs = transformer.encode_texts(tokenizer, ["a great film", "what a great and fun plot boring dull cast"],
+                                    0)
     special = transformer.special_ids(tokenizer)
     with torch.no_grad():
         alone = sentence_embeddings(encoder, *first_windows(docs[:1], special, 256))
@@ -99,15 +101,16 @@ def test_the_stage_moves_the_encoder_and_lowers_the_pair_loss(encoder_dir, token
     start = loss()
     torch.manual_seed(0)
     logged = []
-    record = contrastive_finetune(encoder, special, docs, label_ids, settings, seed=1, device=torch.device("cpu"),
-                                  log=logged.append)
+    record = contrastive_finetune(encoder, special, docs, label_ids, settings, seed=1,
+                                  device=torch.device("cpu"), log=logged.append)
     assert loss() < start / 2
     assert any(not torch.equal(before[k], v) for k, v in encoder.state_dict().items())
     assert record["pairs"] == 2 * 4 * len(texts) and record["positive_pairs"] == 4 * len(texts)
     assert record["steps"] == math.ceil(record["pairs"] / 16)
     assert record["final_loss"] < record["first_loss"]
     # A progress line every LOG_EVERY steps, and one for the last step.
-    assert [line["step"] for line in logged] == list(range(LOG_EVERY, record["steps"], LOG_EVERY)) + [record["steps"]]
+    steps = record["steps"]
+    assert [line["step"] for line in logged] == list(range(LOG_EVERY, steps, LOG_EVERY)) + [steps]
 
 
 @pytest.mark.parametrize("mode", ["off", "on"])
@@ -117,8 +120,8 @@ def test_fit_runs_the_stage_before_the_plan_and_records_it(encoder_dir, tmp_path
     texts, labels = sentiment()
     settings = TransformerConfig(contrastive=mode, contrastive_iterations=2, contrastive_lr=1e-3)
     pretrained = transformer.load_encoder(str(encoder_dir)).state_dict()
-    clf = TextClassifier(small_config(strategy="feature_extraction"), encoders=encoder_dir, model_config=settings,
-                         verbose=False).fit(texts, labels)
+    clf = TextClassifier(small_config(strategy="feature_extraction"), encoders=encoder_dir,
+                         model_config=settings, verbose=False).fit(texts, labels)
     after = clf.models_["forward"].encoder.state_dict()
     history = clf.history_["forward"]
     unchanged = all(torch.equal(pretrained[k], after[k].cpu()) for k in pretrained)

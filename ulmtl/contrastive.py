@@ -131,7 +131,8 @@ def contrastive_finetune(encoder: nn.Module, special_ids: tuple[int, int, int], 
     main process's weights."""
     from transformers import get_linear_schedule_with_warmup
     started = time.perf_counter()
-    pairs = contrastive_pairs(label_ids, settings.contrastive_iterations, settings.contrastive_max_pairs, seed)
+    pairs = contrastive_pairs(label_ids, settings.contrastive_iterations, settings.contrastive_max_pairs,
+                              seed)
     batches = [np.arange(i, min(i + settings.contrastive_batch_size, len(pairs)))
                for i in range(0, len(pairs), settings.contrastive_batch_size)]
     encoder.to(device)
@@ -139,7 +140,8 @@ def contrastive_finetune(encoder: nn.Module, special_ids: tuple[int, int, int], 
     no_decay = [p for p in encoder.parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=settings.contrastive_lr)
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(WARMUP_FRACTION * len(batches)), len(batches))
+    warmup = math.ceil(WARMUP_FRACTION * len(batches))
+    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, len(batches))
     precision = resolve_precision(settings.precision, device)
     was_training = encoder.training
     encoder.train()
@@ -148,7 +150,8 @@ def contrastive_finetune(encoder: nn.Module, special_ids: tuple[int, int, int], 
         with autocast(precision, device):
             loss = pair_loss(encoder, docs, pairs, rows, special_ids, settings.window, device)
         if not torch.isfinite(loss):
-            raise NonFiniteLoss(f"contrastive stage: the loss is {loss.item()} at step {step} of {len(batches)}")
+            raise NonFiniteLoss(f"contrastive stage: the loss is {loss.item()} at step {step} of "
+                                f"{len(batches)}")
         loss.backward()
         nn.utils.clip_grad_norm_(encoder.parameters(), MAX_GRAD_NORM)
         optimizer.step()

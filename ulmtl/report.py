@@ -51,9 +51,9 @@ def schedule_lines(classifier) -> list[str]:
              f"{'on (decay ' + format(config.lr_decay, 'g') + ')' if config.discriminative else 'off'}"]
     for number, stage in enumerate(history, 1):
         if stage.get("stage") == "contrastive":
-            lines.append(f"stage {number}: contrastive pairs (SetFit's), {stage['pairs']} pairs in {stage['steps']} "
-                         f"steps of {stage['batch_size']}, LR {stage['lr']:.3g}, loss {stage['first_loss']:.3f} "
-                         f"to {stage['final_loss']:.3f}")
+            lines.append(f"stage {number}: contrastive pairs (SetFit's), {stage['pairs']} pairs in "
+                         f"{stage['steps']} steps of {stage['batch_size']}, LR {stage['lr']:.3g}, loss "
+                         f"{stage['first_loss']:.3f} to {stage['final_loss']:.3f}")
             continue
         groups, peak = stage["groups"], stage["peak_lrs"]
         n_groups = len(peak)
