@@ -45,6 +45,7 @@ from ulmtl.config import (
     DEFAULT_THRESHOLD, ClassifierConfig, ConfigError, ModelConfig, TokenizerConfig, TransformerConfig,
     architecture, from_dict, to_dict,
 )
+from ulmtl.contrastive import contrastive_finetune, wants_contrastive
 from ulmtl.datasets import DataError
 from ulmtl.distributed import is_main, world
 from ulmtl.loaders import ClassificationLoader
@@ -471,6 +472,14 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                                                 valid[1], config.batch_size, collate=collate)
         else:
             valid_loader = ClassificationLoader(docs[:1], label_ids[:1], 1, collate=collate)
+        contrastive = []
+        if self.multilabel_ and settings.contrastive == "on":
+            raise ConfigError("transformer.contrastive=on pairs texts by their one label; multi-label data has "
+                              "label sets: set it to off (auto skips the stage for multi-label data)")
+        if not self.multilabel_ and wants_contrastive(settings, len(docs)):
+            log = TrainingLog(self.log_path, label="contrastive").write if self.verbose else None
+            contrastive.append(contrastive_finetune(model.encoder, transformer.special_ids(tokenizer), docs,
+                                                    label_ids, settings, config.seed, self.device_, log))
         groups = partial(transformer.classifier_groups, block_groups=settings.block_groups)
         loss, metrics = self._loss_and_metrics()
         learn = make_learner(train, valid_loader, model, groups, config.betas, config.weight_decay,
@@ -478,7 +487,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                              precision=resolve_precision(settings.precision, self.device_),
                              stage="classifier training (transformer)",
                              train_norms=False, loss_func=loss)  # a frozen block's LayerNorms stay frozen
-        return (tokenizer, *self._train(learn, "forward", has_valid=valid is not None), settings)
+        model, history = self._train(learn, "forward", has_valid=valid is not None)
+        return tokenizer, model, contrastive + history, settings
 
     def _train(self, learn, direction: str, has_valid: bool) -> tuple:
         """Run the training plan on ``learn``: (the trained model, what each stage trained and how)."""

@@ -152,6 +152,20 @@ class TransformerConfig:
     mlm_block: int = limited(128, Limit(4))
     head_epochs: int = limited(1, NON_NEGATIVE)
     head_lr_mult: float = limited(10.0, POSITIVE)
+    # Stage 3's contrastive stage (SetFit's, ulmtl.contrastive): before the classifier's plan, the
+    # encoder learns from pairs of labelled texts, cosine similarity 1 for the same label and 0
+    # otherwise. "on", "off", or "auto": on when fit gets at most contrastive_auto_max texts. Each of
+    # contrastive_iterations rounds pairs every text with one text of its label and one of another,
+    # at most contrastive_max_pairs pairs in all (the default: what auto's largest set makes, 1000
+    # texts x 20 rounds x 2); one epoch of batches of contrastive_batch_size pairs, AdamW at
+    # contrastive_lr. It acts for every strategy (with feature_extraction, the head then trains on
+    # the contrastive encoder frozen, as SetFit's does). Off by default until benchmarked.
+    contrastive: Literal["auto", "on", "off"] = "off"
+    contrastive_auto_max: int = limited(1000, AT_LEAST_1)
+    contrastive_iterations: int = limited(20, AT_LEAST_1)
+    contrastive_max_pairs: int = limited(40_000, Limit(2, why="one positive and one negative pair"))
+    contrastive_batch_size: int = limited(16, AT_LEAST_1)
+    contrastive_lr: float = limited(2e-5, POSITIVE)
     # "fp32", "bf16" (autocast) or "auto": bf16 on a CUDA GPU with bf16, fp32 on the CPU.
     precision: Precision = "auto"
 

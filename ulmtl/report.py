@@ -53,6 +53,11 @@ def schedule_lines(classifier) -> list[str]:
              f"(cut_frac {config.cut_frac}, ratio {config.ratio:g}), discriminative LRs "
              f"{'on (decay ' + format(config.lr_decay, 'g') + ')' if config.discriminative else 'off'}"]
     for number, stage in enumerate(history, 1):
+        if stage.get("stage") == "contrastive":
+            lines.append(f"stage {number}: contrastive pairs (SetFit's), {stage['pairs']} pairs in "
+                         f"{stage['steps']} steps of {stage['batch_size']}, LR {stage['lr']:.3g}, loss "
+                         f"{stage['first_loss']:.3f} to {stage['final_loss']:.3f}")
+            continue
         groups, peak = stage["groups"], stage["peak_lrs"]
         n_groups = len(peak)
         lines.append(f"stage {number}: layer groups {groups} of 0..{n_groups - 1} trainable, "
@@ -167,7 +172,9 @@ def plot_confusion(matrix: list[list[int]], classes: list[str], path: Path) -> P
 
 def plot_training(history: list[dict], path: Path, title: str = "") -> Path:
     """Training loss over the batches and per epoch (validation loss and accuracy when validated);
-    the learning rate of each layer group while it trains, stage after stage."""
+    the learning rate of each layer group while it trains, stage after stage (a contrastive stage,
+    whose loss is another quantity, is left out)."""
+    history = [stage for stage in history if stage.get("stage") != "contrastive"]
     from matplotlib.figure import Figure
     figure = Figure(figsize=(11, 4))
     loss_axes, accuracy_axes, lr_axes = figure.subplots(1, 3)
