@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import nullcontext
 from functools import partial
 import shutil
 import uuid
@@ -335,23 +336,35 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                              clip=config.clip, metrics=[accuracy], device=self.device_, progress=False,
                              precision=settings.precision, stage="classifier training (transformer)",
                              recurrent=False)
-        return (tokenizer, *self._train(learn, "forward", has_valid=valid is not None), settings)
+        cached = None
+        if settings.cache_features:
+            bf16 = resolve_precision(settings.precision, self.device_) == "bf16"
+            cached = partial(transformer.head_on_cached_features, learn, bf16)
+        return (tokenizer, *self._train(learn, "forward", has_valid=valid is not None, head_features=cached),
+                settings)
 
-    def _train(self, learn, direction: str, has_valid: bool) -> tuple:
-        """Run the training plan on ``learn``: (the trained model, what each stage trained and how)."""
+    def _train(self, learn, direction: str, has_valid: bool, head_features=None) -> tuple:
+        """Run the training plan on ``learn``: (the trained model, what each stage trained and how).
+
+        ``head_features``: a context in which ``learn`` trains the head on cached features of the
+        frozen encoder, used for the stages that train the head alone."""
         config = self.config
         if not has_valid:
             learn.add_cb(SkipValidation())
         history = []
-        for trainable, epochs, max_lrs in training_plan(config, len(learn.opt.param_lists)):
+        n_groups = len(learn.opt.param_lists)
+        for trainable, epochs, max_lrs in training_plan(config, n_groups):
             train_only_groups(learn, trainable)
             schedule = ScheduledLR(max_lrs, config.schedule, config.cut_frac, config.ratio)
             log = TrainingLog(self.log_path, every=50, label=f"classifier-{direction}")
             if not self.verbose:
                 log.write = lambda record: None
-            learn.fit(epochs, cbs=[schedule, log])
+            cache = head_features is not None and tuple(trainable) == (n_groups - 1,)
+            with head_features() if cache else nullcontext():
+                learn.fit(epochs, cbs=[schedule, log])
             history.append({
                 "trainable_groups": len(trainable), "groups": list(trainable), "epochs": epochs,
+                "cached_features": cache,
                 "peak_lrs": [float(x) for x in max_lrs],
                 "final_lrs": [float(x) for x in group_lrs(learn)],
                 "trainable_params": [n for n, p in learn.model.named_parameters() if p.requires_grad],
