@@ -69,3 +69,21 @@ def test_the_cached_head_stage_trains_the_head_alone_and_predicts_with_the_whole
     after = clf.models_["forward"].encoder.state_dict()
     assert not all(torch.equal(before[k], after[k]) for k in before)  # the second stage trained it
     assert clf.predict(texts).shape == (len(texts),)
+
+
+def test_int8_prediction_stays_close_to_fp32_and_refuses_to_be_saved(encoder_dir, tmp_path):
+    import pytest
+    from ulmtl.config import ConfigError
+    texts, labels = sentiment()
+    clf = TextClassifier(small_config(stage_epochs=(2, 2), lr=3e-3), encoders=encoder_dir,
+                         model_config=TransformerConfig(), verbose=False).fit(texts, labels)
+    fp32 = clf.predict_proba(texts)
+    int8 = clf.quantize_int8().predict_proba(texts)
+    linear = [m for m in clf.models_["forward"].modules() if type(m).__name__ == "Linear"]
+    assert linear and not [m for m in linear if m.__module__.startswith("torch.nn.modules")]  # all int8
+    assert np.abs(int8 - fp32).max() < 0.1
+    with pytest.raises(ConfigError, match="cannot be saved"):
+        clf.save(tmp_path / "q")
+    clf.fit(texts, labels)  # a new fit gives a float model again
+    assert not clf.quantized_
+    clf.save(tmp_path / "model")
