@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import nullcontext
 from functools import partial
 import shutil
 import uuid
@@ -366,6 +367,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         # Set only once every direction is trained: a fit that fails leaves no half-fitted classifier.
         self.vocabs_, self.models_, self.history_, self.model_configs_ = (
             {d: parts[i] for d, parts in fitted.items()} for i in range(4))
+        self.quantized_ = False
         counts = (label_ids.sum(axis=0) if self.multilabel_
                   else np.bincount(label_ids, minlength=len(self.classes_)))
         self.train_counts_ = {str(c): int(n) for c, n in zip(self.classes_.tolist(), counts)}
@@ -487,24 +489,35 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                              precision=resolve_precision(settings.precision, self.device_),
                              stage="classifier training (transformer)",
                              train_norms=False, loss_func=loss)  # a frozen block's LayerNorms stay frozen
-        model, history = self._train(learn, "forward", has_valid=valid is not None)
+        cached = None
+        if settings.cache_features:
+            bf16 = resolve_precision(settings.precision, self.device_) == "bf16"
+            cached = partial(transformer.head_on_cached_features, learn, bf16)
+        model, history = self._train(learn, "forward", has_valid=valid is not None, head_features=cached)
         return tokenizer, model, contrastive + history, settings
 
-    def _train(self, learn, direction: str, has_valid: bool) -> tuple:
-        """Run the training plan on ``learn``: (the trained model, what each stage trained and how)."""
+    def _train(self, learn, direction: str, has_valid: bool, head_features=None) -> tuple:
+        """Run the training plan on ``learn``: (the trained model, what each stage trained and how).
+
+        ``head_features``: a context in which ``learn`` trains the head on cached features of the
+        frozen encoder, used for the stages that train the head alone."""
         config = self.config
         if not has_valid:
             learn.add_cb(SkipValidation())
         history = []
-        for trainable, epochs, max_lrs in training_plan(config, len(learn.opt.param_lists)):
+        n_groups = len(learn.opt.param_lists)
+        for trainable, epochs, max_lrs in training_plan(config, n_groups):
             train_only_groups(learn, trainable)
             schedule = ScheduledLR(max_lrs, config.schedule, config.cut_frac, config.ratio)
             log = TrainingLog(self.log_path, every=50, label=f"classifier-{direction}")
             if not self.verbose:
                 log.write = lambda record: None
-            learn.fit(epochs, cbs=[schedule, log])
+            cache = head_features is not None and tuple(trainable) == (n_groups - 1,)
+            with head_features() if cache else nullcontext():
+                learn.fit(epochs, cbs=[schedule, log])
             history.append({
                 "trainable_groups": len(trainable), "groups": list(trainable), "epochs": epochs,
+                "cached_features": cache,
                 "peak_lrs": [float(x) for x in max_lrs],
                 "final_lrs": [float(x) for x in group_lrs(learn)],
                 "trainable_params": [n for n, p in learn.model.named_parameters() if p.requires_grad],
@@ -547,8 +560,11 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             docs = [np.asarray(vocab.numericalize(d), dtype=np.int64) for d in texts_or_tokens]
             loader = ClassificationLoader(docs, None, batch_size, backwards=direction == "backward",
                                           collate=partial(pad_chunked, pad_id=vocab.pad_id, bptt=self.config.bptt))
-        device = next(model.parameters()).device
-        precision = resolve_precision(self.model_configs_[direction].precision, device)
+        if getattr(self, "quantized_", False):
+            device, precision = torch.device("cpu"), "fp32"  # int8 kernels take fp32 activations
+        else:
+            device = next(model.parameters()).device
+            precision = resolve_precision(self.model_configs_[direction].precision, device)
         if precision == "bf16" and not self.is_transformer:
             use_autocast_lstm(model)
         outputs = []
@@ -561,6 +577,26 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         probs = np.empty((len(docs), len(self.classes_)), dtype=np.float64)
         probs[loader.order] = np.concatenate(outputs)
         return probs
+
+    def quantize_int8(self) -> "TextClassifier":
+        """Predict with int8 weights from now on: every Linear layer of the transformer classifier
+        becomes a dynamic int8 Linear (``torch.ao.quantization.quantize_dynamic``: weights stored
+        in int8, activations quantized per batch), which is faster than fp32 on CPUs without fast
+        bf16. Predictions can differ slightly from the fp32 model's; ``benchmarks/speed.py`` reports
+        by how much. A quantized classifier predicts only: it cannot be saved or trained further."""
+        self._check_fitted()
+        if not self.is_transformer:
+            raise ConfigError("int8 prediction is available for the transformer backbone only (the AWD-LSTM's "
+                              "weight-dropped LSTMs have no dynamic int8 form)")
+        import warnings
+        from torch.ao.quantization import quantize_dynamic
+        with warnings.catch_warnings():  # torch points eager-mode quantization users at torchao
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            self.models_ = {d: quantize_dynamic(m.cpu().eval(), {torch.nn.Linear}, dtype=torch.qint8)
+                            for d, m in self.models_.items()}
+        self.quantized_ = True
+        return self
 
     def predict(self, X) -> np.ndarray | list[tuple]:
         """Predicted class of every text; multi-label: a tuple of the labels of every text whose
@@ -596,6 +632,9 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         ``classifier.json``, the record that the folder is complete and which save (``run_id``, a
         fresh one if not given) wrote it. Folders of directions this classifier lacks are removed."""
         self._check_fitted()
+        if getattr(self, "quantized_", False):
+            raise ConfigError("an int8-quantized classifier cannot be saved: save the classifier before "
+                              "quantize_int8(), and quantize it again after loading")
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         run_id = run_id or uuid.uuid4().hex

