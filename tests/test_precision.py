@@ -75,7 +75,11 @@ def test_swapping_keeps_parameters_and_state_dict_keys():
 def test_precision_resolution():
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) == "fp32"
-    assert resolve_precision("auto", cpu) == "fp32"  # CPU bf16 is opt-in
+    assert resolve_precision("auto", cpu) == "fp32"  # the AWD-LSTM's CPU bf16 path does not pay
+    from ulmtl.precision import BF16_MIN_SPEEDUP, cpu_bf16_matmul_speedup, cpu_has_bf16_units
+    fast = cpu_has_bf16_units() and cpu_bf16_matmul_speedup() >= BF16_MIN_SPEEDUP
+    assert resolve_precision("auto", cpu, bf16_pays_on_cpu=True) == ("bf16" if fast else "fp32")
+    assert cpu_bf16_matmul_speedup() == cpu_bf16_matmul_speedup()  # measured once per process
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert resolve_precision("bf16", cpu) == "bf16"

@@ -486,12 +486,13 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         loss, metrics = self._loss_and_metrics()
         learn = make_learner(train, valid_loader, model, groups, config.betas, config.weight_decay,
                              clip=config.clip, metrics=metrics, device=self.device_, progress=False,
-                             precision=resolve_precision(settings.precision, self.device_),
+                             precision=resolve_precision(settings.precision, self.device_,
+                                                         bf16_pays_on_cpu=True),
                              stage="classifier training (transformer)",
                              train_norms=False, loss_func=loss)  # a frozen block's LayerNorms stay frozen
         cached = None
         if settings.cache_features:
-            bf16 = resolve_precision(settings.precision, self.device_) == "bf16"
+            bf16 = resolve_precision(settings.precision, self.device_, bf16_pays_on_cpu=True) == "bf16"
             cached = partial(transformer.head_on_cached_features, learn, bf16)
         model, history = self._train(learn, "forward", has_valid=valid is not None, head_features=cached)
         return tokenizer, model, contrastive + history, settings
@@ -564,7 +565,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             device, precision = torch.device("cpu"), "fp32"  # int8 kernels take fp32 activations
         else:
             device = next(model.parameters()).device
-            precision = resolve_precision(self.model_configs_[direction].precision, device)
+            precision = resolve_precision(self.model_configs_[direction].precision, device,
+                                          bf16_pays_on_cpu=self.is_transformer)
         if precision == "bf16" and not self.is_transformer:
             use_autocast_lstm(model)
         outputs = []

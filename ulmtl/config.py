@@ -111,7 +111,7 @@ class ModelConfig:
     clas_weight_p: float = limited(0.5, PROBABILITY)
     # Matmul precision for training and prediction: "fp32", "bf16" (autocast; on the CPU the LSTM
     # runs its matmuls in bf16 too, see ulmtl.backbones.awd_lstm.AutocastLSTM) or "auto": bf16 on a
-    # CUDA GPU with bf16, fp32 on the CPU (CPU bf16 is opt-in: only worth it with AMX / AVX-512-BF16).
+    # CUDA GPU with bf16, fp32 on the CPU (the CPU bf16 LSTM measured slower than fp32: opt-in).
     precision: Precision = "auto"
 
     def __post_init__(self):
@@ -166,7 +166,8 @@ class TransformerConfig:
     contrastive_max_pairs: int = limited(40_000, Limit(2, why="one positive and one negative pair"))
     contrastive_batch_size: int = limited(16, AT_LEAST_1)
     contrastive_lr: float = limited(2e-5, POSITIVE)
-    # "fp32", "bf16" (autocast) or "auto": bf16 on a CUDA GPU with bf16, fp32 on the CPU.
+    # "fp32", "bf16" (autocast) or "auto": bf16 on a CUDA GPU with bf16, and on a CPU with AMX or
+    # AVX-512-BF16 where bf16 matmuls measure faster than fp32 (ulmtl.precision); fp32 otherwise.
     precision: Precision = "auto"
     # While only the head trains (feature_extraction, and the first stage of finetune), compute
     # each text's pooled features of the frozen encoder once (eval mode: no encoder dropout) and

@@ -142,7 +142,7 @@ def contrastive_finetune(encoder: nn.Module, special_ids: tuple[int, int, int], 
                                    {"params": no_decay, "weight_decay": 0.0}], lr=settings.contrastive_lr)
     warmup = math.ceil(WARMUP_FRACTION * len(batches))
     scheduler = get_linear_schedule_with_warmup(optimizer, warmup, len(batches))
-    precision = resolve_precision(settings.precision, device)
+    precision = resolve_precision(settings.precision, device, bf16_pays_on_cpu=True)
     was_training = encoder.training
     encoder.train()
     losses = []

@@ -171,7 +171,8 @@ def finetune_masked_lm(data, pretrained: str | Path, output: str | Path, config:
     scores = transformer.MaskedLMScores(model)
     groups = partial(_masked_lm_groups, block_groups=settings.block_groups)
     learn = make_learner(train, valid, scores, groups, config.betas, config.weight_decay, clip=config.clip,
-                         device=device, progress=False, precision=resolve_precision(settings.precision, device),
+                         device=device, progress=False,
+                         precision=resolve_precision(settings.precision, device, bf16_pays_on_cpu=True),
                          train_norms=False)  # a frozen block's LayerNorms stay frozen
     before = float(learn.validate()[0])
     n_groups = len(learn.opt.param_lists)
