@@ -40,10 +40,29 @@ def add_outputs(parser: argparse.ArgumentParser, output: str) -> None:
     parser.add_argument("--results", default=str(RESULTS))
 
 
+CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def cpu() -> str:
+    """The CPU's model name, the features that decide matmul speed (AVX2, AVX-512, AVX-512-BF16, AMX)
+    and torch's CPU capability."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and ":" in line:
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and ":" in line:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    features = "+".join(f for f in CPU_FEATURES if f in flags) or "features unknown"
+    return f"{name} ({features}; torch capability {torch.backends.cpu.get_cpu_capability()})"
+
+
 def hardware() -> str:
     """The machine a result was measured on: CPU, cores, Python, torch and its thread count."""
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
-            f"{platform.python_version()}, torch {torch.__version__}, {torch.get_num_threads()} torch threads")
+    return (f"{cpu()}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} torch threads")
 
 
 def append_result(path: str | Path, row: dict) -> None:

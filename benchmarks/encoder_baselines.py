@@ -96,21 +96,21 @@ def plain_schedule(optimizer: torch.optim.Optimizer, settings: PlainFinetuneSett
     return get_linear_schedule_with_warmup(optimizer, math.ceil(settings.warmup_ratio * steps), steps)
 
 
-def plain_finetune(train_texts, train_labels, test_texts, encoder: str | Path, seed: int,
-                   settings: PlainFinetuneSettings = PlainFinetuneSettings()) -> tuple[np.ndarray, float]:
+def plain_train(train_texts, targets: np.ndarray, n_classes: int, encoder: str | Path, seed: int,
+                settings: PlainFinetuneSettings) -> tuple:
     """All layers of ``AutoModelForSequenceClassification`` trained with AdamW on batches in random
-    order, padded to their longest text; (test predictions, seconds)."""
+    order, padded to their longest text: (model, tokenizer, non-padding tokens trained on, seconds
+    of the training loop alone)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    started = time.perf_counter()
-    train_texts, test_texts = list(train_texts), list(test_texts)
-    classes, targets = class_indices(train_labels)
+    train_texts = list(train_texts)
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(encoder)
-    model = AutoModelForSequenceClassification.from_pretrained(encoder, num_labels=len(classes))
+    model = AutoModelForSequenceClassification.from_pretrained(encoder, num_labels=n_classes)
     model = model.float().to(device())
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = plain_schedule(optimizer, settings, len(train_texts))
     model.train()
+    tokens, started = 0, time.perf_counter()
     for _ in range(settings.epochs):
         for batch in torch.randperm(len(train_texts)).split(settings.batch_size):
             inputs = tokenizer([train_texts[i] for i in batch.tolist()], padding=True, truncation=True,
@@ -120,14 +120,29 @@ def plain_finetune(train_texts, train_labels, test_texts, encoder: str | Path, s
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
-    model.eval()
-    predicted = []
+            tokens += int(inputs["attention_mask"].sum())
+    return model.eval(), tokenizer, tokens, time.perf_counter() - started
+
+
+def plain_predict(model, tokenizer, texts, batch_size: int, max_len: int) -> np.ndarray:
+    """Class indices of ``texts``, in batches of ``batch_size`` in input order, under ``no_grad``."""
+    texts, predicted = list(texts), []
     with torch.no_grad():
-        for start in range(0, len(test_texts), settings.predict_batch_size):
-            inputs = tokenizer(test_texts[start:start + settings.predict_batch_size], padding=True,
-                               truncation=True, max_length=settings.max_len, return_tensors="pt").to(device())
+        for start in range(0, len(texts), batch_size):
+            inputs = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
+                               max_length=max_len, return_tensors="pt").to(device())
             predicted.append(model(**inputs).logits.argmax(-1).cpu().numpy())
-    return classes[np.concatenate(predicted)], time.perf_counter() - started
+    return np.concatenate(predicted)
+
+
+def plain_finetune(train_texts, train_labels, test_texts, encoder: str | Path, seed: int,
+                   settings: PlainFinetuneSettings = PlainFinetuneSettings()) -> tuple[np.ndarray, float]:
+    """:func:`plain_train` then :func:`plain_predict`: (test predictions, seconds)."""
+    started = time.perf_counter()
+    classes, targets = class_indices(train_labels)
+    model, tokenizer, _, _ = plain_train(train_texts, targets, len(classes), encoder, seed, settings)
+    predicted = plain_predict(model, tokenizer, test_texts, settings.predict_batch_size, settings.max_len)
+    return classes[predicted], time.perf_counter() - started
 
 
 # --------------------------------------------------------------------------- SetFit
