@@ -1,0 +1,113 @@
+"""Few labels with the transformer backbone: the contrastive stage (SetFit's pairs) on or off,
+chosen on a validation split, then the test split.
+
+    python benchmarks/few_labels.py --datasets trec --sizes 100,500 --seeds 0,1,2 [--quick]
+
+For each size and seed the training texts are the recipes' subset (``--max_train=N --seed=S``); the
+validation texts are ``--valid`` (500) other training texts of the dataset, drawn with the seed; the
+test split is the dataset's. Each variant is a TextClassifier with the recipe's transformer
+defaults (TRANSFORMER_CLASSIFIER, the bundled encoder, no stage 2) and ``transformer.contrastive``
+off or on. Rows (validation and test accuracy, seconds) go to results.jsonl as benchmark
+"few_labels"; a finished run is skipped. The variant reported for a size and seed is the one with
+the better validation accuracy (a tie: off, the cheaper); test accuracy never chooses.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from datetime import date
+
+import numpy as np
+
+from common import RESULTS, add_outputs, append_result, finished_row, hardware, parser as common_parser
+from ulmtl import TextClassifier
+from ulmtl.cli import parse_args
+from ulmtl.config import TRANSFORMER_CLASSIFIER, RecipeConfig, TransformerConfig
+from ulmtl.recipe import load_recipe_data
+
+VARIANTS = ("off", "on")
+
+
+def validation_texts(dataset: str, train_texts: list[str], n: int, seed: int) -> tuple[list[str], list[str]]:
+    """``n`` training texts of ``dataset`` outside ``train_texts`` (seeded), with their class names."""
+    full = load_recipe_data(parse_args(RecipeConfig(dataset=dataset), ["--max_train=0", f"--seed={seed}"]))["train"]
+    names = full.features["label"].names
+    taken = set(train_texts)
+    pool = [i for i, text in enumerate(full["text"]) if text not in taken]
+    chosen = np.random.RandomState(seed + 1000).choice(pool, size=min(n, len(pool)), replace=False)
+    rows = full.select(sorted(chosen.tolist()))
+    return list(rows["text"]), [names[i] for i in rows["label"]]
+
+
+def main(argv=None) -> list[dict]:
+    parser = common_parser(__doc__, datasets="trec")
+    parser.add_argument("--sizes", default="100,500")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--valid", type=int, default=500)
+    parser.add_argument("--quick", action="store_true", help="20 pair rounds become 2, 5 classifier epochs 2")
+    add_outputs(parser, "runs/few_labels")
+    args = parser.parse_args(argv)
+    rows = []
+    for dataset in args.datasets.split(","):
+        for size in [int(s) for s in args.sizes.split(",")]:
+            for seed in [int(s) for s in args.seeds.split(",")]:
+                data = load_recipe_data(parse_args(RecipeConfig(dataset=dataset), [f"--max_train={size}",
+                                                                                  f"--seed={seed}"]))
+                names = data["train"].features["label"].names
+                train_texts = list(data["train"]["text"])
+                train_labels = [names[i] for i in data["train"]["label"]]
+                test_texts = list(data["test"]["text"])
+                test_labels = [names[i] for i in data["test"]["label"]]
+                valid_texts, valid_labels = validation_texts(dataset, train_texts, args.valid, seed)
+                seen = set(train_labels)  # a tiny subset can miss a class: score what it can predict
+                valid_texts, valid_labels = map(list, zip(*[(t, y) for t, y in zip(valid_texts, valid_labels)
+                                                            if y in seen]))
+                test_texts, test_labels = map(list, zip(*[(t, y) for t, y in zip(test_texts, test_labels)
+                                                          if y in seen]))
+                for variant in VARIANTS:
+                    key = {"dataset": dataset, "size": size, "seed": seed, "variant": variant, "quick": args.quick}
+                    done = finished_row(args.results, "few_labels", key)
+                    if done:
+                        rows.append(done)
+                        continue
+                    config = replace(TRANSFORMER_CLASSIFIER, seed=seed)
+                    settings = TransformerConfig(contrastive=variant)
+                    if args.quick:
+                        config = replace(config, stage_epochs=(1, 1))
+                        settings = replace(settings, contrastive_iterations=2)
+                    started = time.perf_counter()
+                    clf = TextClassifier(config, model_config=settings, verbose=False).fit(train_texts, train_labels)
+                    seconds = time.perf_counter() - started
+                    row = {"benchmark": "few_labels", **key, "n_train": len(train_texts),
+                           "n_valid": len(valid_texts), "n_test": len(test_texts), "valid_accuracy": round(clf.score(valid_texts, valid_labels), 4),
+                           "test_accuracy": round(clf.score(test_texts, test_labels), 4), "seconds": round(seconds, 1),
+                           "date": date.today().isoformat(), "hardware": hardware(),
+                           "command": f"python benchmarks/few_labels.py --datasets {dataset} --sizes {size} "
+                                      f"--seeds {seed}" + (" --quick" if args.quick else "")}
+                    append_result(args.results, row)
+                    print(f"== {dataset} {size} labels seed {seed} contrastive {variant}: valid "
+                          f"{row['valid_accuracy']} test {row['test_accuracy']} ({row['seconds']} s)", flush=True)
+                    rows.append(row)
+    report(rows)
+    return rows
+
+
+def report(rows: list[dict]) -> None:
+    """Per size: each seed's variant chosen on validation and its test accuracy; the mean."""
+    by_run = {}
+    for row in rows:
+        by_run.setdefault((row["dataset"], row["size"], row["seed"]), {})[row["variant"]] = row
+    chosen = {}
+    for (dataset, size, seed), variants in sorted(by_run.items()):
+        best = max(VARIANTS, key=lambda v: (variants[v]["valid_accuracy"] if v in variants else -1, -VARIANTS.index(v)))
+        chosen.setdefault((dataset, size), []).append(variants[best]["test_accuracy"])
+        print(f"{dataset} {size} seed {seed}: " + ", ".join(
+            f"{v} valid {r['valid_accuracy']} test {r['test_accuracy']} {r['seconds']} s" for v, r in variants.items())
+            + f" -> chosen {best}")
+    for (dataset, size), accuracies in chosen.items():
+        print(f"{dataset} {size} labels: chosen on validation, test mean {np.mean(accuracies):.4f} "
+              f"(std {np.std(accuracies):.4f}) {accuracies}")
+
+
+if __name__ == "__main__":
+    main()
