@@ -16,10 +16,11 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 
-from common import RESULTS, add_outputs, append_result, finished_row, hardware, parser as common_parser
+from common import RESULTS, add_outputs, append_result, finished_row, hardware, parser as common_parser, write_block
 from ulmtl import TextClassifier
 from ulmtl.cli import parse_args
 from ulmtl.config import TRANSFORMER_CLASSIFIER, RecipeConfig, TransformerConfig
@@ -88,25 +89,34 @@ def main(argv=None) -> list[dict]:
                     print(f"== {dataset} {size} labels seed {seed} contrastive {variant}: valid "
                           f"{row['valid_accuracy']} test {row['test_accuracy']} ({row['seconds']} s)", flush=True)
                     rows.append(row)
-    report(rows)
+    table = report(rows)
+    print(table)
+    if Path(args.results) == RESULTS and not args.quick:
+        write_block("few_labels", table, "python benchmarks/few_labels.py --sizes 100,500 --seeds 0,1,2")
     return rows
 
 
-def report(rows: list[dict]) -> None:
-    """Per size: each seed's variant chosen on validation and its test accuracy; the mean."""
+def report(rows: list[dict]) -> str:
+    """A Markdown table: per size and seed, each variant's validation and test accuracy and seconds,
+    the variant chosen on validation; per size, the chosen variants' mean test accuracy."""
     by_run = {}
     for row in rows:
         by_run.setdefault((row["dataset"], row["size"], row["seed"]), {})[row["variant"]] = row
+    lines = ["| dataset | labels | seed | contrastive off: valid / test (s) | on: valid / test (s) | chosen on valid "
+             "| its test |", "|---|---|---|---|---|---|---|"]
     chosen = {}
     for (dataset, size, seed), variants in sorted(by_run.items()):
-        best = max(VARIANTS, key=lambda v: (variants[v]["valid_accuracy"] if v in variants else -1, -VARIANTS.index(v)))
+        best = max(VARIANTS, key=lambda v: (variants[v]["valid_accuracy"] if v in variants else -1,
+                                            -VARIANTS.index(v)))
         chosen.setdefault((dataset, size), []).append(variants[best]["test_accuracy"])
-        print(f"{dataset} {size} seed {seed}: " + ", ".join(
-            f"{v} valid {r['valid_accuracy']} test {r['test_accuracy']} {r['seconds']} s" for v, r in variants.items())
-            + f" -> chosen {best}")
+        cells = [f"{variants[v]['valid_accuracy']:.3f} / {variants[v]['test_accuracy']:.3f} ({variants[v]['seconds']:.0f})"
+                 if v in variants else "" for v in VARIANTS]
+        lines.append(f"| {dataset} | {variants[best]['n_train']} | {seed} | {cells[0]} | {cells[1]} | {best} | "
+                     f"{variants[best]['test_accuracy']:.3f} |")
     for (dataset, size), accuracies in chosen.items():
-        print(f"{dataset} {size} labels: chosen on validation, test mean {np.mean(accuracies):.4f} "
-              f"(std {np.std(accuracies):.4f}) {accuracies}")
+        lines.append(f"| {dataset} | {size} | mean | | | | **{np.mean(accuracies):.4f}** (std "
+                     f"{np.std(accuracies):.4f}) |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

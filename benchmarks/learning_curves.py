@@ -25,8 +25,10 @@ import numpy as np
 
 from baselines import METHODS
 from encoder_baselines import ENCODER_VARIANTS
-from common import (QUICK_TRAINING, add_outputs, append_result, finished_row, hardware, latest_per_run, parser as
-                    common_parser, read_results, run_tag, same_run_row, training_settings)
+from common import (
+    QUICK_TRAINING, RESULTS, add_outputs, append_result, finished_row, hardware, latest_per_run,
+    parser as common_parser, read_results, run_tag, same_run_row, training_settings, write_block,
+)
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
 from ulmtl.recipe import architecture_overrides, finetuned_lm_for, load_recipe_data, run_recipe
@@ -186,7 +188,10 @@ def main(argv=None) -> None:
         if not args.pretrained:
             parser.error("--pretrained is required to run (or pass --plot)")
         run(args, overrides)
-    print(plot(Path(args.results), args.quick))
+    tables = plot(Path(args.results), args.quick)
+    if Path(args.results) == RESULTS and not args.quick:  # the project's own results: RESULTS.md's block
+        write_block("learning_curves", tables, "python benchmarks/learning_curves.py --plot")
+    print(tables)
     print(f"plot: {PLOT}")
 
 

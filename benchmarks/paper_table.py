@@ -14,18 +14,18 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from common import QUICK_TRAINING, add_outputs, append_result, hardware, parser as common_parser, read_results
+from common import (
+    QUICK_TRAINING, add_outputs, append_result, hardware, parser as common_parser, read_results, write_block,
+)
 from ulmtl.checkpoint import CheckpointError
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
 from ulmtl.datasets import DataError, load_dataset
 from ulmtl.recipe import architecture_overrides, run_recipe
 
-RESULTS_MD = Path(__file__).with_name("RESULTS.md")
 PAPER_ERRORS = {"imdb": 4.6, "yelp_polarity": 2.16, "yelp_full": 29.98, "ag_news": 5.01, "dbpedia": 0.80,
                 "trec": 3.6}
 QUICK = ["--max_train=1000", "--max_test=500"] + QUICK_TRAINING
-START, END = "<!-- paper_table:start -->", "<!-- paper_table:end -->"
 
 
 def run(args, overrides: list[str]) -> None:
@@ -72,16 +72,6 @@ def table(results: Path) -> str:
     return "\n".join(lines)
 
 
-def write_table(markdown: str) -> None:
-    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else ""
-    block = f"{START}\n{markdown}\n{END}"
-    if START in text and END in text:
-        text = text[:text.index(START)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text + "\n" + block + "\n"
-    RESULTS_MD.write_text(text)
-
-
 def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = common_parser(__doc__)
@@ -96,7 +86,7 @@ def main(argv=None) -> None:
     if not args.table:
         run(args, overrides)
     markdown = table(Path(args.results))
-    write_table(markdown)
+    write_block("paper_table", markdown, "python benchmarks/paper_table.py --table")
     print(markdown)
 
 
