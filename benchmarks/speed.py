@@ -109,8 +109,7 @@ def ulmtl_lm_tokens_per_s(texts: list[str], batches: int, workdir: Path, precisi
                                          TokenizerConfig(max_vocab=60000, min_freq=3))
     model = build_language_model(len(vocab), ModelConfig())
     learn = make_learner(LanguageModelLoader(train, 64, 70, shuffle=True), LanguageModelLoader(valid, 16, 70),
-                         model, lm_layer_groups, config.betas, config.weight_decay, 2.0, 1.0, config.clip,
-                         device=device, progress=False, precision=precision)
+                         model, lm_layer_groups, config, device=device, progress=False, precision=precision)
     stop = StopAfterBatches(batches)
     learn.fit(1, cbs=[stop])
     return stop.tokens / stop.seconds, len(vocab)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ulmtl import ClassifierConfig, ModelConfig, PretrainConfig, TextClassifier, TokenizerConfig, pretrain
+from ulmtl.config import OptimizerSettings
 from ulmtl.lstm import AutocastLSTM, resolve_precision, use_autocast_lstm
 from ulmtl.model import build_language_model
 from ulmtl.training import BF16Autocast, make_learner
@@ -88,7 +89,7 @@ def test_make_learner_adds_autocast_only_for_bf16():
     loader = LanguageModelLoader(docs, 2, 5)
     for precision, expected in (("fp32", False), ("bf16", True)):
         model = build_language_model(50, ModelConfig(emb_size=8, hidden_size=8, n_layers=2))
-        learn = make_learner(loader, loader, model, lm_layer_groups, (0.8, 0.99), 0.01, precision=precision)
+        learn = make_learner(loader, loader, model, lm_layer_groups, OptimizerSettings(), precision=precision)
         assert any(isinstance(cb, BF16Autocast) for cb in learn.cbs) == expected
         assert any(isinstance(m, AutocastLSTM) for m in model.modules()) == expected
 

@@ -27,6 +27,7 @@ from ulmtl import (
     TextClassifier, TokenizerConfig, finetune_lm, load_checkpoint, load_files, pretrain, read_files,
     save_checkpoint,
 )
+from ulmtl.config import OptimizerSettings
 from ulmtl.datasets import load_corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -762,7 +763,7 @@ def test_training_stops_when_the_loss_stops_being_finite():
     from ulmtl.training import NonFiniteLoss, make_learner
     docs = [np.random.RandomState(i).randint(0, 32, size=50) for i in range(8)]
     learn = make_learner(LanguageModelLoader(docs, 4, 10), LanguageModelLoader(docs, 4, 10),
-                         build_language_model(32, TINY), lm_layer_groups, (0.7, 0.99), 0.01, progress=False,
+                         build_language_model(32, TINY), lm_layer_groups, OptimizerSettings(), progress=False,
                          stage="test stage")
     with pytest.raises(NonFiniteLoss) as info:
         learn.fit(2, lr=float("nan"))  # the first step makes every weight NaN
@@ -772,7 +773,7 @@ def test_training_stops_when_the_loss_stops_being_finite():
     # after the step shows it, the weights do.
     from ulmtl.classify import SkipValidation
     learn = make_learner(LanguageModelLoader(docs, 4, 100), LanguageModelLoader(docs, 4, 100),
-                         build_language_model(32, TINY), lm_layer_groups, (0.7, 0.99), 0.01, progress=False,
+                         build_language_model(32, TINY), lm_layer_groups, OptimizerSettings(), progress=False,
                          stage="test stage")
     with pytest.raises(NonFiniteLoss, match="test stage: the weights are NaN or infinite after training"):
         learn.fit(1, lr=float("nan"), cbs=[SkipValidation()])

@@ -304,8 +304,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         model = build_classifier(len(vocab), len(self.classes_), model_config, config)
         if state is not None:
             load_encoder(model, state)
-        learn = make_learner(train, valid, model, classifier_layer_groups, config.betas, config.weight_decay,
-                             config.ar_alpha, config.tar_beta, config.clip, metrics=[accuracy],
+        learn = make_learner(train, valid, model, classifier_layer_groups, config, metrics=[accuracy],
                              device=self.device_, progress=False, precision=model_config.precision,
                              stage=f"classifier training ({direction})")
         return (vocab, *self._train(learn, direction, has_valid=valid_tokens is not None), model_config)
@@ -331,9 +330,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         else:
             valid_loader = ClassificationLoader(docs[:1], label_ids[:1], 1, collate=collate)
         groups = partial(transformer.classifier_groups, block_groups=settings.block_groups)
-        learn = make_learner(train, valid_loader, model, groups, config.betas, config.weight_decay,
-                             clip=config.clip, metrics=[accuracy], device=self.device_, progress=False,
-                             precision=settings.precision, stage="classifier training (transformer)",
+        learn = make_learner(train, valid_loader, model, groups, config, metrics=[accuracy], device=self.device_,
+                             progress=False, precision=settings.precision, stage="classifier training (transformer)",
                              recurrent=False)
         return (tokenizer, *self._train(learn, "forward", has_valid=valid is not None), settings)
 

@@ -99,8 +99,7 @@ def finetune_lm(data, pretrained: str | Path | Checkpoint, output: str | Path,
 
     model = build_language_model(len(vocab), model_config, config.drop_mult)
     load_lm_state(model, remap_lm_state(source.state_dict, source.vocab.itos, vocab.itos))
-    learn = make_learner(train, valid, model, lm_layer_groups, config.betas, config.weight_decay,
-                         config.ar_alpha, config.tar_beta, config.clip, metrics=[accuracy, Perplexity()],
+    learn = make_learner(train, valid, model, lm_layer_groups, config, metrics=[accuracy, Perplexity()],
                          device=device, progress=False, precision=model_config.precision,
                          stage="LM fine-tuning")
     before = float(learn.validate()[0])
@@ -166,8 +165,8 @@ def finetune_masked_lm(data, pretrained: str | Path, output: str | Path, config:
                                        tokenizer, config.batch_size, settings.mlm_probability, seed=config.seed)
     scores = transformer.MaskedLMScores(model)
     groups = partial(_masked_lm_groups, block_groups=settings.block_groups)
-    learn = make_learner(train, valid, scores, groups, config.betas, config.weight_decay, clip=config.clip,
-                         device=device, progress=False, precision=settings.precision, recurrent=False)
+    learn = make_learner(train, valid, scores, groups, config, device=device, progress=False,
+                         precision=settings.precision, recurrent=False)
     before = float(learn.validate()[0])
     n_groups = len(learn.opt.param_lists)
     log = TrainingLog(log_path, every=20, label="finetune_lm")

@@ -177,8 +177,7 @@ def pretrain(corpus, output: str | Path, config: PretrainConfig | None = None,
     except ValueError as err:  # too few tokens for the batch size
         raise DataError(f"pretraining: {err} (pretrain.batch_size is {config.batch_size})") from None
     model = build_language_model(len(vocab), model_config, config.drop_mult)
-    learn = make_learner(train, valid, model, lm_layer_groups, config.betas, config.weight_decay,
-                         config.ar_alpha, config.tar_beta, config.clip, metrics=[accuracy, Perplexity()],
+    learn = make_learner(train, valid, model, lm_layer_groups, config, metrics=[accuracy, Perplexity()],
                          device=device, progress=False, precision=model_config.precision,
                          stage="pretraining")
     saved = {"kind": "lm", "direction": config.direction, "model": to_dict(model_config),

@@ -25,6 +25,7 @@ from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 from fastai.optimizer import Adam
 
+from ulmtl.config import OptimizerSettings
 from ulmtl.distributed import AverageGradients, any_process, is_main, mean_across_processes, setup, world
 from ulmtl.lstm import autocast, resolve_precision, use_autocast_lstm
 from ulmtl.schedule import schedule_value
@@ -47,16 +48,17 @@ def prepare_torch() -> torch.device:
     return torch.device("cpu")
 
 
-def make_learner(train_loader, valid_loader, model, splitter, betas: tuple[float, float],
-                 weight_decay: float, ar_alpha: float = 0.0, tar_beta: float = 0.0, clip: float = 0.0,
-                 metrics=None, device: torch.device | None = None, progress: bool = True,
-                 precision: str = "fp32", stage: str = "training", recurrent: bool = True) -> Learner:
-    """A fastai Learner with Adam (decoupled weight decay), optional clipping and, for a
-    ``recurrent`` model (the AWD-LSTM), fastai's RNN callbacks with AR/TAR regularization;
-    ``precision`` "bf16" (or "auto" on hardware with fast bf16) trains under bf16 autocast. A loss
-    that stops being finite raises :class:`NonFiniteLoss` naming ``stage``."""
+def make_learner(train_loader, valid_loader, model, splitter, settings: OptimizerSettings, *, metrics=None,
+                 device: torch.device | None = None, progress: bool = True, precision: str = "fp32",
+                 stage: str = "training", recurrent: bool = True) -> Learner:
+    """A fastai Learner with Adam (``settings.betas``, decoupled ``weight_decay``), optional
+    clipping and, for a ``recurrent`` model (the AWD-LSTM), fastai's RNN callbacks with AR/TAR
+    regularization; ``precision`` "bf16" (or "auto" on hardware with fast bf16) trains under bf16
+    autocast. A loss that stops being finite raises :class:`NonFiniteLoss` naming ``stage``. The
+    LRs are set by the caller's schedule (:class:`ScheduledLR`)."""
     device = device or torch.device("cpu")
     dls = DataLoaders(train_loader, valid_loader, device=device)
+    ar_alpha, tar_beta = settings.ar_alpha, settings.tar_beta
     if not recurrent and (ar_alpha or tar_beta):
         raise ValueError("AR/TAR regularization needs a recurrent model")
     callbacks = [ModelResetter(), RNNCallback()] if recurrent else []
@@ -69,10 +71,11 @@ def make_learner(train_loader, valid_loader, model, splitter, betas: tuple[float
         callbacks.append(BF16Autocast())
     if world()[1] > 1:
         callbacks.append(AverageGradients())
-    if clip:
-        callbacks.append(GradientClip(clip))
+    if settings.clip:
+        callbacks.append(GradientClip(settings.clip))
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(),
-                    opt_func=partial(Adam, mom=betas[0], sqr_mom=betas[1], wd=weight_decay),
+                    opt_func=partial(Adam, mom=settings.betas[0], sqr_mom=settings.betas[1],
+                                     wd=settings.weight_decay),
                     splitter=splitter, cbs=callbacks, metrics=metrics or [], moms=None,
                     train_bn=recurrent)  # a frozen transformer block's LayerNorms stay frozen
     if not progress:
