@@ -27,6 +27,7 @@ from ulmtl import (
     TextClassifier, TokenizerConfig, finetune_lm, load_checkpoint, load_files, pretrain, read_files,
     save_checkpoint,
 )
+from ulmtl.config import OptimizerSettings
 from ulmtl.datasets import load_corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -761,10 +762,11 @@ def test_training_stops_when_the_loss_stops_being_finite():
     from ulmtl.backbones.awd_lstm import build_language_model, lm_layer_groups, training_callbacks
     from ulmtl.training import NonFiniteLoss, make_learner
     docs = [np.random.RandomState(i).randint(0, 32, size=50) for i in range(8)]
+    settings = OptimizerSettings()
     model = build_language_model(32, TINY)
     learn = make_learner(LanguageModelLoader(docs, 4, 10), LanguageModelLoader(docs, 4, 10),
-                         model, lm_layer_groups, (0.7, 0.99), 0.01, progress=False, stage="test stage",
-                         callbacks=training_callbacks(model, 0.0, 0.0, "fp32"))
+                         model, lm_layer_groups, settings, progress=False, stage="test stage",
+                         callbacks=training_callbacks(model, settings.ar_alpha, settings.tar_beta, "fp32"))
     with pytest.raises(NonFiniteLoss) as info:
         learn.fit(2, lr=float("nan"))  # the first step makes every weight NaN
     assert str(info.value).startswith("test stage: the training loss is nan at epoch 0, batch 1; "
@@ -774,8 +776,8 @@ def test_training_stops_when_the_loss_stops_being_finite():
     from ulmtl.classify import SkipValidation
     model = build_language_model(32, TINY)
     learn = make_learner(LanguageModelLoader(docs, 4, 100), LanguageModelLoader(docs, 4, 100),
-                         model, lm_layer_groups, (0.7, 0.99), 0.01, progress=False, stage="test stage",
-                         callbacks=training_callbacks(model, 0.0, 0.0, "fp32"))
+                         model, lm_layer_groups, settings, progress=False, stage="test stage",
+                         callbacks=training_callbacks(model, settings.ar_alpha, settings.tar_beta, "fp32"))
     with pytest.raises(NonFiniteLoss, match="test stage: the weights are NaN or infinite after training"):
         learn.fit(1, lr=float("nan"), cbs=[SkipValidation()])
 

@@ -444,9 +444,9 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             load_encoder(model, state)
         precision = resolve_precision(model_config.precision, self.device_)
         loss, metrics = self._loss_and_metrics()
-        learn = make_learner(train, valid, model, classifier_layer_groups, config.betas, config.weight_decay,
-                             config.clip, metrics=metrics, device=self.device_, progress=False,
-                             precision=precision, stage=f"classifier training ({direction})",
+        learn = make_learner(train, valid, model, classifier_layer_groups, config, metrics=metrics,
+                             device=self.device_, progress=False, precision=precision,
+                             stage=f"classifier training ({direction})",
                              callbacks=training_callbacks(model, config.ar_alpha, config.tar_beta, precision),
                              loss_func=loss)
         return (vocab, *self._train(learn, direction, has_valid=valid_tokens is not None), model_config)
@@ -473,9 +473,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             valid_loader = ClassificationLoader(docs[:1], label_ids[:1], 1, collate=collate)
         groups = partial(transformer.classifier_groups, block_groups=settings.block_groups)
         loss, metrics = self._loss_and_metrics()
-        learn = make_learner(train, valid_loader, model, groups, config.betas, config.weight_decay,
-                             clip=config.clip, metrics=metrics, device=self.device_, progress=False,
-                             precision=resolve_precision(settings.precision, self.device_),
+        learn = make_learner(train, valid_loader, model, groups, config, metrics=metrics, device=self.device_,
+                             progress=False, precision=resolve_precision(settings.precision, self.device_),
                              stage="classifier training (transformer)",
                              train_norms=False, loss_func=loss)  # a frozen block's LayerNorms stay frozen
         return (tokenizer, *self._train(learn, "forward", has_valid=valid is not None), settings)
