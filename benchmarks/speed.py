@@ -121,9 +121,8 @@ def ulmtl_lm_tokens_per_s(texts: list[str], batches: int, workdir: Path, precisi
     model = build_language_model(len(vocab), ModelConfig())
     precision = resolve_precision(precision, device)
     learn = make_learner(LanguageModelLoader(train, 64, 70, shuffle=True), LanguageModelLoader(valid, 16, 70),
-                         model, lm_layer_groups, config.betas, config.weight_decay, config.clip,
-                         device=device, progress=False, precision=precision,
-                         callbacks=training_callbacks(model, 2.0, 1.0, precision))
+                         model, lm_layer_groups, config, device=device, progress=False, precision=precision,
+                         callbacks=training_callbacks(model, config.ar_alpha, config.tar_beta, precision))
     stop = StopAfterBatches(batches)
     learn.fit(1, cbs=[stop])
     return stop.tokens / stop.seconds, len(vocab)

@@ -19,6 +19,7 @@ from ulmtl.checkpoint import VOCAB_FILE, CheckpointError, load_checkpoint, save_
 from ulmtl.text import Vocab
 
 # Modules every backbone uses: none may import a backbone, fastai's RNN callbacks or the AWD-LSTM's Vocab.
+# The stages may (lm: the AWD-LSTM's stages 1 and 2; pretrain, finetune, classify), and the entry points.
 SHARED = ("checkpoint", "config", "distributed", "loaders", "precision", "schedule", "training")
 BACKBONE_ONLY = ("ulmtl.backbones", "ulmtl.text", "fastai.callback.rnn", "fastai.text")
 

@@ -15,8 +15,8 @@ import pytest
 
 from ulmtl.cli import normalize_argv, parse_args
 from ulmtl.config import (
-    ClassifierConfig, ConfigError, FinetuneConfig, Limit, ModelConfig, PretrainConfig, PretrainRunConfig,
-    RecipeConfig, TokenizerConfig, apply_overrides, load_config, save_config,
+    ClassifierConfig, ConfigError, FinetuneConfig, Limit, ModelConfig, OptimizerSettings, PretrainConfig,
+    PretrainRunConfig, RecipeConfig, TokenizerConfig, apply_overrides, load_config, save_config,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,6 +40,23 @@ def test_stage_defaults_are_the_papers(cls):
     assert c.betas == (0.7, 0.99)
     assert c.cut_frac == 0.1
     assert c.ratio == 32
+
+
+@pytest.mark.parametrize("cls,lr,drop_mult,clip", [(PretrainConfig, 3e-3, 1.0, 0.4), (FinetuneConfig, 4e-3, 0.3, 0.4),
+                                                   (ClassifierConfig, 0.01, 1.0, 0.0)])
+def test_stage_configs_share_the_optimizer_settings_with_their_own_defaults(cls, lr, drop_mult, clip):
+    shared = {f.name for f in dataclasses.fields(OptimizerSettings)}
+    assert issubclass(cls, OptimizerSettings) and shared <= {f.name for f in dataclasses.fields(cls)}
+    c = cls()
+    assert (c.lr, c.drop_mult, c.clip, c.weight_decay, c.ar_alpha, c.tar_beta, c.seed) == (
+        lr, drop_mult, clip, 0.01, 2.0, 1.0, 42)
+
+
+def test_a_stages_own_default_keeps_the_shared_range_and_errors_name_the_section():
+    with pytest.raises(ConfigError, match="'finetune.lr' must be > 0"):
+        apply_overrides(RecipeConfig(), ["--finetune.lr=0"])
+    with pytest.raises(ConfigError, match="'classifier.clip' must be >= 0"):
+        apply_overrides(RecipeConfig(), ["--classifier.clip=-1"])
 
 
 @pytest.mark.parametrize("cls", [FinetuneConfig, ClassifierConfig])

@@ -12,6 +12,7 @@ from ulmtl import ClassifierConfig, ModelConfig, PretrainConfig, TextClassifier,
 from ulmtl.backbones.awd_lstm import (
     AutocastLSTM, build_language_model, lm_layer_groups, training_callbacks, use_autocast_lstm,
 )
+from ulmtl.config import OptimizerSettings
 from ulmtl.precision import resolve_precision
 from ulmtl.training import BF16Autocast, make_learner
 
@@ -93,12 +94,13 @@ def test_make_learner_adds_autocast_only_for_bf16():
     loader = LanguageModelLoader(docs, 2, 5)
     for precision, expected in (("fp32", False), ("bf16", True)):
         model = build_language_model(50, ModelConfig(emb_size=8, hidden_size=8, n_layers=2))
-        learn = make_learner(loader, loader, model, lm_layer_groups, (0.8, 0.99), 0.01, precision=precision,
-                             callbacks=training_callbacks(model, 2.0, 1.0, precision))
+        settings = OptimizerSettings()
+        learn = make_learner(loader, loader, model, lm_layer_groups, settings, precision=precision,
+                             callbacks=training_callbacks(model, settings.ar_alpha, settings.tar_beta, precision))
         assert any(isinstance(cb, BF16Autocast) for cb in learn.cbs) == expected
         assert any(isinstance(m, AutocastLSTM) for m in model.modules()) == expected
     with pytest.raises(ValueError, match="resolved precision"):
-        make_learner(loader, loader, model, lm_layer_groups, (0.8, 0.99), 0.01, precision="auto")
+        make_learner(loader, loader, model, lm_layer_groups, OptimizerSettings(), precision="auto")
 
 
 def test_bf16_training_lowers_perplexity_and_predicts(tmp_path):

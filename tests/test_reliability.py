@@ -27,6 +27,7 @@ from ulmtl import (
     TextClassifier, TokenizerConfig, finetune_lm, load_checkpoint, load_files, pretrain, read_files,
     save_checkpoint,
 )
+from ulmtl.config import OptimizerSettings
 from ulmtl.datasets import load_corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,7 +125,8 @@ def test_cli_skip_empty_counts_the_rows_it_skips(tmp_path):
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["skipped_empty_rows"] == 2
     assert metrics["data"]["files"] == [{"path": str(path), "split": "train", "rows_read": 60, "rows_kept": 58,
-                                         "skipped_empty": 2, "skipped_hidden": 0, "warnings": []}]
+                                         "skipped_empty": 2, "skipped_hidden": 0, "warnings": [],
+                                         "multilabel": False, "without_labels": 0}]
     assert metrics["data"]["splits"]["train"] + metrics["data"]["splits"]["test"] == 58
     # Every other row is used: none is dropped without being counted.
     assert metrics["n_train"] + metrics["test"]["n_test"] == 60 - 2
@@ -761,10 +763,11 @@ def test_training_stops_when_the_loss_stops_being_finite():
     from ulmtl.backbones.awd_lstm import build_language_model, lm_layer_groups, training_callbacks
     from ulmtl.training import NonFiniteLoss, make_learner
     docs = [np.random.RandomState(i).randint(0, 32, size=50) for i in range(8)]
+    settings = OptimizerSettings()
     model = build_language_model(32, TINY)
     learn = make_learner(LanguageModelLoader(docs, 4, 10), LanguageModelLoader(docs, 4, 10),
-                         model, lm_layer_groups, (0.7, 0.99), 0.01, progress=False, stage="test stage",
-                         callbacks=training_callbacks(model, 0.0, 0.0, "fp32"))
+                         model, lm_layer_groups, settings, progress=False, stage="test stage",
+                         callbacks=training_callbacks(model, settings.ar_alpha, settings.tar_beta, "fp32"))
     with pytest.raises(NonFiniteLoss) as info:
         learn.fit(2, lr=float("nan"))  # the first step makes every weight NaN
     assert str(info.value).startswith("test stage: the training loss is nan at epoch 0, batch 1; "
@@ -774,8 +777,8 @@ def test_training_stops_when_the_loss_stops_being_finite():
     from ulmtl.classify import SkipValidation
     model = build_language_model(32, TINY)
     learn = make_learner(LanguageModelLoader(docs, 4, 100), LanguageModelLoader(docs, 4, 100),
-                         model, lm_layer_groups, (0.7, 0.99), 0.01, progress=False, stage="test stage",
-                         callbacks=training_callbacks(model, 0.0, 0.0, "fp32"))
+                         model, lm_layer_groups, settings, progress=False, stage="test stage",
+                         callbacks=training_callbacks(model, settings.ar_alpha, settings.tar_beta, "fp32"))
     with pytest.raises(NonFiniteLoss, match="test stage: the weights are NaN or infinite after training"):
         learn.fit(1, lr=float("nan"), cbs=[SkipValidation()])
 

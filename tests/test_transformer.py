@@ -14,7 +14,9 @@ from ulmtl import RecipeConfig, TextClassifier, parse_args
 from ulmtl.backbones import resolve_backbone
 from ulmtl.backbones import transformer
 from ulmtl.checkpoint import CheckpointError
-from ulmtl.config import TRANSFORMER_CLASSIFIER, TRANSFORMER_FINETUNE, ConfigError, TransformerConfig
+from ulmtl.config import (
+    TRANSFORMER_CLASSIFIER, TRANSFORMER_FINETUNE, ConfigError, OptimizerSettings, TransformerConfig,
+)
 from ulmtl.finetune import finetune_lm
 from ulmtl.recipe import SMOKE_RECIPE
 
@@ -257,6 +259,6 @@ def test_bf16_precision_trains_under_autocast(encoder_dir):
     from ulmtl.loaders import ClassificationLoader
     loader = ClassificationLoader([np.array([5, 6])], np.array([0]), 1,
                                   collate=partial(transformer.pad_right, pad_id=0))
-    learn = make_learner(loader, loader, torch.nn.Linear(2, 2), lambda m: [list(m.parameters())], (0.9, 0.999),
-                         0.0, precision="bf16", train_norms=False)
+    learn = make_learner(loader, loader, torch.nn.Linear(2, 2), lambda m: [list(m.parameters())],
+                         OptimizerSettings(), precision="bf16", train_norms=False)
     assert any(isinstance(cb, BF16Autocast) for cb in learn.cbs)

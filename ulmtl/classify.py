@@ -447,9 +447,9 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             load_encoder(model, state)
         precision = resolve_precision(model_config.precision, self.device_)
         loss, metrics = self._loss_and_metrics()
-        learn = make_learner(train, valid, model, classifier_layer_groups, config.betas, config.weight_decay,
-                             config.clip, metrics=metrics, device=self.device_, progress=False,
-                             precision=precision, stage=f"classifier training ({direction})",
+        learn = make_learner(train, valid, model, classifier_layer_groups, config, metrics=metrics,
+                             device=self.device_, progress=False, precision=precision,
+                             stage=f"classifier training ({direction})",
                              callbacks=training_callbacks(model, config.ar_alpha, config.tar_beta, precision),
                              loss_func=loss)
         return (vocab, *self._train(learn, direction, has_valid=valid_tokens is not None), model_config)
@@ -484,10 +484,9 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                                                     label_ids, settings, config.seed, self.device_, log))
         groups = partial(transformer.classifier_groups, block_groups=settings.block_groups)
         loss, metrics = self._loss_and_metrics()
-        learn = make_learner(train, valid_loader, model, groups, config.betas, config.weight_decay,
-                             clip=config.clip, metrics=metrics, device=self.device_, progress=False,
-                             precision=resolve_precision(settings.precision, self.device_,
-                                                         bf16_pays_on_cpu=True),
+        precision = resolve_precision(settings.precision, self.device_, bf16_pays_on_cpu=True)
+        learn = make_learner(train, valid_loader, model, groups, config, metrics=metrics, device=self.device_,
+                             progress=False, precision=precision,
                              stage="classifier training (transformer)",
                              train_norms=False, loss_func=loss)  # a frozen block's LayerNorms stay frozen
         cached = None

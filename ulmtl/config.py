@@ -202,22 +202,45 @@ def pretrain_tokenizer() -> TokenizerConfig:
 
 
 @dataclass
-class PretrainConfig:
-    """Stage 1: general-domain language model (its vocabulary: the run's ``tokenizer`` section)."""
+class OptimizerSettings:
+    """The training settings every stage has: batches, Adam, the LR schedule's shape, the AWD-LSTM's
+    regularization, clipping, the seed. Each stage config inherits them; its defaults are stage 1's,
+    and a stage whose paper value differs sets its own (:func:`stage_default`)."""
 
-    direction: Direction = "forward"
     bptt: int = limited(70, AT_LEAST_1)
     batch_size: int = limited(64, AT_LEAST_1)
-    epochs: int = limited(1, AT_LEAST_1)
-    lr: float = limited(3e-3, POSITIVE)
-    weight_decay: float = limited(0.01, NON_NEGATIVE)
+    lr: float = limited(3e-3, POSITIVE)  # peak LR (of the top layer group)
     betas: tuple[float, float] = limited((0.7, 0.99), PROBABILITY)
+    weight_decay: float = limited(0.01, NON_NEGATIVE)
+    # Slanted triangular LRs: rise over the first cut_frac of training, from lr / ratio.
     cut_frac: float = limited(0.1, FRACTION)
     ratio: float = limited(32.0, AT_LEAST_1)
+    # Multiplies the model's dropouts (ModelConfig.lm_*_p for an LM, clas_*_p for the classifier,
+    # where 1.0 gives the paper's 0.4 / 0.3 / 0.4 / 0.05 / 0.5; fastai's text_classifier_learner
+    # defaults to 0.5, and ulmtl's classifier did too before 2026-12-01).
     drop_mult: float = limited(1.0, NON_NEGATIVE)
+    # Activation regularization (AR) and temporal AR (TAR) of the AWD-LSTM's outputs.
     ar_alpha: float = limited(2.0, NON_NEGATIVE)
     tar_beta: float = limited(1.0, NON_NEGATIVE)
     clip: float = limited(0.4, NON_NEGATIVE)  # 0: no gradient clipping
+    seed: int = limited(42, SEED)
+
+    def __post_init__(self):
+        check_fields(self)
+
+
+def stage_default(name: str, value):
+    """The shared setting ``name`` (an :class:`OptimizerSettings` field, its range kept) with a
+    stage's own default ``value``."""
+    return limited(value, OptimizerSettings.__dataclass_fields__[name].metadata["limit"])
+
+
+@dataclass
+class PretrainConfig(OptimizerSettings):
+    """Stage 1: general-domain language model (its vocabulary: the run's ``tokenizer`` section)."""
+
+    direction: Direction = "forward"
+    epochs: int = limited(1, AT_LEAST_1)
     valid_fraction: float = limited(0.02, FRACTION)
     max_docs: int = limited(0, NON_NEGATIVE)  # 0: every document
     # Read the training tokens from a memory-mapped file in corpus order instead of shuffling
@@ -228,44 +251,29 @@ class PretrainConfig:
     token_budget: int = limited(0, NON_NEGATIVE)
     checkpoint_every_s: float = limited(600.0, NON_NEGATIVE)  # 0: no resume checkpoints
     log_every: int = limited(20, AT_LEAST_1)
-    seed: int = limited(42, SEED)
-
-    def __post_init__(self):
-        check_fields(self)
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(OptimizerSettings):
     """Stage 2: LM fine-tuning on target-domain text (discriminative LRs + STLR)."""
 
-    bptt: int = limited(70, AT_LEAST_1)
-    batch_size: int = limited(64, AT_LEAST_1)
+    lr: float = stage_default("lr", 4e-3)
+    drop_mult: float = stage_default("drop_mult", 0.3)
     epochs: int = limited(2, AT_LEAST_1)
-    lr: float = limited(4e-3, POSITIVE)
     # Each lower layer group gets the LR of the one above divided by lr_decay: >= 1, so no lower
     # group learns faster than the top (1: the same LR everywhere).
     lr_decay: float = limited(2.6, AT_LEAST_1)
     discriminative: bool = True
     schedule: Schedule = "stlr"
-    cut_frac: float = limited(0.1, FRACTION)
-    ratio: float = limited(32.0, AT_LEAST_1)
-    betas: tuple[float, float] = limited((0.7, 0.99), PROBABILITY)
-    weight_decay: float = limited(0.01, NON_NEGATIVE)
-    drop_mult: float = limited(0.3, NON_NEGATIVE)
-    ar_alpha: float = limited(2.0, NON_NEGATIVE)
-    tar_beta: float = limited(1.0, NON_NEGATIVE)
-    clip: float = limited(0.4, NON_NEGATIVE)  # 0: no gradient clipping
     valid_fraction: float = limited(0.1, FRACTION)
-    seed: int = limited(42, SEED)
-
-    def __post_init__(self):
-        check_fields(self)
 
 
 @dataclass
-class ClassifierConfig:
+class ClassifierConfig(OptimizerSettings):
     """Stage 3: concat-pooling classifier with gradual unfreezing, discriminative LRs and STLR."""
 
+    lr: float = stage_default("lr", 0.01)
+    clip: float = stage_default("clip", 0.0)
     strategy: Strategy = "finetune"
     # strategy "auto" (ulmtl.selection) tries feature_extraction, finetune and scratch, cheapest
     # first, on a seeded stratified hold-out of this fraction of the training texts, keeps the best
@@ -275,25 +283,13 @@ class ClassifierConfig:
     auto_valid_fraction: float = limited(0.2, FRACTION)
     auto_budget_s: float = limited(0.0, NON_NEGATIVE)
     directions: tuple[Direction, ...] = ("forward",)
-    bptt: int = limited(70, AT_LEAST_1)
     # The head pools over the last max_len tokens of a document: at least bptt.
     max_len: int = limited(1400, AT_LEAST_1)
-    batch_size: int = limited(64, AT_LEAST_1)
     head_hidden: int = limited(50, AT_LEAST_1)
     head_dropout: float = limited(0.1, PROBABILITY)
-    # Multiplies the encoder dropouts (ModelConfig.clas_*_p): 1.0 gives the paper's 0.4 / 0.3 / 0.4 /
-    # 0.05 / 0.5. (fastai's text_classifier_learner defaults to 0.5; ulmtl did too before 2026-12-01.)
-    drop_mult: float = limited(1.0, NON_NEGATIVE)
-    lr: float = limited(0.01, POSITIVE)
     lr_decay: float = limited(2.6, AT_LEAST_1)  # as FinetuneConfig.lr_decay
     discriminative: bool = True
     schedule: Schedule = "stlr"
-    cut_frac: float = limited(0.1, FRACTION)
-    ratio: float = limited(32.0, AT_LEAST_1)
-    betas: tuple[float, float] = limited((0.7, 0.99), PROBABILITY)
-    weight_decay: float = limited(0.01, NON_NEGATIVE)
-    ar_alpha: float = limited(2.0, NON_NEGATIVE)
-    tar_beta: float = limited(1.0, NON_NEGATIVE)
     # "gradual": unfreeze from the top down, following unfreeze_plan. "chain_thaw" (Felbo et al.
     # 2017): the head alone (stage_epochs[0], stage_lr_mult[0]), then each lower group alone from the
     # bottom up (chain_thaw_epochs, chain_thaw_lr_mult each), then all groups (the last entries).
@@ -306,8 +302,6 @@ class ClassifierConfig:
     stage_lr_mult: tuple[float, ...] = limited((2.0, 1.0, 0.5, 0.1), POSITIVE)
     chain_thaw_epochs: int = limited(1, AT_LEAST_1)
     chain_thaw_lr_mult: float = limited(0.1, POSITIVE)
-    clip: float = limited(0.0, NON_NEGATIVE)  # 0: no gradient clipping
-    seed: int = limited(42, SEED)
     # Multi-label classification (a set of labels per text; a sigmoid per label, binary
     # cross-entropy): a label is predicted when its probability is at least threshold. With
     # tune_threshold, fit picks the one threshold with the best micro-F1 on its validation split
@@ -316,7 +310,7 @@ class ClassifierConfig:
     tune_threshold: bool = False
 
     def __post_init__(self):
-        check_fields(self)
+        super().__post_init__()
         owner = type(self).__name__
         if not self.directions:
             raise FieldError(owner, "directions", "needs at least one of 'forward', 'backward'")

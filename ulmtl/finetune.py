@@ -2,7 +2,9 @@
 
 Entry point: :func:`finetune_lm`. The stage-1 checkpoint is remapped to the target vocabulary
 (known tokens keep their rows, new tokens get the mean embedding), then trained with
-discriminative learning rates (``lr / 2.6**k`` per layer group) and slanted triangular LRs.
+discriminative learning rates (``lr / 2.6**k`` per layer group) and slanted triangular LRs: for
+the AWD-LSTM by :func:`ulmtl.lm.train_language_model` (as stage 1), for a transformer encoder as a
+masked LM (:func:`finetune_masked_lm`).
 """
 from __future__ import annotations
 
@@ -13,20 +15,17 @@ from pathlib import Path
 
 import numpy as np
 from datasets import Dataset, DatasetDict, concatenate_datasets
-from fastai.metrics import Perplexity, accuracy
 
 from ulmtl.backbones import transformer
-from ulmtl.backbones.awd_lstm import (
-    build_language_model, checkpoint_vocab, lm_layer_groups, load_lm_state, remap_lm_state, training_callbacks,
-)
-from ulmtl.checkpoint import Checkpoint, CheckpointError, CheckpointRecord, load_checkpoint, save_checkpoint
+from ulmtl.backbones.awd_lstm import checkpoint_vocab
+from ulmtl.checkpoint import Checkpoint, CheckpointError, CheckpointRecord, load_checkpoint
 from ulmtl.config import (
     TRANSFORMER_FINETUNE, ConfigError, FinetuneConfig, ModelConfig, TokenizerConfig, TransformerConfig,
     architecture,
 )
-from ulmtl.datasets import DataError, build_vocab, numericalize, token_ids, tokenize
-from ulmtl.distributed import barrier, is_main, main_process_first, world
-from ulmtl.loaders import LanguageModelLoader
+from ulmtl.datasets import DataError
+from ulmtl.distributed import barrier, is_main, world
+from ulmtl.lm import LanguageModelRun, save_language_model, train_language_model
 from ulmtl.precision import resolve_precision
 from ulmtl.schedule import discriminative_lrs
 from ulmtl.training import (
@@ -46,11 +45,15 @@ def target_texts(data: DatasetDict | Dataset | list[str]) -> Dataset:
     return Dataset.from_dict({"text": texts})
 
 
+def group_lr_decay(config: FinetuneConfig) -> float:
+    """How much lower each layer group's peak LR is than the one above's: ``lr_decay`` with
+    discriminative LRs, else 1."""
+    return config.lr_decay if config.discriminative else 1.0
+
+
 def lm_learning_rates(config: FinetuneConfig, n_groups: int) -> list[float]:
     """Peak LR of every LM layer group, bottom first."""
-    if config.discriminative:
-        return discriminative_lrs(config.lr, n_groups, config.lr_decay)
-    return [config.lr] * n_groups
+    return discriminative_lrs(config.lr, n_groups, group_lr_decay(config))
 
 
 def finetune_lm(data, pretrained: str | Path | Checkpoint, output: str | Path,
@@ -81,56 +84,20 @@ def finetune_lm(data, pretrained: str | Path | Checkpoint, output: str | Path,
         print(f"ulmtl: LM fine-tuning takes its architecture from {origin} ({architecture(model_config)}), "
               f"not the run's ({architecture(run_model)})", flush=True)
     direction = source.config.get("direction", "forward")
-
-    texts = target_texts(data)
-    if len(texts) < 2:
-        raise DataError("LM fine-tuning needs at least two target-domain texts")
-    rank, processes = world()
-    with main_process_first():  # rank 0 tokenizes first; the others then read its cache
-        tokens = tokenize(texts, num_proc=tokenizer.num_proc, batch_size=tokenizer.batch_size)
-        split = tokens.train_test_split(test_size=config.valid_fraction, seed=config.seed, shuffle=True)
-        vocab = build_vocab([split["train"]], max_size=tokenizer.max_vocab, min_freq=tokenizer.min_freq)
-        ids = numericalize(split, vocab, num_proc=tokenizer.num_proc)
-    backwards = direction == "backward"
-    try:
-        train = LanguageModelLoader(token_ids(ids["train"]), config.batch_size, config.bptt, backwards,
-                                    shuffle=True, seed=config.seed, rank=rank, world_size=processes)
-        valid = LanguageModelLoader(token_ids(ids["test"]), min(config.batch_size, 16), config.bptt,
-                                    backwards)
-    except ValueError as err:  # too few tokens for the batch size
-        raise DataError(f"LM fine-tuning on {len(texts)} texts: {err} (finetune.batch_size is "
-                        f"{config.batch_size})") from None
-
-    model = build_language_model(len(vocab), model_config, config.drop_mult)
-    load_lm_state(model, remap_lm_state(source.state_dict, source_vocab.itos, vocab.itos))
-    precision = resolve_precision(model_config.precision, device)
-    learn = make_learner(train, valid, model, lm_layer_groups, config.betas, config.weight_decay, config.clip,
-                         metrics=[accuracy, Perplexity()], device=device, progress=False, precision=precision,
-                         stage="LM fine-tuning",
-                         callbacks=training_callbacks(model, config.ar_alpha, config.tar_beta, precision))
-    before = float(learn.validate()[0])
-    learn.unfreeze()
-    max_lrs = lm_learning_rates(config, len(learn.opt.param_lists))
-    schedule = ScheduledLR(max_lrs, config.schedule, config.cut_frac, config.ratio)
-    log = TrainingLog(log_path, every=20, label="finetune_lm")
-    learn.fit(config.epochs, cbs=[schedule, log])
-    after = float(learn.validate()[0])
+    run = LanguageModelRun(
+        stage="LM fine-tuning", section="finetune", direction=direction, log_label="finetune_lm",
+        log_path=log_path, init=source, lr_decay=group_lr_decay(config),
+        schedule=config.schedule, pretrained=source.config.get("stage", ""))
+    lm = train_language_model(target_texts(data), output, config, model_config, tokenizer, run, device)
     metrics = {
-        "valid_perplexity_before": round(math.exp(before), 2),
-        "valid_perplexity": round(math.exp(after), 2),
-        "valid_loss": round(after, 4), "train_tokens": int(train.n_tokens), "vocab_size": len(vocab),
-        "processes": processes,
-        "peak_lrs": [float(x) for x in max_lrs], "last_lrs": [float(x) for x in group_lrs(learn)],
-        "known_tokens": int(np.sum([t in source_vocab.stoi for t in vocab.itos])),
+        "valid_perplexity_before": round(math.exp(lm.valid_loss_before), 2),
+        "valid_perplexity": round(math.exp(lm.valid_loss), 2),
+        "valid_loss": round(lm.valid_loss, 4), "train_tokens": int(lm.train.n_tokens), "vocab_size": len(lm.vocab),
+        "processes": lm.processes, "peak_lrs": lm.peak_lrs, "last_lrs": [float(x) for x in group_lrs(lm.learn)],
+        "known_tokens": int(np.sum([t in source_vocab.stoi for t in lm.vocab.itos])),
     }
-    saved = CheckpointRecord(kind="lm", stage="finetune", direction=direction, model=model_config, finetune=config,
-                             tokenizer=tokenizer, metrics=metrics, pretrained=source.config.get("stage", ""))
-    if is_main():
-        save_checkpoint(output, learn.model.state_dict(), vocab.itos, saved)
-        (Path(output) / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        print(f"ulmtl: fine-tuned LM ({direction}) saved to {output}: perplexity "
-              f"{metrics['valid_perplexity_before']} -> {metrics['valid_perplexity']}", flush=True)
-    barrier()
+    save_language_model(output, lm, metrics, f"ulmtl: fine-tuned LM ({direction}) saved to {output}: perplexity "
+                                             f"{metrics['valid_perplexity_before']} -> {metrics['valid_perplexity']}")
     return metrics
 
 
@@ -170,8 +137,7 @@ def finetune_masked_lm(data, pretrained: str | Path, output: str | Path, config:
                                        tokenizer, config.batch_size, settings.mlm_probability, seed=config.seed)
     scores = transformer.MaskedLMScores(model)
     groups = partial(_masked_lm_groups, block_groups=settings.block_groups)
-    learn = make_learner(train, valid, scores, groups, config.betas, config.weight_decay, clip=config.clip,
-                         device=device, progress=False,
+    learn = make_learner(train, valid, scores, groups, config, device=device, progress=False,
                          precision=resolve_precision(settings.precision, device, bf16_pays_on_cpu=True),
                          train_norms=False)  # a frozen block's LayerNorms stay frozen
     before = float(learn.validate()[0])

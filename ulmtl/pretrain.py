@@ -7,122 +7,21 @@ from __future__ import annotations
 
 import json
 import math
-import time
-from dataclasses import replace
 from pathlib import Path
 
-import torch
 from datasets import Dataset
-from fastai.callback.core import Callback
-from fastai.metrics import Perplexity, accuracy
 
-from ulmtl.backbones.awd_lstm import (
-    build_language_model, hidden_state, lm_layer_groups, load_lm_state, read_checkpoint, restore_hidden_state,
-    training_callbacks,
-)
-from ulmtl.checkpoint import CheckpointError, CheckpointRecord, load_tensors, save_checkpoint
-from ulmtl.config import ConfigError, ModelConfig, PretrainConfig, TokenizerConfig, pretrain_tokenizer
-from ulmtl.datasets import (
-    DataError, build_vocab, cache_dir, load_corpus, load_wikitext103, numericalize, token_ids, token_stream,
-    tokenize,
-)
-from ulmtl.distributed import (
-    any_process, barrier, gather_from_processes, is_main, main_process_first, world,
-)
+from ulmtl.backbones.awd_lstm import build_language_model, load_lm_state
+from ulmtl.checkpoint import CheckpointError, CheckpointRecord, save_checkpoint
+from ulmtl.config import ModelConfig, PretrainConfig, TokenizerConfig, pretrain_tokenizer
+from ulmtl.datasets import cache_dir, load_corpus, load_wikitext103
+from ulmtl.distributed import main_process_first
 from ulmtl.fastai_files import (
     download_fastai_wt103, infer_model_config, load_fastai_weights, load_itos_pickle, modern_itos,
 )
-from ulmtl.loaders import LanguageModelLoader
-from ulmtl.precision import resolve_precision
+from ulmtl.lm import Budget, LanguageModelRun, language_model_data, save_language_model, train_language_model
 from ulmtl.text import PAD, Vocab
-from ulmtl.training import (
-    ScheduledLR, StopAfter, TrainingLog, make_learner, optimizer_tensors, prepare_torch, restore_optimizer,
-    set_seed,
-)
-
-RESUME_DIR = "resume"
-OPTIMIZER_FILE = "optimizer.safetensors"
-
-
-class PeriodicCheckpoint(Callback):
-    """Every ``every_s`` seconds, and when training ends or is stopped by a budget, save weights +
-    optimizer + progress to ``folder`` (atomically). Runs before :class:`StopAfter` so that the
-    batch that spends the budget is counted."""
-
-    order = 65
-
-    def __init__(self, folder: Path, vocab: Vocab, config: CheckpointRecord, every_s: float, progress: dict):
-        self.folder, self.vocab, self.config, self.every_s = folder, vocab, config, every_s
-        self.progress = dict(progress)
-
-    def before_fit(self):
-        self.last = time.time()
-        self.fit_start = time.time()
-
-    def after_batch(self):
-        if not self.training:
-            return
-        self.progress["batch"] += 1
-        self.progress["tokens"] += self.xb[0].numel() * world()[1]
-        due = bool(self.every_s) and time.time() - self.last >= self.every_s
-        if world()[1] > 1:
-            due = any_process(due and is_main())  # rank 0's clock decides for every process
-        if due:
-            self.save()
-
-    def after_epoch(self):
-        self.progress["epoch"] += 1
-        self.progress["batch"] = 0
-
-    def after_fit(self):
-        if self.every_s:
-            self.save()
-
-    def save(self):
-        # Every process's dropout RNG and carried LSTM hidden state (each reads other rows of the
-        # stream), so that a resumed run, distributed or not, continues exactly.
-        own = {"rng.torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            own["rng.cuda"] = torch.cuda.get_rng_state()
-        own.update(hidden_state(self.model))
-        gathered = {key: gather_from_processes(value) for key, value in own.items()}
-        if not is_main():
-            return
-        progress = dict(self.progress, elapsed_s=self.progress["elapsed_s"] + time.time() - self.fit_start,
-                        processes=world()[1])
-        tensors, values = optimizer_tensors(self.learn)
-        state = {f"opt.{k}": v for k, v in tensors.items()}
-        for key, copies in gathered.items():
-            for rank, copy in enumerate(copies):
-                state[rank_key(key, rank)] = copy
-        save_checkpoint(self.folder, self.model.state_dict(), self.vocab.itos, replace(self.config, progress=progress),
-                        extra_tensors={OPTIMIZER_FILE: (state, {"optimizer": values})})
-        self.last = time.time()
-
-
-def rank_key(key: str, rank: int) -> str:
-    """Name of one process's saved tensor (rank 0 keeps the plain name)."""
-    return key if rank == 0 else f"rank{rank}.{key}"
-
-
-class RestoreState(Callback):
-    """On the first training batch of a resumed run: this process's saved hidden state and RNG."""
-
-    order = 1
-
-    def __init__(self, tensors: dict):
-        self.tensors = tensors
-        self.pending = True
-
-    def before_batch(self):
-        if not (self.training and self.pending):
-            return
-        rank = world()[0]
-        restore_hidden_state(self.model, {key: self.tensors[rank_key(key, rank)] for key in hidden_state(self.model)})
-        torch.set_rng_state(self.tensors[rank_key("rng.torch", rank)])
-        if torch.cuda.is_available() and rank_key("rng.cuda", rank) in self.tensors:
-            torch.cuda.set_rng_state(self.tensors[rank_key("rng.cuda", rank)])
-        self.pending = False
+from ulmtl.training import prepare_torch, set_seed
 
 
 def _corpus(corpus) -> Dataset:
@@ -133,19 +32,17 @@ def _corpus(corpus) -> Dataset:
     return load_corpus(corpus)
 
 
-def prepare_corpus(corpus, config: PretrainConfig, tokenizer: TokenizerConfig):
-    """Tokenized train / valid documents (cached) and the vocabulary built on train."""
+def _documents(corpus, config: PretrainConfig) -> Dataset:
+    """The corpus's documents, the first ``config.max_docs`` of them if set."""
     raw = _corpus(corpus)
     if config.max_docs and len(raw) > config.max_docs:
         raw = raw.select(range(config.max_docs))
-    ds = tokenize(raw, num_proc=tokenizer.num_proc, batch_size=tokenizer.batch_size)
-    if len(ds) < 2:
-        raise DataError("pretraining corpus needs at least two non-empty documents")
-    split = ds.train_test_split(test_size=config.valid_fraction, seed=config.seed, shuffle=True)
-    vocab = build_vocab([split["train"]], max_size=tokenizer.max_vocab, min_freq=tokenizer.min_freq)
-    ids = numericalize(split, vocab, num_proc=tokenizer.num_proc)
-    train = token_stream(ids["train"]) if config.stream else token_ids(ids["train"])
-    return train, token_ids(ids["test"]), vocab
+    return raw
+
+
+def prepare_corpus(corpus, config: PretrainConfig, tokenizer: TokenizerConfig):
+    """Tokenized train / valid documents (cached) and the vocabulary built on train."""
+    return language_model_data(_documents(corpus, config), config, tokenizer, config.stream, "pretraining")
 
 
 def pretrain(corpus, output: str | Path, config: PretrainConfig | None = None,
@@ -164,77 +61,21 @@ def pretrain(corpus, output: str | Path, config: PretrainConfig | None = None,
     output.mkdir(parents=True, exist_ok=True)
     set_seed(config.seed)
     device = prepare_torch()
-    rank, processes = world()
-    with main_process_first():  # rank 0 tokenizes first; the others then read its cache
-        train_docs, valid_docs, vocab = prepare_corpus(corpus, config, tokenizer)
-    backwards = config.direction == "backward"
-    try:
-        train = LanguageModelLoader(train_docs, config.batch_size, config.bptt, backwards,
-                                    shuffle=not config.stream, seed=config.seed, rank=rank,
-                                    world_size=processes)
-        valid = LanguageModelLoader(valid_docs, min(config.batch_size, 16), config.bptt, backwards)
-    except ValueError as err:  # too few tokens for the batch size
-        raise DataError(f"pretraining: {err} (pretrain.batch_size is {config.batch_size})") from None
-    model = build_language_model(len(vocab), model_config, config.drop_mult)
-    precision = resolve_precision(model_config.precision, device)
-    learn = make_learner(train, valid, model, lm_layer_groups, config.betas, config.weight_decay, config.clip,
-                         metrics=[accuracy, Perplexity()], device=device, progress=False, precision=precision,
-                         stage="pretraining",
-                         callbacks=training_callbacks(model, config.ar_alpha, config.tar_beta, precision))
-    saved = CheckpointRecord(kind="lm", direction=config.direction, model=model_config, pretrain=config,
-                             tokenizer=tokenizer, stage="pretrain")
-    progress = {"epoch": 0, "batch": 0, "tokens": 0, "elapsed_s": 0.0}
-    resume_dir = output / RESUME_DIR
-    extra_callbacks = []
-    if resume and (resume_dir / OPTIMIZER_FILE).exists():
-        state, saved_vocab = read_checkpoint(resume_dir)
-        if saved_vocab.itos != vocab.itos:
-            raise DataError(f"{resume_dir}: saved vocabulary differs from this corpus; remove it to restart")
-        load_lm_state(learn.model, state.state_dict)
-        tensors, meta = load_tensors(resume_dir / OPTIMIZER_FILE)
-        restore_optimizer(learn, {k[4:]: v for k, v in tensors.items() if k.startswith("opt.")},
-                          meta["optimizer"])
-        extra_callbacks.append(RestoreState(tensors))
-        progress = state.config["progress"]
-        saved_processes = progress.get("processes", 1)
-        if saved_processes != processes:
-            raise ConfigError(f"{resume_dir} was written by a run with {saved_processes} process(es); resume it "
-                              f"with the same number (now {processes}), or remove it to restart")
-        print(f"ulmtl: resuming pretraining from {resume_dir}: epoch {progress['epoch']}, "
-              f"batch {progress['batch']}, {progress['tokens']} tokens", flush=True)
-    total_batches = config.epochs * len(train)
-    if config.token_budget:
-        total_batches = min(total_batches,
-                            math.ceil(config.token_budget / (config.batch_size * config.bptt * processes)))
-    done = progress["epoch"] * len(train) + progress["batch"]
-    train.epoch, train.start_batch = progress["epoch"], progress["batch"]
-    time_left = max(config.time_budget_s - progress["elapsed_s"], 1.0) if config.time_budget_s else 0.0
-    schedule = ScheduledLR([config.lr] * len(learn.opt.param_lists), "stlr", config.cut_frac, config.ratio,
-                           time_budget_s=time_left, total_batches=total_batches, done_before=done)
-    stopper = StopAfter(time_left, config.token_budget, tokens_before=progress["tokens"])
-    log = TrainingLog(output / "train_log.jsonl", every=config.log_every, label="pretrain",
-                      tokens_before=progress["tokens"])
-    saver = PeriodicCheckpoint(resume_dir, vocab, saved, config.checkpoint_every_s, progress)
-    started = time.time()
-    epochs_left = config.epochs - progress["epoch"]
-    if epochs_left > 0 and done < total_batches:
-        learn.fit(epochs_left, cbs=[schedule, stopper, log, saver] + extra_callbacks)
-    train_seconds = time.time() - started
-    tokens = saver.progress["tokens"]
-    new_tokens = tokens - progress["tokens"]
-    valid_loss = float(learn.validate()[0])
+    with main_process_first():  # rank 0 reads the corpus first; the others then read its cache
+        texts = _documents(corpus, config)
+    run = LanguageModelRun(
+        stage="pretraining", section="pretrain", direction=config.direction, log_label="pretrain",
+        log_path=output / "train_log.jsonl", log_every=config.log_every, stream=config.stream,
+        budget=Budget(config.time_budget_s, config.token_budget, config.checkpoint_every_s, resume))
+    lm = train_language_model(texts, output, config, model_config, tokenizer, run, device)
     metrics = {
-        "tokens_seen": int(tokens), "train_seconds": round(progress["elapsed_s"] + train_seconds, 1),
-        "tokens_per_s": round(new_tokens / max(train_seconds, 1e-9), 1),
-        "valid_loss": round(valid_loss, 4), "valid_perplexity": round(math.exp(valid_loss), 2),
-        "train_tokens_per_epoch": int(train.columns * config.batch_size * processes), "vocab_size": len(vocab),
-        "stopped_by_budget": bool(stopper.stopped), "processes": processes,
+        "tokens_seen": lm.tokens, "train_seconds": round(lm.earlier_seconds + lm.seconds, 1),
+        "tokens_per_s": round(lm.new_tokens / max(lm.seconds, 1e-9), 1),
+        "valid_loss": round(lm.valid_loss, 4), "valid_perplexity": round(math.exp(lm.valid_loss), 2),
+        "train_tokens_per_epoch": int(lm.train.columns * config.batch_size * lm.processes),
+        "vocab_size": len(lm.vocab), "stopped_by_budget": lm.stopped_by_budget, "processes": lm.processes,
     }
-    if is_main():
-        save_checkpoint(output, learn.model.state_dict(), vocab.itos, replace(saved, metrics=metrics))
-        (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        print(f"ulmtl: pretrained LM saved to {output}: {json.dumps(metrics)}", flush=True)
-    barrier()
+    save_language_model(output, lm, metrics, f"ulmtl: pretrained LM saved to {output}: {json.dumps(metrics)}")
     return metrics
 
 

@@ -25,6 +25,7 @@ from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 from fastai.optimizer import Adam
 
+from ulmtl.config import OptimizerSettings
 from ulmtl.distributed import AverageGradients, any_process, is_main, mean_across_processes, setup, world
 from ulmtl.precision import autocast
 from ulmtl.schedule import schedule_value
@@ -47,17 +48,18 @@ def prepare_torch() -> torch.device:
     return torch.device("cpu")
 
 
-def make_learner(train_loader, valid_loader, model, splitter, betas: tuple[float, float],
-                 weight_decay: float, clip: float = 0.0, metrics=None, device: torch.device | None = None,
-                 progress: bool = True, precision: str = "fp32", stage: str = "training",
-                 callbacks: Sequence[Callback] = (), train_norms: bool = True,
+def make_learner(train_loader, valid_loader, model, splitter, settings: OptimizerSettings, *, metrics=None,
+                 device: torch.device | None = None, progress: bool = True, precision: str = "fp32",
+                 stage: str = "training", callbacks: Sequence[Callback] = (), train_norms: bool = True,
                  loss_func=None) -> Learner:
-    """A fastai Learner with Adam (decoupled weight decay), optional clipping and the backbone's
-    ``callbacks`` (the AWD-LSTM's RNN callbacks and AR/TAR); ``precision`` (resolved: "fp32" or
-    "bf16", see :func:`~ulmtl.precision.resolve_precision`) "bf16" trains under bf16 autocast.
-    ``train_norms``: normalization layers stay trainable in frozen layer groups (fastai's
-    ``train_bn``). A loss that stops being finite raises :class:`NonFiniteLoss` naming ``stage``.
-    ``loss_func`` defaults to cross-entropy (a multi-label classifier passes binary cross-entropy)."""
+    """A fastai Learner with Adam (``settings.betas``, decoupled ``weight_decay``), optional
+    clipping (``settings.clip``) and the backbone's ``callbacks`` (the AWD-LSTM's RNN callbacks and
+    AR/TAR); ``precision`` (resolved: "fp32" or "bf16", see
+    :func:`~ulmtl.precision.resolve_precision`) "bf16" trains under bf16 autocast. ``train_norms``:
+    normalization layers stay trainable in frozen layer groups (fastai's ``train_bn``). A loss that
+    stops being finite raises :class:`NonFiniteLoss` naming ``stage``. ``loss_func`` defaults to
+    cross-entropy (a multi-label classifier passes binary cross-entropy). The LRs are set by the
+    caller's schedule (:class:`ScheduledLR`)."""
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"make_learner takes a resolved precision, 'fp32' or 'bf16'; got {precision!r}")
     device = device or torch.device("cpu")
@@ -67,10 +69,11 @@ def make_learner(train_loader, valid_loader, model, splitter, betas: tuple[float
         callbacks.append(BF16Autocast())
     if world()[1] > 1:
         callbacks.append(AverageGradients())
-    if clip:
-        callbacks.append(GradientClip(clip))
+    if settings.clip:
+        callbacks.append(GradientClip(settings.clip))
     learn = Learner(dls, model, loss_func=loss_func or CrossEntropyLossFlat(),
-                    opt_func=partial(Adam, mom=betas[0], sqr_mom=betas[1], wd=weight_decay),
+                    opt_func=partial(Adam, mom=settings.betas[0], sqr_mom=settings.betas[1],
+                                     wd=settings.weight_decay),
                     splitter=splitter, cbs=callbacks, metrics=metrics or [], moms=None, train_bn=train_norms)
     if not progress:
         learn.remove_cb(ProgressCallback)
