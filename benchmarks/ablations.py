@@ -19,11 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from common import (QUICK_TRAINING, add_outputs, append_result, finished_row, hardware, latest_per_run, parser as
+from common import (
+    QUICK_TRAINING, finetuned_lm_for, add_outputs, append_result, finished_row, hardware, latest_per_run, parser as
                     common_parser, read_results, run_tag, same_run_row, training_settings)
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
-from ulmtl.recipe import architecture_overrides, finetuned_lm_for, run_recipe
+from ulmtl.recipe import architecture_overrides, run_recipe
 
 QUICK = ["--max_train=500"] + QUICK_TRAINING
 CONSTANT_CLASSIFIER = ["--classifier.schedule=constant", "--classifier.stage_lr_mult=0.1,0.1,0.1,0.1"]

@@ -16,6 +16,11 @@ from pathlib import Path
 
 import torch
 
+from ulmtl.config import ConfigError, RecipeConfig, to_dict
+from ulmtl.distributed import is_main
+from ulmtl.finetune import finetune_lm
+from ulmtl.recipe import read_recipe_data, resolve_pretrained, with_run_seed
+
 RESULTS = Path(__file__).with_name("results.jsonl")
 RESULTS_MD = Path(__file__).with_name("RESULTS.md")
 
@@ -127,3 +132,29 @@ def write_block(name: str, markdown: str, command: str, path: str | Path = RESUL
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(text)
+
+
+def finetuned_lm_for(config: RecipeConfig, target: str | Path, all_texts: bool = False,
+                     direction: str = "forward") -> Path:
+    """Stage 2 alone: the recipe's LM (``direction``) fine-tuned on its task texts (or, ``all_texts``,
+    on every text of the dataset, ignoring ``max_train``), written to ``target`` once and reused after.
+
+    Runs that differ only in the classifier can then share it: ``--pretrained=target
+    --finetune_lm=false`` (with ``{direction}`` in ``target`` for a forward + backward ensemble)."""
+    target = Path(target)
+    config = with_run_seed(config)
+    asked = json.loads(json.dumps(to_dict(config.finetune)))
+    if (target / "weights.safetensors").exists():
+        saved = json.loads((target / "config.json").read_text()) if (target / "config.json").exists() else {}
+        differing = sorted(k for k in asked if saved.get("finetune", {}).get(k) != asked[k])
+        if differing or saved.get("direction") != direction:
+            raise ConfigError(f"{target} holds an LM fine-tuned with other settings (direction "
+                              f"{saved.get('direction')!r}, different finetune fields: {differing}); asked for "
+                              f"{direction}: remove that folder or give another one")
+    else:
+        data, report = read_recipe_data(config, subset=not all_texts)
+        if is_main():
+            report.show()
+        stage1 = resolve_pretrained(config, direction, data, target.parent)
+        finetune_lm(data, stage1, target, config.finetune, config.tokenizer, model_config=config.model)
+    return target

@@ -26,12 +26,12 @@ import numpy as np
 from baselines import METHODS
 from encoder_baselines import ENCODER_VARIANTS
 from common import (
-    QUICK_TRAINING, RESULTS, add_outputs, append_result, finished_row, hardware, latest_per_run,
+    QUICK_TRAINING, RESULTS, add_outputs, append_result, finetuned_lm_for, finished_row, hardware, latest_per_run,
     parser as common_parser, read_results, run_tag, same_run_row, training_settings, write_block,
 )
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
-from ulmtl.recipe import architecture_overrides, finetuned_lm_for, load_recipe_data, run_recipe
+from ulmtl.recipe import architecture_overrides, load_recipe_data, run_recipe
 
 PLOT = Path(__file__).with_name("learning_curves.png")
 QUICK = QUICK_TRAINING

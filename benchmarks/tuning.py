@@ -21,10 +21,10 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from common import add_outputs, append_result, hardware, parser as common_parser
+from common import add_outputs, append_result, finetuned_lm_for, hardware, parser as common_parser
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig, to_dict
-from ulmtl.recipe import architecture_overrides, finetuned_lm_for, run_recipe
+from ulmtl.recipe import architecture_overrides, run_recipe
 
 SCRATCH_SCHEDULE = ["--classifier.unfreeze_plan=0", "--classifier.stage_epochs=5", "--classifier.stage_lr_mult=1",
                     "--classifier.discriminative=false"]

@@ -190,3 +190,29 @@ def test_tables_count_a_rerun_seed_once():
             {"dataset": "trec", "variant": "v", "seed": 1, "error": 0.4}]
     kept = latest_per_run(rows, ("dataset", "variant", "seed"))
     assert sorted(r["error"] for r in kept) == [0.3, 0.4]
+
+
+def test_shared_lm_is_fine_tuned_in_the_asked_direction(shared_data, tmp_path):
+    """tuning.py shares one fine-tuned LM per direction; a backward one must come from a backward LM."""
+    from ulmtl.checkpoint import load_checkpoint
+    from ulmtl.cli import parse_args
+    from ulmtl.config import ConfigError, RecipeConfig
+    from common import finetuned_lm_for
+    from ulmtl.recipe import SMOKE_RECIPE
+
+    config = parse_args(RecipeConfig(dataset="trec"), ["--smoke", f"--data_dir={shared_data}"], SMOKE_RECIPE)
+    template = str(tmp_path / "trec-lm-{direction}")
+    for direction in ("forward", "backward"):
+        target = finetuned_lm_for(config, template.replace("{direction}", direction), direction=direction)
+        assert load_checkpoint(target).config["direction"] == direction
+        assert load_checkpoint(tmp_path / f"stage1-{direction}").config["direction"] == direction
+    forward = tmp_path / "trec-lm-forward"
+    written = (forward / "weights.safetensors").stat().st_mtime_ns
+    assert finetuned_lm_for(config, forward) == forward  # the same settings: reused, not retrained
+    assert (forward / "weights.safetensors").stat().st_mtime_ns == written
+    longer = parse_args(RecipeConfig(dataset="trec"), ["--smoke", f"--data_dir={shared_data}",
+                                                       f"--finetune.epochs={config.finetune.epochs + 1}"], SMOKE_RECIPE)
+    with pytest.raises(ConfigError, match=r"trec-lm-forward holds an LM fine-tuned with other settings.*epochs"):
+        finetuned_lm_for(longer, forward)  # never silently reuse an LM trained otherwise
+    with pytest.raises(ConfigError, match="direction 'forward'"):
+        finetuned_lm_for(config, forward, direction="backward")

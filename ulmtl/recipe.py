@@ -400,32 +400,6 @@ def _fit_transformer(config: RecipeConfig, data: DatasetDict, lm_data: DatasetDi
     return clf, lm_metrics, description
 
 
-def finetuned_lm_for(config: RecipeConfig, target: str | Path, all_texts: bool = False,
-                     direction: str = "forward") -> Path:
-    """Stage 2 alone: the recipe's LM (``direction``) fine-tuned on its task texts (or, ``all_texts``,
-    on every text of the dataset, ignoring ``max_train``), written to ``target`` once and reused after.
-
-    Runs that differ only in the classifier can then share it: ``--pretrained=target
-    --finetune_lm=false`` (with ``{direction}`` in ``target`` for a forward + backward ensemble)."""
-    target = Path(target)
-    config = with_run_seed(config)
-    asked = json.loads(json.dumps(to_dict(config.finetune)))
-    if (target / "weights.safetensors").exists():
-        saved = json.loads((target / "config.json").read_text()) if (target / "config.json").exists() else {}
-        differing = sorted(k for k in asked if saved.get("finetune", {}).get(k) != asked[k])
-        if differing or saved.get("direction") != direction:
-            raise ConfigError(f"{target} holds an LM fine-tuned with other settings (direction "
-                              f"{saved.get('direction')!r}, different finetune fields: {differing}); asked for "
-                              f"{direction}: remove that folder or give another one")
-    else:
-        data, report = read_recipe_data(config, subset=not all_texts)
-        if is_main():
-            report.show()
-        stage1 = resolve_pretrained(config, direction, data, target.parent)
-        finetune_lm(data, stage1, target, config.finetune, config.tokenizer, model_config=config.model)
-    return target
-
-
 def run_cross_validation(config: RecipeConfig) -> dict:
     """``folds`` = 1: one run on ``fold``; otherwise one run per fold (polarity's 10 folds), with
     mean and standard deviation of test accuracy in ``output/metrics.json``."""
