@@ -455,3 +455,13 @@ def test_every_schedule_choice_is_one_that_schedule_py_knows():
     from ulmtl.schedule import schedule_value
     for name in typing.get_args(Schedule):
         assert float(schedule_value(name, 0.5, 1.0, 0.1, 32.0)) > 0
+
+
+def test_a_stage_seed_that_a_recipe_would_replace_is_refused(capsys):
+    from ulmtl.cli import parse_args
+    from ulmtl.config import RecipeConfig
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(RecipeConfig(dataset="trec"), ["--finetune.seed=7"])
+    assert exit_info.value.code == 2 and "set --seed instead" in capsys.readouterr().err
+    config = parse_args(RecipeConfig(dataset="trec"), ["--seed=7", "--classifier.seed=7"])
+    assert config.seed == config.classifier.seed == 7

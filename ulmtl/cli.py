@@ -68,10 +68,22 @@ def parse_args(config, argv: list[str] | None, smoke_overrides: list[str] = (), 
             backbone = resolve_backbone(resolved.backbone, resolved.pretrained, resolved.smoke)
             overrides = backbone_defaults(backbone) + overrides + [f"--backbone={backbone}"]
             resolved = apply_overrides(config, overrides)
+        if hasattr(resolved, "finetune") and hasattr(resolved, "classifier"):
+            _check_stage_seeds(resolved, overrides)
         return resolved
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _check_stage_seeds(config, overrides: list[str]) -> None:
+    """A recipe runs stages 2 and 3 with its ``--seed``: a different ``--finetune.seed`` or
+    ``--classifier.seed`` could not act, so it is refused."""
+    for section in ("finetune", "classifier"):
+        given = [item for item in overrides if item.split("=", 1)[0] == f"--{section}.seed"]
+        if given and getattr(config, section).seed != config.seed:
+            raise ConfigError(f"{section}.seed={getattr(config, section).seed}: a recipe runs every stage with "
+                              f"the run's seed (now {config.seed}); set --seed instead")
 
 
 def run_cli(entry, command: str = "") -> None:
