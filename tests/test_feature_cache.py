@@ -87,3 +87,14 @@ def test_int8_prediction_stays_close_to_fp32_and_refuses_to_be_saved(encoder_dir
     clf.fit(texts, labels)  # a new fit gives a float model again
     assert not clf.quantized_
     clf.save(tmp_path / "model")
+
+
+def test_the_log_of_a_cached_stage_counts_batches_not_feature_values(encoder_dir, tmp_path):
+    import json
+    texts, labels = sentiment()
+    log = tmp_path / "log.jsonl"
+    clf = TextClassifier(small_config(strategy="feature_extraction", stage_epochs=(4, 4), batch_size=2),
+                         encoders=encoder_dir, model_config=TransformerConfig(), log_path=log, verbose=True)
+    clf.fit(texts, labels)
+    records = [json.loads(line) for line in log.read_text().splitlines() if '"batch"' in line]
+    assert records and all("batches_per_s" in r and "tokens_per_s" not in r for r in records)

@@ -290,7 +290,10 @@ class TrainingLog(Callback):
     def after_batch(self):
         if not self.training:
             return
-        n = self.xb[0].numel() * self.processes
+        inputs = self.xb[0]
+        # Token ids count their tokens (padding included); rows of cached features (the head-only
+        # stage) are no tokens: that stage logs batches/s instead.
+        n = 0 if inputs.is_floating_point() else inputs.numel() * self.processes
         self.tokens += n
         self.window_tokens += n
         self.batches += 1
@@ -299,10 +302,13 @@ class TrainingLog(Callback):
             # Every process reaches this batch (equal batch counts per process): the logged loss
             # is the mean over processes, i.e. the loss of the global batch.
             loss = mean_across_processes(float(self.loss))
-            self.write({"batch": self.batches, "epoch": self.epoch, "loss": round(loss, 4),
-                        "lr_top": float(f"{self.opt.hypers[-1]['lr']:.3g}"),
-                        "tokens": self.tokens, "tokens_per_s": round(self.window_tokens / max(elapsed, 1e-9), 1),
-                        "elapsed_s": round(time.time() - self.fit_start, 1)})
+            record = {"batch": self.batches, "epoch": self.epoch, "loss": round(loss, 4),
+                      "lr_top": float(f"{self.opt.hypers[-1]['lr']:.3g}")}
+            if inputs.is_floating_point():
+                record["batches_per_s"] = round(self.every / max(elapsed, 1e-9), 1)
+            else:
+                record.update(tokens=self.tokens, tokens_per_s=round(self.window_tokens / max(elapsed, 1e-9), 1))
+            self.write({**record, "elapsed_s": round(time.time() - self.fit_start, 1)})
             self.window_start, self.window_tokens = time.time(), 0
 
     def after_epoch(self):
