@@ -125,13 +125,7 @@ def _texts_and_labels(X, y) -> tuple[list[str], list | None, list[str] | None]:
         y = [label.item() if isinstance(label, np.generic) else label for label in y]
         kinds = {}
         for i, label in enumerate(y):
-            if label is None or (isinstance(label, float) and np.isnan(label)):
-                raise DataError(f"label {i} is missing")
-            kind = _label_kind(label)
-            if kind is None:
-                raise DataError(f"label {i} is a {type(label).__name__} ({label!r}); labels must be strings, "
-                                f"numbers or booleans")
-            kinds.setdefault(kind, (i, label))
+            kinds.setdefault(_checked_kind(label, f"label {i}"), (i, label))
         _refuse_mixed_kinds(kinds, "label")
     return texts, y, names
 
@@ -147,6 +141,18 @@ def _refuse_mixed_kinds(kinds: dict, what: str) -> None:
                         f"(e.g. all strings)")
 
 
+def _checked_kind(label, where: str) -> str:
+    """The kind of one label (see :func:`_label_kind`); a DataError naming ``where`` when it is
+    missing or of no label type."""
+    if label is None or (isinstance(label, float) and np.isnan(label)):
+        raise DataError(f"{where} is missing")
+    kind = _label_kind(label)
+    if kind is None:
+        raise DataError(f"{where} is a {type(label).__name__} ({label!r}); labels must be strings, numbers or "
+                        f"booleans")
+    return kind
+
+
 def _label_sets(y: list) -> list[tuple]:
     """Multi-label ``y`` (a list, tuple or set of labels per text) as one tuple of labels per text
     (each label once; a text may have none)."""
@@ -157,13 +163,7 @@ def _label_sets(y: list) -> list[tuple]:
                             f"every text a list of labels (multi-label) or every text one label")
         items = labels.tolist() if isinstance(labels, np.ndarray) else list(labels)
         for item in items:
-            if item is None or (isinstance(item, float) and np.isnan(item)):
-                raise DataError(f"the labels of text {i} hold a missing label")
-            kind = _label_kind(item)
-            if kind is None:
-                raise DataError(f"the labels of text {i} hold a {type(item).__name__} ({item!r}); labels must "
-                                f"be strings, numbers or booleans")
-            kinds.setdefault(kind, (i, item))
+            kinds.setdefault(_checked_kind(item, f"a label of text {i}"), (i, item))
         sets.append(tuple(dict.fromkeys(items)))
     _refuse_mixed_kinds(kinds, "a label of text")
     return sets
