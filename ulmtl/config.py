@@ -84,6 +84,9 @@ Strategy = Literal["finetune", "feature_extraction", "scratch", "auto"]  # "auto
 Unfreezing = Literal["gradual", "chain_thaw"]
 LmTexts = Literal["task", "all"]
 Backbone = Literal["auto", "awd_lstm", "transformer"]
+# ulmtl.training.make_learner: fastai's Adam (one parameter at a time; no weight decay on norms and
+# biases) or torch's AdamW in one fused kernel over all parameters (weight decay on all of them).
+Optimizer = Literal["fastai_adam", "fused_adamw"]
 
 ARCHITECTURE = ("emb_size", "hidden_size", "n_layers")  # ModelConfig's fields a checkpoint fixes
 DEFAULT_THRESHOLD = 0.5  # of a multi-label classifier's per-label probabilities
@@ -212,6 +215,7 @@ class OptimizerSettings:
     lr: float = limited(3e-3, POSITIVE)  # peak LR (of the top layer group)
     betas: tuple[float, float] = limited((0.7, 0.99), PROBABILITY)
     weight_decay: float = limited(0.01, NON_NEGATIVE)
+    optimizer: Optimizer = "fastai_adam"
     # Slanted triangular LRs: rise over the first cut_frac of training, from lr / ratio.
     cut_frac: float = limited(0.1, FRACTION)
     ratio: float = limited(32.0, AT_LEAST_1)
@@ -589,11 +593,11 @@ def _check_value(kind, value, owner: str, name: str):
 # two orders below the AWD-LSTM's, no AR/TAR): the head alone on frozen features, then every layer
 # group with discriminative LRs and STLR.
 TRANSFORMER_FINETUNE = FinetuneConfig(
-    batch_size=32, epochs=1, lr=1e-4, lr_decay=1.3, betas=(0.9, 0.999), ar_alpha=0.0, tar_beta=0.0,
-    clip=1.0)
+    batch_size=32, epochs=1, lr=1e-4, lr_decay=1.3, betas=(0.9, 0.999), optimizer="fused_adamw", ar_alpha=0.0,
+    tar_beta=0.0, clip=1.0)
 TRANSFORMER_CLASSIFIER = ClassifierConfig(
-    batch_size=32, lr=1e-4, lr_decay=1.3, betas=(0.9, 0.999), ar_alpha=0.0, tar_beta=0.0, clip=1.0,
-    max_len=1024, unfreeze_plan=(1, 0), stage_epochs=(1, 4), stage_lr_mult=(10.0, 1.0))
+    batch_size=32, lr=1e-4, lr_decay=1.3, betas=(0.9, 0.999), optimizer="fused_adamw", ar_alpha=0.0,
+    tar_beta=0.0, clip=1.0, max_len=1024, unfreeze_plan=(1, 0), stage_epochs=(1, 4), stage_lr_mult=(10.0, 1.0))
 
 
 def backbone_defaults(backbone: str) -> list[str]:

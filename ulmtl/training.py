@@ -23,7 +23,7 @@ from fastai.callback.training import GradientClip
 from fastai.data.core import DataLoaders
 from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
-from fastai.optimizer import Adam
+from fastai.optimizer import Adam, OptimWrapper
 
 from ulmtl.config import OptimizerSettings
 from ulmtl.distributed import AverageGradients, any_process, is_main, mean_across_processes, setup, world
@@ -52,9 +52,9 @@ def make_learner(train_loader, valid_loader, model, splitter, settings: Optimize
                  device: torch.device | None = None, progress: bool = True, precision: str = "fp32",
                  stage: str = "training", callbacks: Sequence[Callback] = (), train_norms: bool = True,
                  loss_func=None) -> Learner:
-    """A fastai Learner with Adam (``settings.betas``, decoupled ``weight_decay``), optional
-    clipping (``settings.clip``) and the backbone's ``callbacks`` (the AWD-LSTM's RNN callbacks and
-    AR/TAR); ``precision`` (resolved: "fp32" or "bf16", see
+    """A fastai Learner with the optimizer of ``settings.optimizer`` (:func:`optimizer_factory`),
+    optional clipping (``settings.clip``) and the backbone's ``callbacks`` (the AWD-LSTM's RNN
+    callbacks and AR/TAR); ``precision`` (resolved: "fp32" or "bf16", see
     :func:`~ulmtl.precision.resolve_precision`) "bf16" trains under bf16 autocast. ``train_norms``:
     normalization layers stay trainable in frozen layer groups (fastai's ``train_bn``). A loss that
     stops being finite raises :class:`NonFiniteLoss` naming ``stage``. ``loss_func`` defaults to
@@ -71,15 +71,29 @@ def make_learner(train_loader, valid_loader, model, splitter, settings: Optimize
         callbacks.append(AverageGradients())
     if settings.clip:
         callbacks.append(GradientClip(settings.clip))
-    learn = Learner(dls, model, loss_func=loss_func or CrossEntropyLossFlat(),
-                    opt_func=partial(Adam, mom=settings.betas[0], sqr_mom=settings.betas[1],
-                                     wd=settings.weight_decay),
+    learn = Learner(dls, model, loss_func=loss_func or CrossEntropyLossFlat(), opt_func=optimizer_factory(settings),
                     splitter=splitter, cbs=callbacks, metrics=metrics or [], moms=None, train_bn=train_norms)
     if not progress:
         learn.remove_cb(ProgressCallback)
         learn.logger = _quiet
     learn.create_opt()
     return learn
+
+
+ADAM_EPS = 1e-5  # fastai's Adam default, kept for torch's AdamW so the two differ in speed only
+
+
+def optimizer_factory(settings: OptimizerSettings):
+    """The Learner's ``opt_func`` for ``settings.optimizer``, with ``settings.betas`` and decoupled
+    ``settings.weight_decay``. ``"fastai_adam"``: fastai's Adam, which steps one parameter at a time
+    and leaves norms and biases undecayed. ``"fused_adamw"``: ``torch.optim.AdamW`` with
+    ``fused=True`` (one kernel for all parameters; every parameter decayed), wrapped so fastai's
+    per-group LRs, freezing and state clearing act on it."""
+    if settings.optimizer == "fused_adamw":
+        return partial(OptimWrapper, opt=torch.optim.AdamW, betas=tuple(settings.betas),
+                       weight_decay=settings.weight_decay, eps=ADAM_EPS, fused=True)
+    return partial(Adam, mom=settings.betas[0], sqr_mom=settings.betas[1], eps=ADAM_EPS,
+                   wd=settings.weight_decay)
 
 
 class NonFiniteLoss(ValueError):
@@ -321,12 +335,21 @@ class TrainingLog(Callback):
 
 
 def optimizer_tensors(learn: Learner) -> tuple[dict, dict]:
-    """fastai optimizer state as flat tensors + JSON-able values (for safetensors)."""
+    """The optimizer's state as flat tensors ``"{param index}.{key}"`` + JSON-able values (for
+    safetensors), for fastai's Adam and for torch's AdamW alike."""
     state = learn.opt.state_dict()
-    tensors, values = {}, {"hypers": [{k: float(v) if isinstance(v, (int, float, np.floating)) else v
-                                       for k, v in h.items()} for h in state["hypers"]]}
-    per_param = []
-    for i, param_state in enumerate(state["state"]):
+    if isinstance(learn.opt, OptimWrapper):  # torch's format: state keyed by parameter index
+        n_params = sum(len(group["params"]) for group in state["param_groups"])
+        per_param_state = [state["state"].get(i, {}) for i in range(n_params)]
+        values = {"format": "torch", "param_groups": [
+            {k: list(v) if isinstance(v, tuple) else v for k, v in group.items()} for group in state["param_groups"]]}
+    else:
+        per_param_state = state["state"]
+        values = {"format": "fastai", "hypers": [
+            {k: float(v) if isinstance(v, (int, float, np.floating)) else v for k, v in h.items()}
+            for h in state["hypers"]]}
+    tensors, per_param = {}, []
+    for i, param_state in enumerate(per_param_state):
         plain = {}
         for key, value in param_state.items():
             if torch.is_tensor(value):
@@ -339,9 +362,18 @@ def optimizer_tensors(learn: Learner) -> tuple[dict, dict]:
 
 
 def restore_optimizer(learn: Learner, tensors: dict, values: dict) -> None:
-    """Inverse of :func:`optimizer_tensors`."""
+    """Inverse of :func:`optimizer_tensors`; the saved state must be of the same optimizer."""
+    saved_format = values.get("format", "fastai")
+    wanted_format = "torch" if isinstance(learn.opt, OptimWrapper) else "fastai"
+    if saved_format != wanted_format:
+        raise ValueError(f"the saved optimizer state is {saved_format}'s, this run's optimizer is {wanted_format}'s: "
+                         "resume with the optimizer setting the run started with")
     states = [dict(plain) for plain in values["state"]]
     for name, tensor in tensors.items():
         index, key = name.split(".", 1)
         states[int(index)][key] = tensor
-    learn.opt.load_state_dict({"state": states, "hypers": values["hypers"]})
+    if wanted_format == "torch":
+        groups = [{k: tuple(v) if k == "betas" else v for k, v in group.items()} for group in values["param_groups"]]
+        learn.opt.load_state_dict({"state": {i: s for i, s in enumerate(states) if s}, "param_groups": groups})
+    else:
+        learn.opt.load_state_dict({"state": states, "hypers": values["hypers"]})
