@@ -294,10 +294,13 @@ def transformer_speed(root: Path, quick: bool, gflops: dict) -> tuple[dict, dict
     # Prediction: the plain loop (batches of 32 in input order, no_grad, fp32, at most 512 tokens)
     # against TextClassifier.predict_proba (length-sorted batches of 64, inference_mode, windows).
     reference = fitted["fp32"]
+    reference_window = reference.models_["forward"].window, reference.models_["forward"].overlap
     config = AutoConfig.from_pretrained(encoder)
     for name, corpus in (("mr", mr_texts), ("polarity", polarity_texts)):
         seconds, _ = timed(lambda: plain_predict(model, tokenizer, corpus, 32, 512))
         out[f"plain_predict_{name}_texts_per_s"] = len(corpus) / seconds
+        out[f"plain_predict_{name}_tokens_per_text"] = float(np.mean(
+            [len(ids) for ids in tokenizer(corpus, truncation=True, max_length=512)["input_ids"]]))
         window_tokens, context = ulmtl_window_tokens(reference, corpus)
         limit = gflops["fp32"] * 1e9 / transformer_flops_per_token(config, context)
         out[f"predict_{name}_tokens_per_text"] = window_tokens / len(corpus)
@@ -309,11 +312,13 @@ def transformer_speed(root: Path, quick: bool, gflops: dict) -> tuple[dict, dict
             clf.model_configs_["forward"] = replace(clf.model_configs_["forward"], precision=precision)
             seconds, _ = timed(lambda: clf.predict_proba(corpus))
             out[f"ulmtl_predict_{name}_{precision}_texts_per_s"] = len(corpus) / seconds
-            if name == "polarity":  # the plain loop's 512 tokens (510 and two special) instead of max_len's
-                full = clf.config
+            if name == "polarity":  # the plain loop's tokens: one window of 512 (510 and two special)
+                full, network = clf.config, clf.models_["forward"]
                 clf.config = replace(full, max_len=510)
+                network.window, network.overlap = 512, 0
                 seconds, _ = timed(lambda: clf.predict_proba(corpus))
                 clf.config = full
+                network.window, network.overlap = reference_window
                 out[f"ulmtl_predict_polarity_512_{precision}_texts_per_s"] = len(corpus) / seconds
         say(f"predict {name}")
     # Does a precision change what is predicted? TREC-6 test accuracy of the same fp32-trained model.
@@ -346,6 +351,10 @@ def transformer_speed(root: Path, quick: bool, gflops: dict) -> tuple[dict, dict
         "transformer_predict_speedup_vs_plain_polarity_same_512_tokens": (
             max(out[f"ulmtl_predict_polarity_512_{p}_texts_per_s"] for p in ("fp32", "bf16"))
             / out["plain_predict_polarity_texts_per_s"]),
+        # Tokens read per second (ulmtl reads up to max_len tokens of a review, the plain loop 512).
+        "transformer_predict_tokens_speedup_vs_plain_polarity": (
+            best["polarity"] * out["predict_polarity_tokens_per_text"]
+            / (out["plain_predict_polarity_texts_per_s"] * out["plain_predict_polarity_tokens_per_text"])),
         "transformer_predict_fp32_speedup_vs_plain": (out["ulmtl_predict_mr_fp32_texts_per_s"]
                                                       / out["plain_predict_mr_texts_per_s"]),
         "transformer_train_speedup_vs_plain": (max(out["ulmtl_train_fp32_tokens_per_s"],
