@@ -26,8 +26,9 @@ POS_NEG = (["great fun movie", "a great film", "fun and great"] * 8, ["dull bori
                                                                       "dull and boring"] * 8)
 
 
-def make_encoder(folder: Path, layers: int = 2) -> Path:
-    """A randomly initialised 2-layer BERT (hidden 32) and a WordPiece tokenizer trained on TEXTS."""
+def make_encoder(folder: Path, layers: int = 2, dropout: float = 0.1) -> Path:
+    """A randomly initialised 2-layer BERT (hidden 32, ``dropout`` on its hidden states and attention)
+    and a WordPiece tokenizer trained on TEXTS."""
     from tokenizers import BertWordPieceTokenizer
     from transformers import BertConfig, BertModel, BertTokenizerFast
     folder.mkdir(parents=True, exist_ok=True)
@@ -39,7 +40,8 @@ def make_encoder(folder: Path, layers: int = 2) -> Path:
     tokenizer.save_pretrained(folder)
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
+                        intermediate_size=64, max_position_embeddings=128, hidden_dropout_prob=dropout,
+                        attention_probs_dropout_prob=dropout)
     BertModel(config).save_pretrained(folder)
     return folder
 
