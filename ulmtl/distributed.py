@@ -25,7 +25,6 @@ from fastai.torch_core import find_bs
 from torch import nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 from torch.distributed.nn.functional import all_reduce as differentiable_all_reduce
-from torch.nn.modules.batchnorm import _BatchNorm
 
 
 def world() -> tuple[int, int]:
@@ -157,12 +156,10 @@ class GlobalBatchNorm(nn.BatchNorm1d):
 
 
 def use_global_batch_norm(model: nn.Module) -> None:
-    """Make every ``BatchNorm1d`` of ``model`` a :class:`GlobalBatchNorm`, in place, keeping its
-    parameters and buffers (the optimizer's tensors); other batch norms are refused."""
-    for parent in model.modules():
+    """Make every ``BatchNorm1d`` of ``model`` (the heads' only kind of batch norm) a
+    :class:`GlobalBatchNorm`, in place, keeping its parameters and buffers (the optimizer's tensors)."""
+    for parent in list(model.modules()):
         for name, child in parent.named_children():
-            if isinstance(child, GlobalBatchNorm):
-                continue
             if type(child) is nn.BatchNorm1d:
                 norm = GlobalBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
                                        child.track_running_stats)
@@ -171,9 +168,6 @@ def use_global_batch_norm(model: nn.Module) -> None:
                 norm.num_batches_tracked = child.num_batches_tracked
                 norm.train(child.training)
                 setattr(parent, name, norm)
-            elif isinstance(child, _BatchNorm):
-                raise ValueError(f"{type(child).__name__} ({name}): ulmtl's multi-process training normalizes "
-                                 f"with global-batch statistics for BatchNorm1d only")
 
 
 class AverageGradients(Callback):

@@ -151,7 +151,7 @@ class ClassificationLoader:
         if not self.shuffle:
             return len(range(self.rank, math.ceil(n / self.batch_size), self.world_size))
         size = self.batch_size * self.world_size
-        return n // size + (0 < n % size and n % size >= self.world_size)
+        return n // size + int(n % size >= max(1, self.world_size))
 
     @property
     def order(self) -> np.ndarray:
