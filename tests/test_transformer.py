@@ -119,6 +119,23 @@ def test_masking_never_touches_special_tokens(tokenizer):
     assert masked_any
 
 
+def test_processes_read_the_masks_of_one_process_with_the_global_batch(tokenizer):
+    blocks = transformer.mlm_blocks(tokenizer, TEXTS * 8, block=8)
+    one = transformer.MaskedLMLoader(blocks, tokenizer, batch_size=6, shuffle=True, seed=2)
+    ranks = [transformer.MaskedLMLoader(blocks, tokenizer, batch_size=3, shuffle=True, seed=2, rank=r, world_size=2)
+             for r in range(2)]
+    for _ in range(2):  # two epochs: new masks, in step
+        torch.manual_seed(0)
+        whole = list(one)
+        torch.manual_seed(1)  # the masks do not depend on the global RNG
+        shares = [list(loader) for loader in ranks]
+        assert len(whole) == len(shares[0]) == len(shares[1]) == len(one) > 1
+        for batch, first, second in zip(whole, *shares):
+            for k in range(2):  # ids, labels: rows 0, 2, 4 on rank 0 and 1, 3, 5 on rank 1
+                assert torch.equal(batch[k][0::2], first[k]) and torch.equal(batch[k][1::2], second[k])
+    assert transformer.masked_lm_loss(torch.zeros(0, 5), torch.zeros(0, dtype=torch.long)).item() == 0.0
+
+
 def test_padding_and_batch_neighbours_do_not_change_features(encoder_dir, tokenizer):
     model = transformer.build_classifier(str(encoder_dir), tokenizer, 2, TransformerConfig(), 50, 0.1).eval()
     docs = transformer.encode_texts(tokenizer, ["a great film", "what a great and fun plot boring dull cast"], 0)
