@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -194,3 +195,93 @@ def test_transformer_recipe_runs_under_torchrun_and_writes_once(tmp_path):
     assert metrics["lm_finetune"]["forward"]["processes"] == 2
     assert result.stdout.count("test accuracy") == 1  # reported (and written) by rank 0 only
     assert (out / "model" / "forward" / "weights.safetensors").exists() and not list(tmp_path.glob("run.*"))
+
+
+TRANSFORMER_SCRIPT = """
+import json, sys
+from dataclasses import replace
+from pathlib import Path
+from ulmtl import TextClassifier
+from ulmtl.config import TRANSFORMER_CLASSIFIER, TRANSFORMER_FINETUNE, TransformerConfig
+from ulmtl.distributed import is_main
+from ulmtl.finetune import finetune_lm
+encoder, data, out, batch = sys.argv[1], json.loads(Path(sys.argv[2]).read_text()), Path(sys.argv[3]), int(sys.argv[4])
+# The encoder's dropout is off (its config), and so is the head's: the runs differ only in how
+# each global batch is spread over processes.
+settings = TransformerConfig(pooled_dropout=0.0, precision="fp32", mlm_block=16)
+config = replace(TRANSFORMER_CLASSIFIER, batch_size=batch, lr=1e-3, head_dropout=0.0, stage_epochs=(1, 2))
+clf = TextClassifier(config, encoders=encoder, model_config=settings, verbose=False).fit(
+    data["texts"], data["labels"], valid=(data["valid_texts"], data["valid_labels"]))
+finetune_lm(data["lm_texts"], encoder, out / "lm", replace(TRANSFORMER_FINETUNE, epochs=2, lr=2e-3, batch_size=batch),
+            transformer_config=settings)
+if is_main():
+    clf.save(out / "clf")
+    (out / "result.json").write_text(json.dumps({
+        "valid_loss": [e["valid_loss"] for h in clf.history_["forward"] for e in h["epoch_values"]],
+        "proba": clf.predict_proba(data["valid_texts"] + data["texts"]).tolist()}))
+"""
+
+
+@pytest.fixture(scope="module")
+def transformer_runs(tmp_path_factory):
+    """A tiny BERT (dropout off) trained as a classifier (strategy finetune) and as a masked LM, in
+    one process with batch 8 and under torchrun in two processes with batch 4 each."""
+    from test_transformer import POS_NEG, TEXTS, make_encoder
+    tmp_path = tmp_path_factory.mktemp("transformer-ddp")
+    encoder = make_encoder(tmp_path / "bert", dropout=0.0)
+    # 45 texts: the last global batch of 5 splits 3 + 2, so the processes' shares differ.
+    data = {"texts": POS_NEG[0][:23] + POS_NEG[1][:22], "labels": ["pos"] * 23 + ["neg"] * 22,
+            "valid_texts": TEXTS[:4], "valid_labels": ["pos", "neg", "pos", "neg"], "lm_texts": TEXTS * 20}
+    (tmp_path / "data.json").write_text(json.dumps(data))
+    script = tmp_path / "train.py"
+    script.write_text(TRANSFORMER_SCRIPT)
+    args = [str(script), str(encoder), str(tmp_path / "data.json")]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", ULMTL_CACHE_DIR=str(tmp_path / "cache"),
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    single, double = tmp_path / "single", tmp_path / "double"
+    result = subprocess.run([sys.executable, *args, str(single), "8"], env=env, timeout=300,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                             f"--master_port={free_port()}", *args, str(double), "4"],
+                            env=env, timeout=300, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return encoder, single, double
+
+
+def max_difference(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not available")
+def test_two_gloo_processes_train_the_transformer_classifier_like_one_process(transformer_runs):
+    """Gradual unfreezing (the head on cached features, then every group), batch norms in the head:
+    the same validation losses, predictions and weights. Weights to 1e-2 only: the bias of the
+    encoder's top LayerNorm shifts every pooled feature, which the head's batch norm takes out again,
+    so its gradient is float noise, which Adam turns into steps of the LR's size (1e-3)."""
+    from safetensors.torch import load_file
+    _, single, double = transformer_runs
+    one, two = (json.loads((folder / "result.json").read_text()) for folder in (single, double))
+    assert len(one["valid_loss"]) == 3 and one["valid_loss"][-1] < one["valid_loss"][0]
+    assert two["valid_loss"] == pytest.approx(one["valid_loss"], rel=1e-3)
+    np.testing.assert_allclose(two["proba"], one["proba"], atol=2e-3)
+    weights = [load_file(str(folder / "clf" / "forward" / "weights.safetensors")) for folder in (single, double)]
+    assert max_difference(*weights) < 1e-2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not available")
+def test_two_gloo_processes_fine_tune_the_transformer_masked_lm_like_one_process(transformer_runs):
+    """The masks of every global batch and the weight of each process's masked tokens are the
+    single process's: the same validation loss and weights."""
+    from safetensors.torch import load_file
+    _, single, double = transformer_runs
+    one, two = (json.loads((folder / "lm" / "metrics.json").read_text()) for folder in (single, double))
+    assert two["processes"] == 2 and two["train_tokens"] == one["train_tokens"]
+    assert one["valid_perplexity"] < one["valid_perplexity_before"]
+    assert two["valid_perplexity_before"] == one["valid_perplexity_before"]
+    assert two["valid_loss"] == pytest.approx(one["valid_loss"], rel=1e-3)
+    weights = [load_file(str(folder / "lm" / "model.safetensors")) for folder in (single, double)]
+    assert max_difference(*weights) < 1e-4

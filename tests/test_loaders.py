@@ -184,6 +184,28 @@ def test_training_batches_longest_batch_first_and_sorted_within():
         assert bl == sorted(bl, reverse=True)
 
 
+def test_processes_split_the_global_batches_of_one_process():
+    """Under 3 processes of batch 4, every training batch is one process's batch of 12, split by
+    rows: 50 texts give 4 global batches and a last of 2, fewer rows than processes, left out."""
+    lengths = np.random.RandomState(0).randint(1, 40, size=50).tolist()
+    docs, labels = _class_docs(lengths), np.arange(50)
+    one = ClassificationLoader(docs, labels, batch_size=12, shuffle=True, seed=3, collate=bpt3c())
+    ranks = [ClassificationLoader(docs, labels, batch_size=4, shuffle=True, seed=3, rank=r, world_size=3,
+                                  collate=bpt3c()) for r in range(3)]
+    for _ in range(2):  # two epochs: the order changes in step
+        whole = [y.numpy() for _, y in one]
+        shares = [[y.numpy() for _, y in loader] for loader in ranks]
+        assert [len(s) for s in shares] == [len(loader) for loader in ranks] == [4, 4, 4]
+        assert sorted(len(batch) for batch in whole) == [2, 12, 12, 12, 12]
+        kept = [batch for batch in whole if len(batch) >= 3]
+        for k, batch in enumerate(kept):
+            np.testing.assert_array_equal(np.concatenate([s[k] for s in shares]), np.concatenate(
+                [batch[r::3] for r in range(3)]))
+    with pytest.raises(ValueError, match="too few for 3 processes"):
+        ClassificationLoader(docs[:2], labels[:2], batch_size=4, shuffle=True, rank=0, world_size=3,
+                             collate=bpt3c())
+
+
 def test_max_tokens_truncates_and_backwards_reverses():
     docs = [np.arange(2, 12), np.arange(20, 23)]
     loader = ClassificationLoader(docs, np.array([0, 1]), batch_size=2, max_tokens=4, collate=bpt3c(2))

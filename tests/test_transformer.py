@@ -26,8 +26,9 @@ POS_NEG = (["great fun movie", "a great film", "fun and great"] * 8, ["dull bori
                                                                       "dull and boring"] * 8)
 
 
-def make_encoder(folder: Path, layers: int = 2) -> Path:
-    """A randomly initialised 2-layer BERT (hidden 32) and a WordPiece tokenizer trained on TEXTS."""
+def make_encoder(folder: Path, layers: int = 2, dropout: float = 0.1) -> Path:
+    """A randomly initialised 2-layer BERT (hidden 32, ``dropout`` on its hidden states and attention)
+    and a WordPiece tokenizer trained on TEXTS."""
     from tokenizers import BertWordPieceTokenizer
     from transformers import BertConfig, BertModel, BertTokenizerFast
     folder.mkdir(parents=True, exist_ok=True)
@@ -39,7 +40,8 @@ def make_encoder(folder: Path, layers: int = 2) -> Path:
     tokenizer.save_pretrained(folder)
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
+                        intermediate_size=64, max_position_embeddings=128, hidden_dropout_prob=dropout,
+                        attention_probs_dropout_prob=dropout)
     BertModel(config).save_pretrained(folder)
     return folder
 
@@ -115,6 +117,23 @@ def test_masking_never_touches_special_tokens(tokenizer):
         assert torch.equal(targets, labels[chosen])
         masked_any |= bool((ids == tokenizer.mask_token_id).any())
     assert masked_any
+
+
+def test_processes_read_the_masks_of_one_process_with_the_global_batch(tokenizer):
+    blocks = transformer.mlm_blocks(tokenizer, TEXTS * 8, block=8)
+    one = transformer.MaskedLMLoader(blocks, tokenizer, batch_size=6, shuffle=True, seed=2)
+    ranks = [transformer.MaskedLMLoader(blocks, tokenizer, batch_size=3, shuffle=True, seed=2, rank=r, world_size=2)
+             for r in range(2)]
+    for _ in range(2):  # two epochs: new masks, in step
+        torch.manual_seed(0)
+        whole = list(one)
+        torch.manual_seed(1)  # the masks do not depend on the global RNG
+        shares = [list(loader) for loader in ranks]
+        assert len(whole) == len(shares[0]) == len(shares[1]) == len(one) > 1
+        for batch, first, second in zip(whole, *shares):
+            for k in range(2):  # ids, labels: rows 0, 2, 4 on rank 0 and 1, 3, 5 on rank 1
+                assert torch.equal(batch[k][0::2], first[k]) and torch.equal(batch[k][1::2], second[k])
+    assert transformer.masked_lm_loss(torch.zeros(0, 5), torch.zeros(0, dtype=torch.long)).item() == 0.0
 
 
 def test_padding_and_batch_neighbours_do_not_change_features(encoder_dir, tokenizer):

@@ -1,10 +1,12 @@
 """Data-parallel training on ``torch.distributed``: the smallest layer ulmtl needs.
 
 Launch any stage or recipe with ``torchrun --nproc_per_node=N recipes/<name>.py ...``. Each process
-reads its own rows of the LM stream (or its own classification batches); after every backward pass
-the gradients are averaged across processes with one all-reduce over a flat buffer, so every process
-takes the same optimizer step (the same result as one process with the global batch). gloo on CPU,
-nccl on GPUs, chosen automatically. Only rank 0 writes checkpoints, metrics and logs.
+reads its own rows of every global batch (the batch one process would read with the global batch
+size); after every backward pass the gradients are averaged across processes with one all-reduce
+over a flat buffer, so every process takes the same optimizer step as one process with the global
+batch: each process's loss is weighted by its share of the global batch's items (rows, or masked
+tokens), and batch normalization uses the statistics of the global batch. gloo on CPU, nccl on
+GPUs, chosen automatically. Only rank 0 writes checkpoints, metrics and logs.
 
 fastai's own ``DistributedTrainer`` wraps the model in ``DistributedDataParallel`` and assumes CUDA;
 averaging gradients in a callback keeps the model unwrapped, so fastai's RNN callbacks
@@ -19,7 +21,10 @@ import os
 import torch
 import torch.distributed as dist
 from fastai.callback.core import Callback
+from fastai.torch_core import find_bs
+from torch import nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+from torch.distributed.nn.functional import all_reduce as differentiable_all_reduce
 
 
 def world() -> tuple[int, int]:
@@ -114,13 +119,76 @@ def gather_from_processes(tensor: torch.Tensor) -> list[torch.Tensor]:
     return [copy.cpu() for copy in copies]
 
 
+class GlobalBatchNorm(nn.BatchNorm1d):
+    """``BatchNorm1d`` that, while training under torchrun, normalizes with the mean and variance
+    of the global batch (every process's rows) and updates its running statistics with them, as
+    one process reading the global batch would; otherwise plain ``BatchNorm1d``. The statistics
+    are all-reduced with autograd, so the gradient flows through them to every process's rows.
+    (``torch.nn.SyncBatchNorm`` does this on GPUs only.)"""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        self._check_input_dim(x)
+        values = x.float()
+        dims = [0] + list(range(2, x.dim()))
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        local = torch.tensor([x.numel() // x.shape[1]], dtype=torch.float32, device=x.device)
+        sums = differentiable_all_reduce(torch.cat([values.sum(dims), local]))
+        count = float(sums[-1])
+        if count < 2:
+            raise ValueError(f"Expected more than 1 value per channel when training, got {int(count)} "
+                             f"in the global batch")
+        mean = sums[:-1] / count
+        centred = values - mean.view(shape)
+        variance = differentiable_all_reduce(centred.pow(2).sum(dims)) / count
+        out = centred * torch.rsqrt(variance + self.eps).view(shape)
+        if self.affine:
+            out = out * self.weight.view(shape) + self.bias.view(shape)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), momentum)
+                unbiased = variance.detach() * count / (count - 1)
+                self.running_var.lerp_(unbiased.to(self.running_var.dtype), momentum)
+        return out.to(x.dtype)
+
+
+def use_global_batch_norm(model: nn.Module) -> None:
+    """Make every ``BatchNorm1d`` of ``model`` (the heads' only kind of batch norm) a
+    :class:`GlobalBatchNorm`, in place, keeping its parameters and buffers (the optimizer's tensors)."""
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if type(child) is nn.BatchNorm1d:
+                norm = GlobalBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
+                                       child.track_running_stats)
+                norm.weight, norm.bias = child.weight, child.bias
+                norm.running_mean, norm.running_var = child.running_mean, child.running_var
+                norm.num_batches_tracked = child.num_batches_tracked
+                norm.train(child.training)
+                setattr(parent, name, norm)
+
+
 class AverageGradients(Callback):
-    """After each backward pass, replace every gradient by its mean over all processes."""
+    """Train every process on its share of the global batch like one process on all of it: batch
+    norms use the global batch's statistics (:class:`GlobalBatchNorm`); before each backward pass
+    the loss (a mean over this process's items: rows, or masked tokens) is scaled by
+    ``processes * items / global items``; after it, every gradient is replaced by its mean over
+    all processes, which is then the gradient of the global batch's mean loss."""
 
     order = -5
 
     def before_fit(self):
         broadcast_parameters(self.learn.model)
+        use_global_batch_norm(self.learn.model)
+
+    def before_backward(self):
+        items = find_bs(self.learn.yb)
+        counts = _collective_tensor(torch.tensor([float(items)], dtype=torch.float64))
+        dist.all_reduce(counts)
+        total = float(counts.item())
+        self.learn.loss_grad = self.learn.loss_grad * (items * dist.get_world_size() / max(total, 1.0))
 
     def after_backward(self):
         grads = [p.grad for p in self.learn.model.parameters() if p.grad is not None]

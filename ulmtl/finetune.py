@@ -133,13 +133,16 @@ def finetune_masked_lm(data, pretrained: str | Path, output: str | Path, config:
     train = transformer.MaskedLMLoader(transformer.mlm_blocks(tokenizer, train_texts, settings.mlm_block),
                                        tokenizer, config.batch_size, settings.mlm_probability, shuffle=True,
                                        seed=config.seed, rank=rank, world_size=processes)
+    # Every process validates on all of it, in global batches: the masks of a batch depend on its size.
     valid = transformer.MaskedLMLoader(transformer.mlm_blocks(tokenizer, valid_texts, settings.mlm_block),
-                                       tokenizer, config.batch_size, settings.mlm_probability, seed=config.seed)
+                                       tokenizer, config.batch_size * processes, settings.mlm_probability,
+                                       seed=config.seed)
     scores = transformer.MaskedLMScores(model)
     groups = partial(_masked_lm_groups, block_groups=settings.block_groups)
     learn = make_learner(train, valid, scores, groups, config, device=device, progress=False,
                          precision=resolve_precision(settings.precision, device, bf16_pays_on_cpu=True),
-                         train_norms=False)  # a frozen block's LayerNorms stay frozen
+                         train_norms=False,  # a frozen block's LayerNorms stay frozen
+                         loss_func=transformer.masked_lm_loss)
     before = float(learn.validate()[0])
     n_groups = len(learn.opt.param_lists)
     log = TrainingLog(log_path, every=20, label="finetune_lm")

@@ -87,7 +87,10 @@ class ClassificationLoader:
     each row so that predictions can be put back in the original order. Training batches are
     sorted within random pools (as fastai's ``SortedDL``) and shuffled, with the longest batch first.
     ``collate`` turns a batch's documents into one array: the backbone's padding (the AWD-LSTM's
-    BPT3C chunks, a transformer's right padding).
+    BPT3C chunks, a transformer's right padding). Under ``world_size`` processes, training batches
+    are the global batches of ``batch_size * world_size`` documents one process would read, and
+    each process takes every ``world_size``-th row of each (a global batch with fewer rows than
+    processes is left out); evaluation batches are dealt out to the processes in turn.
     """
 
     def __init__(self, docs: list[np.ndarray], labels: np.ndarray | None, batch_size: int = 64,
@@ -97,6 +100,8 @@ class ClassificationLoader:
             raise ValueError("classification loader: no documents")
         if labels is not None and len(labels) != len(docs):
             raise ValueError(f"classification loader: {len(docs)} documents but {len(labels)} labels")
+        if shuffle and len(docs) < world_size:
+            raise ValueError(f"classification loader: {len(docs)} documents are too few for {world_size} processes")
         self.docs = [self._prepare(d, backwards, max_tokens) for d in docs]
         # Class ids, or (multi-label) a 0/1 row of floats per document: binary cross-entropy's targets.
         self.labels = None if labels is None else np.asarray(labels, dtype=np.float32 if np.ndim(labels) == 2
@@ -125,30 +130,28 @@ class ClassificationLoader:
         if not self.shuffle:
             order = np.argsort(-self.lengths, kind="stable")
             batches = [order[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
-        else:
-            rng = np.random.RandomState(self.seed + epoch)
-            perm = rng.permutation(n)
-            pool = self.batch_size * 50
-            order = np.concatenate([p[np.argsort(-self.lengths[p], kind="stable")]
-                                    for p in np.array_split(perm, max(1, math.ceil(n / pool)))])
-            batches = [order[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
-            longest = int(np.argmax([self.lengths[b].max() for b in batches]))
-            first = batches.pop(longest)
-            rest = [batches[i] for i in rng.permutation(len(batches))]
-            batches = [first] + rest
-            # Within a batch, longest first: the sentence encoder relies on it for its
-            # real-batch-size shortcut at each chunk.
-            batches = [b[np.argsort(-self.lengths[b], kind="stable")] for b in batches]
-        if self.world_size > 1:
-            usable = len(batches) - len(batches) % self.world_size if self.shuffle else len(batches)
-            batches = batches[self.rank:usable:self.world_size]
-        return batches
+            return batches[self.rank::self.world_size]
+        size = self.batch_size * self.world_size  # the global batch
+        rng = np.random.RandomState(self.seed + epoch)
+        perm = rng.permutation(n)
+        pool = size * 50
+        order = np.concatenate([p[np.argsort(-self.lengths[p], kind="stable")]
+                                for p in np.array_split(perm, max(1, math.ceil(n / pool)))])
+        batches = [order[i:i + size] for i in range(0, n, size)]
+        longest = int(np.argmax([self.lengths[b].max() for b in batches]))
+        first = batches.pop(longest)
+        rest = [batches[i] for i in rng.permutation(len(batches))]
+        # Within a batch, longest first: the sentence encoder relies on it for its
+        # real-batch-size shortcut at each chunk (a process's rows of it keep that order).
+        batches = [b[np.argsort(-self.lengths[b], kind="stable")] for b in [first] + rest]
+        return [b[self.rank::self.world_size] for b in batches if len(b) >= self.world_size]
 
     def __len__(self) -> int:
-        n = math.ceil(len(self.docs) / self.batch_size)
-        if self.world_size > 1:
-            return (n // self.world_size) if self.shuffle else len(range(self.rank, n, self.world_size))
-        return n
+        n = len(self.docs)
+        if not self.shuffle:
+            return len(range(self.rank, math.ceil(n / self.batch_size), self.world_size))
+        size = self.batch_size * self.world_size
+        return n // size + int(n % size >= max(1, self.world_size))
 
     @property
     def order(self) -> np.ndarray:

@@ -337,10 +337,19 @@ def mlm_blocks(tokenizer, texts: list[str], block: int) -> np.ndarray:
     return stream[:rows * block].reshape(rows, block)
 
 
+def masked_lm_loss(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the masked positions; 0 for a process's share of a batch that holds
+    none (its weight in the global batch is then 0, see ulmtl.distributed.AverageGradients)."""
+    return nn.functional.cross_entropy(scores, targets, reduction="sum") / max(len(targets), 1)
+
+
 class MaskedLMLoader:
     """Batches of token blocks masked by ``DataCollatorForLanguageModeling`` (special tokens are
     never masked): ``(masked ids, labels, targets)`` where targets are the labels of the masked
-    positions. Each process reads its own batches; the order changes every epoch."""
+    positions. The order changes every epoch. Under ``world_size`` processes each global batch
+    (``batch_size * world_size`` blocks) is masked whole, with an RNG seeded by (seed, epoch,
+    batch), and each process takes every ``world_size``-th row of it: the masks are the ones a single
+    process reading the global batch draws."""
 
     n_inp = 2
 
@@ -361,40 +370,44 @@ class MaskedLMLoader:
         return self
 
     def batch_indices(self, epoch: int) -> list[np.ndarray]:
+        """The global batches of an epoch: block numbers, every process's rows."""
         n = len(self.blocks)
         order = np.random.RandomState(self.seed + epoch).permutation(n) if self.shuffle else np.arange(n)
         rows = self.batch_size * self.world_size
         usable = max(n - n % rows, rows) if self.shuffle and n >= rows else n
         batches = [order[i:i + rows] for i in range(0, usable, rows)]
-        return [b[self.rank::self.world_size] for b in batches if len(b[self.rank::self.world_size])]
+        return [b for b in batches if len(b) >= self.world_size]
 
     def __len__(self) -> int:
         return len(self.batch_indices(0))
 
-    def __iter__(self):
-        if self.shuffle:
-            yield from self._batches()
-            self.epoch += 1
-        else:  # evaluation: the same masks every time, whatever the global RNG
-            with torch.random.fork_rng():
-                torch.manual_seed(self.seed)
-                yield from self._batches()
-
-    def _batches(self):
-        generator = torch.Generator().manual_seed(self.seed * 1000 + self.epoch * 10 + self.rank)
-        for batch in self.batch_indices(self.epoch):
-            examples = [{"input_ids": torch.from_numpy(self.blocks[i])} for i in batch]
-            masked = self.collator.torch_call(examples)
+    def mask(self, batch: np.ndarray, index: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(masked ids, labels) of global batch ``index`` of this epoch, whatever the global RNG;
+        None when it holds special tokens only (nothing to predict)."""
+        seed = int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            masked = self.collator.torch_call([{"input_ids": torch.from_numpy(self.blocks[i])} for i in batch])
             ids, labels = masked["input_ids"], masked["labels"]
             if not (labels != -100).any():  # nothing masked in a tiny batch: mask one text token
                 special = torch.tensor(self.collator.tokenizer.all_special_ids)
                 candidates = (~torch.isin(ids, special)).nonzero()
                 if not len(candidates):
-                    continue  # special tokens only: nothing to predict
-                row, col = candidates[torch.randint(len(candidates), (1,), generator=generator)][0]
+                    return None
+                row, col = candidates[torch.randint(len(candidates), (1,))][0]
                 labels[row, col] = ids[row, col]
                 ids[row, col] = self.collator.tokenizer.mask_token_id
+        return ids, labels
+
+    def __iter__(self):
+        for index, batch in enumerate(self.batch_indices(self.epoch)):
+            masked = self.mask(batch, index)
+            if masked is None:
+                continue
+            ids, labels = (t[self.rank::self.world_size] for t in masked)
             yield ids.to(self.device), labels.to(self.device), labels[labels != -100].to(self.device)
+        if self.shuffle:  # evaluation stays at epoch 0: the same masks every time
+            self.epoch += 1
 
 
 # --------------------------------------------------------------------------- frozen-encoder features
