@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 from contextlib import nullcontext
-from functools import partial
 import shutil
 import uuid
 from pathlib import Path
@@ -36,17 +35,14 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import f1_score
 
 from ulmtl.backbones import transformer
-from ulmtl.backbones.awd_lstm import (
-    build_classifier, classifier_layer_groups, classifier_logits, encoder_state, load_encoder, pad_chunked,
-    read_checkpoint, training_callbacks, use_autocast_lstm,
-)
+from ulmtl.backbones import ClassifierBackbone, backbone_for
+from ulmtl.backbones.awd_lstm import build_classifier, read_checkpoint
 from ulmtl.cli import command_line
 from ulmtl.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, CheckpointRecord, save_checkpoint
 from ulmtl.config import (
     DEFAULT_THRESHOLD, ClassifierConfig, ConfigError, ModelConfig, TokenizerConfig, TransformerConfig,
-    architecture, from_dict, to_dict,
+    from_dict,
 )
-from ulmtl.contrastive import contrastive_finetune, wants_contrastive
 from ulmtl.datasets import DataError
 from ulmtl.distributed import is_main, world
 from ulmtl.loaders import ClassificationLoader
@@ -54,7 +50,6 @@ from ulmtl.precision import autocast, resolve_precision
 from ulmtl.report import model_card
 from ulmtl.schedule import training_plan
 from ulmtl.selection import fit_auto, restore
-from ulmtl.text import Vocab, tokenize_texts
 from ulmtl.training import (
     ScheduledLR, TrainingLog, group_lrs, train_only_groups, make_learner, prepare_torch, set_seed,
 )
@@ -281,36 +276,13 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ fitting
 
     @property
+    def backbone(self) -> ClassifierBackbone:
+        """The backbone ``model_config`` is the architecture section of."""
+        return backbone_for(self.model_config)
+
+    @property
     def is_transformer(self) -> bool:
         return isinstance(self.model_config, TransformerConfig)
-
-    def _check_transformer_config(self) -> None:
-        config = self.config
-        if tuple(config.directions) != ("forward",):
-            raise ConfigError("classifier.directions must be 'forward' for a transformer encoder (it reads "
-                              f"both directions at once), got {config.directions}")
-        if config.ar_alpha or config.tar_beta:
-            raise ConfigError("classifier.ar_alpha and classifier.tar_beta regularize an LSTM's activations; "
-                              "set both to 0 for a transformer encoder (TRANSFORMER_CLASSIFIER does)")
-
-    def _encoder_paths(self) -> dict:
-        if self.is_transformer:
-            encoders = self.encoders
-            if isinstance(encoders, dict):
-                encoders = encoders.get("forward")
-            return {"forward": str(encoders) if encoders else ""}
-        if self.config.strategy == "scratch":
-            return {}
-        encoders = self.encoders
-        if encoders is None:
-            raise ConfigError(f"strategy {self.config.strategy!r} needs pretrained encoders "
-                             f"(encoders={{'forward': path}}); use strategy='scratch' to train without")
-        if isinstance(encoders, (str, Path)):
-            encoders = {"forward": encoders}
-        missing = [d for d in self.config.directions if d not in encoders]
-        if missing:
-            raise ConfigError(f"no encoder given for direction(s) {missing}")
-        return {d: Path(encoders[d]) for d in self.config.directions}
 
     def fit(self, X, y=None, valid: tuple | None = None) -> "TextClassifier":
         """Train on texts ``X`` with labels ``y`` (or a Dataset / DatasetDict with text and label).
@@ -351,19 +323,16 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                 raise ConfigError("classifier.strategy=auto chooses among strategies by accuracy on single-label "
                                   "data; for multi-label data choose finetune, feature_extraction or scratch")
             return fit_auto(self, texts, self.classes_[label_ids].tolist(), lambda clf: clf.fit(X, y, valid))
+        backbone = self.backbone
+        backbone.check(self.config, self.model_config, self.multilabel_)
         set_seed(self.config.seed)
         self.device_ = prepare_torch()
-        paths = self._encoder_paths()
-        if self.is_transformer:
-            self._check_transformer_config()
-            fitted = {"forward": self._fit_transformer(paths["forward"], texts, label_ids,
-                                                       None if valid is None else (valid_texts, valid_ids))}
-        else:
-            tokens = tokenize_texts(texts, batch_size=self.tokenizer.batch_size)
-            valid_tokens = tokenize_texts(valid_texts) if valid is not None else None
-            fitted = {direction: self._fit_direction(direction, paths.get(direction), tokens, label_ids,
-                                                     valid_tokens, valid_ids)
-                      for direction in self.config.directions}
+        sources = backbone.sources(self.encoders, self.config)
+        inputs = backbone.prepare(texts, self.tokenizer)
+        valid_inputs = backbone.prepare(valid_texts, self.tokenizer) if valid is not None else None
+        fitted = {direction: self._fit_direction(backbone, direction, source, inputs, label_ids, valid_inputs,
+                                                 valid_ids)
+                  for direction, source in sources.items()}
         # Set only once every direction is trained: a fit that fails leaves no half-fitted classifier.
         self.vocabs_, self.models_, self.history_, self.model_configs_ = (
             {d: parts[i] for d, parts in fitted.items()} for i in range(4))
@@ -407,94 +376,39 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                             invert_arg=True, flatten=False, name="micro_f1", average="micro", zero_division=0)
         return BCEWithLogitsLossFlat(), [micro]
 
-    def _fit_direction(self, direction, encoder_path, tokens, label_ids, valid_tokens, valid_ids) -> tuple:
-        """(vocabulary, trained model, history, model config) of one direction."""
+    def _fit_direction(self, backbone: ClassifierBackbone, direction: str, source, inputs: list,
+                       label_ids: np.ndarray, valid_inputs: list | None, valid_ids) -> tuple:
+        """(vocab, trained model, history, settings) of one direction's classifier on ``backbone``."""
         config = self.config
-        if encoder_path is None:
-            from collections import Counter
-            counts = Counter(t for doc in tokens for t in doc)
-            vocab = Vocab.build(counts, self.tokenizer.max_vocab, self.tokenizer.min_freq)
-            model_config, state = self.model_config, None
-        else:
-            checkpoint, vocab = read_checkpoint(encoder_path)
-            if checkpoint.kind != "lm":
-                raise CheckpointError(f"{encoder_path}: expected a language-model checkpoint, "
-                                      f"found kind {checkpoint.kind!r}")
-            saved_direction = checkpoint.config.get("direction", "forward")
-            if saved_direction != direction:
-                raise CheckpointError(f"{encoder_path}: a {saved_direction} LM cannot serve as the "
-                                      f"{direction} encoder")
-            state = encoder_state(checkpoint.state_dict)
-            model_config = self.model_config.with_architecture_of(checkpoint.config["model"])
-            if model_config != self.model_config and self.verbose:
-                print(f"ulmtl: the {direction} classifier takes its architecture from {encoder_path} "
-                      f"({architecture(model_config)}), not the run's ({architecture(self.model_config)})",
-                      flush=True)
+        vocab, model, settings = backbone.build(direction, source, inputs, len(self.classes_), self.model_config,
+                                                config, self.tokenizer, self.verbose)
         backwards = direction == "backward"
-        docs = [np.asarray(vocab.numericalize(doc), dtype=np.int64) for doc in tokens]
+        docs = backbone.encode(vocab, inputs, config)
         rank, processes = world()
-        collate = partial(pad_chunked, pad_id=vocab.pad_id, bptt=config.bptt)
+        collate = backbone.collate(vocab, config)
         train = ClassificationLoader(docs, label_ids, config.batch_size, shuffle=True, seed=config.seed,
                                      backwards=backwards, rank=rank, world_size=processes, collate=collate)
-        if valid_tokens is not None:
-            valid_docs = [np.asarray(vocab.numericalize(d), dtype=np.int64) for d in valid_tokens]
-            valid = ClassificationLoader(valid_docs, valid_ids, config.batch_size, backwards=backwards,
-                                         collate=collate)
+        if valid_inputs is not None:
+            valid = ClassificationLoader(backbone.encode(vocab, valid_inputs, config), valid_ids, config.batch_size,
+                                         backwards=backwards, collate=collate)
         else:
             valid = ClassificationLoader(docs[:1], label_ids[:1], 1, collate=collate)
-        model = build_classifier(len(vocab), len(self.classes_), model_config, config)
-        if state is not None:
-            load_encoder(model, state)
-        precision = resolve_precision(model_config.precision, self.device_)
+        before = backbone.before_training(model, vocab, docs, label_ids, settings, config, self.multilabel_,
+                                          self.device_, self._stage_log)
+        precision = resolve_precision(settings.precision, self.device_, bf16_pays_on_cpu=backbone.bf16_pays_on_cpu)
         loss, metrics = self._loss_and_metrics()
-        learn = make_learner(train, valid, model, classifier_layer_groups, config, metrics=metrics,
+        learn = make_learner(train, valid, model, backbone.layer_groups(settings), config, metrics=metrics,
                              device=self.device_, progress=False, precision=precision,
                              stage=f"classifier training ({direction})",
-                             callbacks=training_callbacks(model, config.ar_alpha, config.tar_beta, precision),
-                             loss_func=loss)
-        return (vocab, *self._train(learn, direction, has_valid=valid_tokens is not None), model_config)
+                             callbacks=backbone.callbacks(model, config, precision),
+                             train_norms=backbone.train_norms, loss_func=loss)
+        model, history = self._train(learn, direction, has_valid=valid_inputs is not None,
+                                     head_features=backbone.head_features(learn, settings, self.device_))
+        return vocab, model, before + history, settings
 
-    def _fit_transformer(self, source, texts, label_ids, valid) -> tuple:
-        """(tokenizer, trained model, history, settings) of the classifier on a transformer encoder."""
-        config, settings = self.config, self.model_config
-        where, description = transformer.resolve_encoder(source)
-        if self.verbose and is_main():
-            print(f"ulmtl: classifier on {description}" + (" (architecture only: strategy scratch)"
-                  if config.strategy == "scratch" else ""), flush=True)
-        tokenizer = transformer.load_tokenizer(where)
-        model = transformer.build_classifier(where, tokenizer, len(self.classes_), settings, config.head_hidden,
-                                             config.head_dropout, pretrained=config.strategy != "scratch")
-        collate = partial(transformer.pad_right, pad_id=tokenizer.pad_token_id)
-        docs = transformer.encode_texts(tokenizer, texts, config.max_len)
-        rank, processes = world()
-        train = ClassificationLoader(docs, label_ids, config.batch_size, shuffle=True, seed=config.seed,
-                                     rank=rank, world_size=processes, collate=collate)
-        if valid is not None:
-            valid_loader = ClassificationLoader(transformer.encode_texts(tokenizer, valid[0], config.max_len),
-                                                valid[1], config.batch_size, collate=collate)
-        else:
-            valid_loader = ClassificationLoader(docs[:1], label_ids[:1], 1, collate=collate)
-        contrastive = []
-        if self.multilabel_ and settings.contrastive == "on":
-            raise ConfigError("transformer.contrastive=on pairs texts by their one label; multi-label data has "
-                              "label sets: set it to off (auto skips the stage for multi-label data)")
-        if not self.multilabel_ and wants_contrastive(settings, len(docs)):
-            log = TrainingLog(self.log_path, label="contrastive").write if self.verbose else None
-            contrastive.append(contrastive_finetune(model.encoder, transformer.special_ids(tokenizer), docs,
-                                                    label_ids, settings, config.seed, self.device_, log))
-        groups = partial(transformer.classifier_groups, block_groups=settings.block_groups)
-        loss, metrics = self._loss_and_metrics()
-        precision = resolve_precision(settings.precision, self.device_, bf16_pays_on_cpu=True)
-        learn = make_learner(train, valid_loader, model, groups, config, metrics=metrics, device=self.device_,
-                             progress=False, precision=precision,
-                             stage="classifier training (transformer)",
-                             train_norms=False, loss_func=loss)  # a frozen block's LayerNorms stay frozen
-        cached = None
-        if settings.cache_features:
-            bf16 = resolve_precision(settings.precision, self.device_, bf16_pays_on_cpu=True) == "bf16"
-            cached = partial(transformer.head_on_cached_features, learn, bf16)
-        model, history = self._train(learn, "forward", has_valid=valid is not None, head_features=cached)
-        return tokenizer, model, contrastive + history, settings
+    def _stage_log(self, label: str):
+        """The progress writer of a stage before the classifier's (None when not verbose)."""
+        return TrainingLog(self.log_path, label=label).write if self.verbose else None
 
     def _train(self, learn, direction: str, has_valid: bool, head_features=None) -> tuple:
         """Run the training plan on ``learn``: (the trained model, what each stage trained and how).
@@ -538,8 +452,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         each label's sigmoid probability)."""
         self._check_fitted()
         texts, _, _ = _texts_and_labels(X, None)
-        tokens = texts if self.is_transformer else tokenize_texts(texts, batch_size=self.tokenizer.batch_size)
-        return {direction: self._direction_proba(direction, model, tokens, batch_size)
+        inputs = self.backbone.prepare(texts, self.tokenizer)
+        return {direction: self._direction_proba(direction, model, inputs, batch_size)
                 for direction, model in self.models_.items()}
 
     def predict_proba(self, X, batch_size: int | None = None) -> np.ndarray:
@@ -548,31 +462,24 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         by_direction = self.predict_proba_by_direction(X, batch_size)
         return sum(by_direction.values()) / len(by_direction)
 
-    def _direction_proba(self, direction, model, texts_or_tokens, batch_size) -> np.ndarray:
+    def _direction_proba(self, direction, model, inputs, batch_size) -> np.ndarray:
+        backbone, vocab = self.backbone, self.vocabs_[direction]
         batch_size = batch_size or self.config.batch_size * 2
-        if self.is_transformer:
-            tokenizer = self.vocabs_[direction]
-            docs = transformer.encode_texts(tokenizer, texts_or_tokens, self.config.max_len)
-            loader = ClassificationLoader(docs, None, batch_size,
-                                          collate=partial(transformer.pad_right, pad_id=tokenizer.pad_token_id))
-        else:
-            vocab = self.vocabs_[direction]
-            docs = [np.asarray(vocab.numericalize(d), dtype=np.int64) for d in texts_or_tokens]
-            loader = ClassificationLoader(docs, None, batch_size, backwards=direction == "backward",
-                                          collate=partial(pad_chunked, pad_id=vocab.pad_id, bptt=self.config.bptt))
+        docs = backbone.encode(vocab, inputs, self.config)
+        loader = ClassificationLoader(docs, None, batch_size, backwards=direction == "backward",
+                                      collate=backbone.collate(vocab, self.config))
         if getattr(self, "quantized_", False):
             device, precision = torch.device("cpu"), "fp32"  # int8 kernels take fp32 activations
         else:
             device = next(model.parameters()).device
             precision = resolve_precision(self.model_configs_[direction].precision, device,
-                                          bf16_pays_on_cpu=self.is_transformer)
-        if precision == "bf16" and not self.is_transformer:
-            use_autocast_lstm(model)
+                                          bf16_pays_on_cpu=backbone.bf16_pays_on_cpu)
+        model = backbone.ready(model, precision)
         outputs = []
         model.eval()
         with torch.inference_mode(), autocast(precision, device):
             for (x,) in loader:
-                logits = model(x.to(device)) if self.is_transformer else classifier_logits(model, x.to(device))
+                logits = backbone.logits(model, x.to(device))
                 scores = torch.sigmoid(logits.float()) if self.multilabel_ else torch.softmax(logits.float(), dim=-1)
                 outputs.append(scores.cpu().numpy())
         probs = np.empty((len(docs), len(self.classes_)), dtype=np.float64)
@@ -586,16 +493,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         bf16. Predictions can differ slightly from the fp32 model's; ``benchmarks/speed.py`` reports
         by how much. A quantized classifier predicts only: it cannot be saved or trained further."""
         self._check_fitted()
-        if not self.is_transformer:
-            raise ConfigError("int8 prediction is available for the transformer backbone only (the AWD-LSTM's "
-                              "weight-dropped LSTMs have no dynamic int8 form)")
-        import warnings
-        from torch.ao.quantization import quantize_dynamic
-        with warnings.catch_warnings():  # torch points eager-mode quantization users at torchao
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.simplefilter("ignore", UserWarning)
-            self.models_ = {d: quantize_dynamic(m.cpu().eval(), {torch.nn.Linear}, dtype=torch.qint8)
-                            for d, m in self.models_.items()}
+        self.models_ = {d: self.backbone.quantize_int8(m) for d, m in self.models_.items()}
         self.quantized_ = True
         return self
 
