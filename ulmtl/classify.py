@@ -17,11 +17,7 @@ sigmoid probability, ``predict`` the tuple of labels whose probability is at lea
 """
 from __future__ import annotations
 
-import json
-import os
 from contextlib import nullcontext
-import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -34,29 +30,21 @@ from fastai.metrics import AccumMetric, accuracy
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import f1_score
 
-from ulmtl.backbones import transformer
 from ulmtl.backbones import ClassifierBackbone, backbone_for
-from ulmtl.backbones.awd_lstm import build_classifier, read_checkpoint
-from ulmtl.cli import command_line
-from ulmtl.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, CheckpointRecord, save_checkpoint
+from ulmtl.classifier_checkpoint import load_classifier, save_classifier
 from ulmtl.config import (
     DEFAULT_THRESHOLD, ClassifierConfig, ConfigError, ModelConfig, TokenizerConfig, TransformerConfig,
-    from_dict,
 )
 from ulmtl.datasets import DataError
 from ulmtl.distributed import is_main, world
 from ulmtl.loaders import ClassificationLoader
 from ulmtl.precision import autocast, resolve_precision
-from ulmtl.report import model_card
 from ulmtl.schedule import training_plan
-from ulmtl.selection import fit_auto, restore
+from ulmtl.selection import fit_auto
 from ulmtl.training import (
     ScheduledLR, TrainingLog, group_lrs, train_only_groups, make_learner, prepare_torch, set_seed,
 )
 
-DIRECTIONS = ("forward", "backward")
-INDEX_FILE = "classifier.json"
-CARD_FILE = "README.md"
 
 
 class SkipValidation(Callback):
@@ -279,10 +267,6 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
     def backbone(self) -> ClassifierBackbone:
         """The backbone ``model_config`` is the architecture section of."""
         return backbone_for(self.model_config)
-
-    @property
-    def is_transformer(self) -> bool:
-        return isinstance(self.model_config, TransformerConfig)
 
     def fit(self, X, y=None, valid: tuple | None = None) -> "TextClassifier":
         """Train on texts ``X`` with labels ``y`` (or a Dataset / DatasetDict with text and label).
@@ -529,166 +513,13 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         ``README.md`` (with ``metrics``, e.g. the test block of a run's metrics.json, and ``facts``,
         extra lines about the training data and pretrained model, when given), then
         ``classifier.json``, the record that the folder is complete and which save (``run_id``, a
-        fresh one if not given) wrote it. Folders of directions this classifier lacks are removed."""
+        fresh one if not given) wrote it. Folders of directions this classifier lacks are removed
+        (:func:`ulmtl.classifier_checkpoint.save_classifier`)."""
         self._check_fitted()
-        if getattr(self, "quantized_", False):
-            raise ConfigError("an int8-quantized classifier cannot be saved: save the classifier before "
-                              "quantize_int8(), and quantize it again after loading")
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        run_id = run_id or uuid.uuid4().hex
-        index = folder / INDEX_FILE
-        index.unlink(missing_ok=True)  # incomplete until the new record is written
-        backbone = "transformer" if self.is_transformer else "awd_lstm"
-        if self.is_transformer:
-            config = CheckpointRecord(kind="classifier", backbone=backbone, direction="forward",
-                                      classes=self.classes_.tolist(), multilabel=self.multilabel_,
-                                      threshold=self.threshold_, transformer=self.model_config,
-                                      classifier=self.config, history=self.history_.get("forward", []),
-                                      train_counts=self.train_counts_, selection=self.selection_,
-                                      run_id=run_id)
-            transformer.save_classifier(folder / "forward", self.models_["forward"], self.vocabs_["forward"],
-                                        config)
-        for direction, model in ({} if self.is_transformer else self.models_).items():
-            config = CheckpointRecord(kind="classifier", direction=direction, classes=self.classes_.tolist(),
-                                      multilabel=self.multilabel_, threshold=self.threshold_,
-                                      model=self.model_configs_[direction], classifier=self.config,
-                                      tokenizer=self.tokenizer, history=self.history_.get(direction, []),
-                                      train_counts=self.train_counts_, selection=self.selection_,
-                                      run_id=run_id)
-            save_checkpoint(folder / direction, model.state_dict(), self.vocabs_[direction].itos, config)
-        for direction in DIRECTIONS:
-            stale = folder / direction
-            if direction not in self.models_ and (stale / WEIGHTS_FILE).exists():
-                shutil.rmtree(stale)
-        (folder / CARD_FILE).write_text(model_card(self, metrics, facts or {}, command_line()))
-        partial = index.with_name(index.name + f".tmp-{os.getpid()}")
-        partial.write_text(json.dumps({"directions": list(self.models_), "backbone": backbone, "run_id": run_id}))
-        os.replace(partial, index)
-        return folder
+        return save_classifier(self, folder, run_id, metrics, facts)
 
     @classmethod
     def load(cls, folder: str | Path) -> "TextClassifier":
         """Load a classifier written by :meth:`save` (no unpickling); a folder whose save did not
         finish, or that mixes two saves, is refused."""
-        folder = Path(folder)
-        index = folder / INDEX_FILE
-        if not index.exists():
-            raise CheckpointError(f"{folder}: no {INDEX_FILE}; not a saved TextClassifier, or its save did "
-                                  f"not finish")
-        try:
-            record = json.loads(index.read_text())
-        except json.JSONDecodeError as err:
-            raise CheckpointError(f"{index}: invalid JSON ({err})") from None
-        if not isinstance(record, dict):
-            raise CheckpointError(f"{index}: expected a JSON object, got {type(record).__name__}")
-        run_id = record.get("run_id")
-        if not isinstance(run_id, str) or not run_id:
-            raise CheckpointError(f"{index}: no completion record (field 'run_id'): the save that wrote "
-                                  f"{folder} did not finish, or an older ulmtl wrote it; save it again")
-        directions = record.get("directions")
-        if not isinstance(directions, list) or not directions \
-                or any(d not in DIRECTIONS for d in directions) or len(set(directions)) != len(directions):
-            raise CheckpointError(f"{index}: field 'directions' must list 'forward' and/or 'backward', "
-                                  f"got {directions!r}")
-        if record.get("backbone") == "transformer":
-            return cls._load_transformer(folder, run_id)
-        clf = None
-        for direction in directions:
-            checkpoint, vocab = read_checkpoint(folder / direction)
-            where = folder / direction / CONFIG_FILE
-            if checkpoint.kind != "classifier":
-                raise CheckpointError(f"{folder / direction}: not a classifier checkpoint")
-            config = checkpoint.config
-            for key in ("classes", "classifier", "model", "tokenizer"):
-                if key not in config:
-                    raise CheckpointError(f"{where}: missing field {key!r}")
-            if config.get("run_id") != run_id:
-                raise CheckpointError(f"{where}: field 'run_id' is {config.get('run_id')!r} but {index} "
-                                      f"records {run_id!r}: the folder mixes two saves")
-            classes = config["classes"]
-            if not isinstance(classes, list) or len(classes) < 2 \
-                    or len(set(map(str, classes))) != len(classes):
-                raise CheckpointError(f"{where}: field 'classes' must list two or more distinct classes, "
-                                      f"got {classes!r}")
-            model_config = _saved_section(ModelConfig, config, "model", where)
-            if clf is None:
-                clf = cls(_saved_section(ClassifierConfig, config, "classifier", where),
-                          tokenizer=_saved_section(TokenizerConfig, config, "tokenizer", where))
-                clf.classes_ = np.array(classes)
-                clf.multilabel_, clf.threshold_ = _saved_label_mode(config, where)
-                clf.vocabs_, clf.models_, clf.model_configs_, clf.history_ = {}, {}, {}, {}
-            elif classes != clf.classes_.tolist():
-                raise CheckpointError(f"{where}: field 'classes' differs from the {directions[0]} "
-                                      f"classifier's")
-            model = build_classifier(len(vocab), len(clf.classes_), model_config, clf.config)
-            try:
-                result = model.load_state_dict(checkpoint.state_dict, strict=False)
-            except RuntimeError as err:  # tensors of other shapes than the saved config makes
-                raise CheckpointError(f"{folder / direction}: weights do not fit the saved config "
-                                      f"({str(err).splitlines()[-1].strip()[:300]})") from None
-            if result.missing_keys or result.unexpected_keys:
-                raise CheckpointError(f"{folder / direction}: weights do not fit the saved config "
-                                      f"(missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]})")
-            model.eval()
-            clf.vocabs_[direction] = vocab
-            clf.models_[direction] = model
-            clf.model_configs_[direction] = model_config
-            clf.history_[direction] = config.get("history", [])
-            clf.train_counts_ = config.get("train_counts", {})
-            clf.selection_, clf.chosen_strategy_ = restore(config, clf.config.strategy, where)
-        return clf
-
-    @classmethod
-    def _load_transformer(cls, folder: Path, run_id: str) -> "TextClassifier":
-        path = folder / "forward"
-        where = path / CONFIG_FILE
-        try:
-            config = json.loads(where.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise CheckpointError(f"{where}: cannot be read ({err})") from None
-        if not isinstance(config, dict):
-            raise CheckpointError(f"{where}: expected a JSON object, got {type(config).__name__}")
-        for key in ("classes", "classifier", "transformer"):
-            if key not in config:
-                raise CheckpointError(f"{where}: missing field {key!r}")
-        if config.get("run_id") != run_id:
-            raise CheckpointError(f"{where}: field 'run_id' is {config.get('run_id')!r} but the index records "
-                                  f"{run_id!r}: the folder mixes two saves")
-        settings = _saved_section(TransformerConfig, config, "transformer", where)
-        clf = cls(_saved_section(ClassifierConfig, config, "classifier", where), model_config=settings)
-        clf.classes_ = np.array(config["classes"])
-        clf.multilabel_, clf.threshold_ = _saved_label_mode(config, where)
-        model, tokenizer = transformer.load_classifier(path, len(clf.classes_), settings, clf.config.head_hidden,
-                                                       clf.config.head_dropout)
-        clf.vocabs_, clf.models_ = {"forward": tokenizer}, {"forward": model}
-        clf.model_configs_, clf.history_ = {"forward": settings}, {"forward": config.get("history", [])}
-        clf.train_counts_ = config.get("train_counts", {})
-        clf.selection_, clf.chosen_strategy_ = restore(config, clf.config.strategy, where)
-        return clf
-
-
-def _saved_label_mode(config: dict, where: Path) -> tuple[bool, float | None]:
-    """(multilabel, threshold) of a saved classifier config; single-label when not recorded (saved by an
-    older ulmtl)."""
-    multilabel, threshold = config.get("multilabel", False), config.get("threshold")
-    if not isinstance(multilabel, bool):
-        raise CheckpointError(f"{where}: field 'multilabel' must be true or false, got {multilabel!r}")
-    if not multilabel:
-        return False, None
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
-        raise CheckpointError(f"{where}: field 'threshold' of a multi-label classifier must be a number in "
-                              f"(0, 1), got {threshold!r}")
-    return True, float(threshold)
-
-
-def _saved_section(cls, config: dict, key: str, where: Path):
-    """Section ``key`` of a saved checkpoint config as dataclass ``cls``; a CheckpointError naming
-    the file and field when it does not fit."""
-    if not isinstance(config[key], dict):
-        raise CheckpointError(f"{where}: field {key!r} must be a JSON object, "
-                              f"got {type(config[key]).__name__}")
-    try:
-        return from_dict(cls, config[key], f"{key}.")
-    except (ConfigError, TypeError) as err:
-        raise CheckpointError(f"{where}: {err}") from None
+        return load_classifier(cls, folder)

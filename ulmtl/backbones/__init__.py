@@ -27,7 +27,9 @@ class ClassifierBackbone(Protocol):
 
     name: str  # the key in BACKBONES and in a saved classifier's index
     settings_type: type  # its architecture section: ModelConfig or TransformerConfig
-    sections: tuple[str, ...]  # the config sections a saved classifier's config.json holds for it
+    # The sections a saved classifier's config.json holds for it: its settings first, then "tokenizer"
+    # when it records the TokenizerConfig.
+    sections: tuple[str, ...]
     bf16_pays_on_cpu: bool  # precision "auto" picks bf16 on a CPU
     train_norms: bool  # normalization layers train in frozen layer groups
 
