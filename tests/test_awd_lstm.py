@@ -102,3 +102,18 @@ def test_pad_chunked_matches_fastai():
         np.testing.assert_array_equal(row, theirs.numpy())
 
 
+
+
+def test_the_registry_gives_each_backbone_and_refuses_an_unknown_name():
+    from ulmtl.backbones import BACKBONES, ClassifierBackbone, backbone_for, get_backbone
+    from ulmtl.config import ConfigError, TransformerConfig
+    assert backbone_for(TINY) is get_backbone("awd_lstm") and backbone_for(TransformerConfig()) is get_backbone("transformer")
+    members = [name for name in vars(ClassifierBackbone) if not name.startswith("_")]
+    members += list(ClassifierBackbone.__annotations__)
+    for name, backbone in BACKBONES.items():
+        assert backbone.name == name
+        assert [m for m in members if not hasattr(backbone, m)] == []
+    with pytest.raises(ConfigError, match="unknown backbone 'lstm'; known backbones: awd_lstm, transformer"):
+        get_backbone("lstm")
+    with pytest.raises(ConfigError, match="model_config must be one of ModelConfig, TransformerConfig, got dict"):
+        backbone_for({})

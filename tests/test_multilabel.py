@@ -15,7 +15,7 @@ from conftest import TINY
 from test_recipes import recipe
 from test_transformer import make_encoder, small_config
 from ulmtl import TextClassifier, read_files
-from ulmtl.classify import best_threshold, micro_f1
+from ulmtl.labels import best_threshold, micro_f1
 from ulmtl.command import main
 from ulmtl.config import ClassifierConfig, ConfigError, TokenizerConfig, TransformerConfig
 from ulmtl.datasets import DataError

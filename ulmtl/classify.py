@@ -17,51 +17,33 @@ sigmoid probability, ``predict`` the tuple of labels whose probability is at lea
 """
 from __future__ import annotations
 
-import json
-import os
 from contextlib import nullcontext
-from functools import partial
-import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
-from datasets import Dataset, DatasetDict, List
 from fastai.callback.core import Callback, CancelValidException
 from fastai.losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat
 from fastai.metrics import AccumMetric, accuracy
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import f1_score
 
-from ulmtl.backbones import transformer
-from ulmtl.backbones.awd_lstm import (
-    build_classifier, classifier_layer_groups, classifier_logits, encoder_state, load_encoder, pad_chunked,
-    read_checkpoint, training_callbacks, use_autocast_lstm,
-)
-from ulmtl.cli import command_line
-from ulmtl.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, CheckpointRecord, save_checkpoint
+from ulmtl.backbones import ClassifierBackbone, backbone_for
+from ulmtl.classifier_checkpoint import load_classifier, save_classifier
 from ulmtl.config import (
-    DEFAULT_THRESHOLD, ClassifierConfig, ConfigError, ModelConfig, TokenizerConfig, TransformerConfig,
-    architecture, from_dict, to_dict,
+    ClassifierConfig, ConfigError, ModelConfig, TokenizerConfig, TransformerConfig,
 )
-from ulmtl.contrastive import contrastive_finetune, wants_contrastive
 from ulmtl.datasets import DataError
+from ulmtl.labels import best_threshold, check_label_mode, texts_and_labels
 from ulmtl.distributed import is_main, world
 from ulmtl.loaders import ClassificationLoader
 from ulmtl.precision import autocast, resolve_precision
-from ulmtl.report import model_card
 from ulmtl.schedule import training_plan
-from ulmtl.selection import fit_auto, restore
-from ulmtl.text import Vocab, tokenize_texts
+from ulmtl.selection import fit_auto
 from ulmtl.training import (
     ScheduledLR, TrainingLog, group_lrs, train_only_groups, make_learner, prepare_torch, set_seed,
 )
 
-DIRECTIONS = ("forward", "backward")
-INDEX_FILE = "classifier.json"
-CARD_FILE = "README.md"
 
 
 class SkipValidation(Callback):
@@ -69,159 +51,6 @@ class SkipValidation(Callback):
 
     def before_validate(self):
         raise CancelValidException()
-
-
-def _texts_and_labels(X, y) -> tuple[list[str], list | None, list[str] | None]:
-    """Texts, labels and (for a ClassLabel column) the class names, from lists or a Dataset."""
-    names = None
-    if isinstance(X, pd.DataFrame):
-        if "text" not in X.columns:
-            raise DataError(f"a DataFrame needs a 'text' column (columns: {[str(c) for c in X.columns]})")
-        if y is None and "label" in X.columns:
-            y = X["label"]
-        X = X["text"]
-    if isinstance(X, (dict, set, frozenset)):
-        raise DataError(f"expected a list of texts, got a {type(X).__name__} (its order and its keys are not "
-                        f"a list of texts); pass a list, a pandas Series, or a DataFrame / Dataset with a "
-                        f"'text' column")
-    if isinstance(X, DatasetDict):
-        if "train" not in X:
-            raise DataError("a DatasetDict passed to fit needs a 'train' split")
-        X = X["train"]
-    if isinstance(X, Dataset):
-        if "text" not in X.column_names:
-            raise DataError(f"dataset has no 'text' column (columns: {X.column_names})")
-        if y is None and "label" in X.column_names:
-            y = X["label"]
-            feature = X.features["label"]
-            if isinstance(feature, List):  # multi-label: each text's class ids -> its tuple of names
-                names = list(feature.feature.names)
-                y = [tuple(names[i] for i in ids) for ids in y]
-            else:
-                names = list(getattr(feature, "names", None) or []) or None
-        X = X["text"]
-    if isinstance(X, str):
-        raise DataError("expected a list of texts, got a single string")
-    if X is None or not hasattr(X, "__iter__"):
-        raise DataError(f"expected a list of texts, got {type(X).__name__}")
-    texts = list(X)
-    if not texts:
-        raise DataError("expected a list of texts, got an empty one")
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise DataError(f"text {i} is {type(text).__name__}, not a string")
-        if not text.strip():
-            raise DataError(f"text {i} is empty or whitespace only")
-    if y is not None:
-        if isinstance(y, pd.DataFrame) or (isinstance(y, np.ndarray) and y.ndim == 2):
-            y, names = _indicator_sets(y)
-        if isinstance(y, str) or not hasattr(y, "__iter__"):
-            raise DataError(f"expected a list of labels, got {type(y).__name__}")
-        y = list(y)
-        if len(y) != len(texts):
-            raise DataError(f"{len(texts)} texts but {len(y)} labels")
-        if any(isinstance(label, LABEL_SETS) for label in y):
-            return texts, _label_sets(y), names
-        y = [label.item() if isinstance(label, np.generic) else label for label in y]
-        kinds = {}
-        for i, label in enumerate(y):
-            kinds.setdefault(_checked_kind(label, f"label {i}"), (i, label))
-        _refuse_mixed_kinds(kinds, "label")
-    return texts, y, names
-
-
-LABEL_SETS = (list, tuple, set, frozenset, np.ndarray)  # what a text's labels are in multi-label data
-
-
-def _refuse_mixed_kinds(kinds: dict, what: str) -> None:
-    """A DataError when the labels (``kinds``: each kind's first (index, label)) are of several types."""
-    if len(kinds) > 1:
-        examples = ", ".join(f"{what} {i} is {label!r} ({kind})" for kind, (i, label) in sorted(kinds.items()))
-        raise DataError(f"labels of mixed types: {examples}; give every label the same type "
-                        f"(e.g. all strings)")
-
-
-def _checked_kind(label, where: str) -> str:
-    """The kind of one label (see :func:`_label_kind`); a DataError naming ``where`` when it is
-    missing or of no label type."""
-    if label is None or (isinstance(label, float) and np.isnan(label)):
-        raise DataError(f"{where} is missing")
-    kind = _label_kind(label)
-    if kind is None:
-        raise DataError(f"{where} is a {type(label).__name__} ({label!r}); labels must be strings, numbers or "
-                        f"booleans")
-    return kind
-
-
-def _label_sets(y: list) -> list[tuple]:
-    """Multi-label ``y`` (a list, tuple or set of labels per text) as one tuple of labels per text
-    (each label once; a text may have none)."""
-    sets, kinds = [], {}
-    for i, labels in enumerate(y):
-        if not isinstance(labels, LABEL_SETS):
-            raise DataError(f"label {i} is {labels!r}, one label, but other texts have a list of labels: give "
-                            f"every text a list of labels (multi-label) or every text one label")
-        items = labels.tolist() if isinstance(labels, np.ndarray) else list(labels)
-        for item in items:
-            kinds.setdefault(_checked_kind(item, f"a label of text {i}"), (i, item))
-        sets.append(tuple(dict.fromkeys(items)))
-    _refuse_mixed_kinds(kinds, "a label of text")
-    return sets
-
-
-def _indicator_sets(y) -> tuple[list[tuple], list]:
-    """An indicator matrix (one 0/1 column per label: a DataFrame, its columns the labels, or a 2-D
-    array, its column numbers the labels) as one tuple of labels per text, and the labels."""
-    names = [str(c) for c in y.columns] if isinstance(y, pd.DataFrame) else list(range(y.shape[1]))
-    values = np.asarray(y, dtype=object)
-    bad = np.argwhere(~np.isin(values, [0, 1]))
-    if len(bad):
-        i, j = bad[0]
-        raise DataError(f"label row {i}, column {names[j]!r} is {values[i, j]!r}; an indicator matrix of "
-                        f"labels holds 0 or 1 ({len(bad)} entries are not)")
-    return [tuple(names[j] for j in np.flatnonzero(row.astype(bool))) for row in values], names
-
-
-def check_label_mode(config: ClassifierConfig, multilabel: bool, has_valid: bool) -> None:
-    """Refuse the settings that cannot act on these labels: a threshold for single-label data, and
-    a threshold to tune without a validation split."""
-    if not multilabel:
-        if config.tune_threshold or config.threshold != DEFAULT_THRESHOLD:
-            key = "tune_threshold" if config.tune_threshold else "threshold"
-            raise ConfigError(f"classifier.{key} is for multi-label data (a set of labels per text), but these "
-                              f"labels are one class per text, whose prediction is the most probable class")
-    elif config.tune_threshold and not has_valid:
-        raise ConfigError("classifier.tune_threshold picks the threshold on a validation split, and there is "
-                          "none: pass valid=(texts, labels) to fit, or --valid_fraction=0.1 to a recipe")
-
-
-THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.01), 2)  # what tune_threshold chooses from
-
-
-def micro_f1(truth: np.ndarray, predicted: np.ndarray) -> float:
-    """Micro-averaged F1 of 0/1 label matrices (1.0 when neither holds a label)."""
-    tp = float(np.sum((truth == 1) & predicted))
-    wrong = float(np.sum((truth == 1) != predicted))
-    return 1.0 if tp + wrong == 0 else 2 * tp / (2 * tp + wrong)
-
-
-def best_threshold(truth: np.ndarray, proba: np.ndarray, start: float) -> tuple[float, float]:
-    """(threshold, micro-F1): the threshold in THRESHOLDS with the best micro-F1 of ``proba`` against
-    the 0/1 matrix ``truth``; of equal ones, the nearest to ``start``."""
-    scores = [micro_f1(truth, proba >= t) for t in THRESHOLDS]
-    best = max(range(len(THRESHOLDS)), key=lambda k: (round(scores[k], 12), -abs(THRESHOLDS[k] - start)))
-    return float(THRESHOLDS[best]), scores[best]
-
-
-def _label_kind(label) -> str | None:
-    """'bool', 'number' or 'string' (ints and floats mix: equal numbers are one class); None for others."""
-    if isinstance(label, bool):
-        return "bool"
-    if isinstance(label, (int, float)):
-        return "number"
-    if isinstance(label, str):
-        return "string"
-    return None
 
 
 TRACE_POINTS = 200  # per-batch learning rates and losses kept per stage (evenly spaced batches)
@@ -281,36 +110,9 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ fitting
 
     @property
-    def is_transformer(self) -> bool:
-        return isinstance(self.model_config, TransformerConfig)
-
-    def _check_transformer_config(self) -> None:
-        config = self.config
-        if tuple(config.directions) != ("forward",):
-            raise ConfigError("classifier.directions must be 'forward' for a transformer encoder (it reads "
-                              f"both directions at once), got {config.directions}")
-        if config.ar_alpha or config.tar_beta:
-            raise ConfigError("classifier.ar_alpha and classifier.tar_beta regularize an LSTM's activations; "
-                              "set both to 0 for a transformer encoder (TRANSFORMER_CLASSIFIER does)")
-
-    def _encoder_paths(self) -> dict:
-        if self.is_transformer:
-            encoders = self.encoders
-            if isinstance(encoders, dict):
-                encoders = encoders.get("forward")
-            return {"forward": str(encoders) if encoders else ""}
-        if self.config.strategy == "scratch":
-            return {}
-        encoders = self.encoders
-        if encoders is None:
-            raise ConfigError(f"strategy {self.config.strategy!r} needs pretrained encoders "
-                             f"(encoders={{'forward': path}}); use strategy='scratch' to train without")
-        if isinstance(encoders, (str, Path)):
-            encoders = {"forward": encoders}
-        missing = [d for d in self.config.directions if d not in encoders]
-        if missing:
-            raise ConfigError(f"no encoder given for direction(s) {missing}")
-        return {d: Path(encoders[d]) for d in self.config.directions}
+    def backbone(self) -> ClassifierBackbone:
+        """The backbone ``model_config`` is the architecture section of."""
+        return backbone_for(self.model_config)
 
     def fit(self, X, y=None, valid: tuple | None = None) -> "TextClassifier":
         """Train on texts ``X`` with labels ``y`` (or a Dataset / DatasetDict with text and label).
@@ -321,7 +123,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         the strategy is chosen on a split of ``X`` alone (:func:`ulmtl.selection.fit_auto`); ``valid``
         serves the refit's per-epoch reports only, so it stays an independent check of the choice.
         """
-        texts, labels, names = _texts_and_labels(X, y)
+        texts, labels, names = texts_and_labels(X, y)
         if labels is None:
             raise DataError("fit needs labels: pass y, or a dataset with a 'label' column")
         self.multilabel_ = isinstance(labels[0], tuple)
@@ -344,26 +146,23 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                             f"a classifier needs two or more")
         valid_ids = None
         if valid is not None:
-            valid_texts, valid_labels, _ = _texts_and_labels(valid[0], valid[1])
+            valid_texts, valid_labels, _ = texts_and_labels(valid[0], valid[1])
             valid_ids = self._encode_labels(valid_labels, where="validation")
         if self.config.strategy == "auto":
             if self.multilabel_:
                 raise ConfigError("classifier.strategy=auto chooses among strategies by accuracy on single-label "
                                   "data; for multi-label data choose finetune, feature_extraction or scratch")
             return fit_auto(self, texts, self.classes_[label_ids].tolist(), lambda clf: clf.fit(X, y, valid))
+        backbone = self.backbone
+        backbone.check(self.config, self.model_config, self.multilabel_)
         set_seed(self.config.seed)
         self.device_ = prepare_torch()
-        paths = self._encoder_paths()
-        if self.is_transformer:
-            self._check_transformer_config()
-            fitted = {"forward": self._fit_transformer(paths["forward"], texts, label_ids,
-                                                       None if valid is None else (valid_texts, valid_ids))}
-        else:
-            tokens = tokenize_texts(texts, batch_size=self.tokenizer.batch_size)
-            valid_tokens = tokenize_texts(valid_texts) if valid is not None else None
-            fitted = {direction: self._fit_direction(direction, paths.get(direction), tokens, label_ids,
-                                                     valid_tokens, valid_ids)
-                      for direction in self.config.directions}
+        sources = backbone.sources(self.encoders, self.config)
+        inputs = backbone.prepare(texts, self.tokenizer)
+        valid_inputs = backbone.prepare(valid_texts, self.tokenizer) if valid is not None else None
+        fitted = {direction: self._fit_direction(backbone, direction, source, inputs, label_ids, valid_inputs,
+                                                 valid_ids)
+                  for direction, source in sources.items()}
         # Set only once every direction is trained: a fit that fails leaves no half-fitted classifier.
         self.vocabs_, self.models_, self.history_, self.model_configs_ = (
             {d: parts[i] for d, parts in fitted.items()} for i in range(4))
@@ -407,94 +206,39 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                             invert_arg=True, flatten=False, name="micro_f1", average="micro", zero_division=0)
         return BCEWithLogitsLossFlat(), [micro]
 
-    def _fit_direction(self, direction, encoder_path, tokens, label_ids, valid_tokens, valid_ids) -> tuple:
-        """(vocabulary, trained model, history, model config) of one direction."""
+    def _fit_direction(self, backbone: ClassifierBackbone, direction: str, source, inputs: list,
+                       label_ids: np.ndarray, valid_inputs: list | None, valid_ids) -> tuple:
+        """(vocab, trained model, history, settings) of one direction's classifier on ``backbone``."""
         config = self.config
-        if encoder_path is None:
-            from collections import Counter
-            counts = Counter(t for doc in tokens for t in doc)
-            vocab = Vocab.build(counts, self.tokenizer.max_vocab, self.tokenizer.min_freq)
-            model_config, state = self.model_config, None
-        else:
-            checkpoint, vocab = read_checkpoint(encoder_path)
-            if checkpoint.kind != "lm":
-                raise CheckpointError(f"{encoder_path}: expected a language-model checkpoint, "
-                                      f"found kind {checkpoint.kind!r}")
-            saved_direction = checkpoint.config.get("direction", "forward")
-            if saved_direction != direction:
-                raise CheckpointError(f"{encoder_path}: a {saved_direction} LM cannot serve as the "
-                                      f"{direction} encoder")
-            state = encoder_state(checkpoint.state_dict)
-            model_config = self.model_config.with_architecture_of(checkpoint.config["model"])
-            if model_config != self.model_config and self.verbose:
-                print(f"ulmtl: the {direction} classifier takes its architecture from {encoder_path} "
-                      f"({architecture(model_config)}), not the run's ({architecture(self.model_config)})",
-                      flush=True)
+        vocab, model, settings = backbone.build(direction, source, inputs, len(self.classes_), self.model_config,
+                                                config, self.tokenizer, self.verbose)
         backwards = direction == "backward"
-        docs = [np.asarray(vocab.numericalize(doc), dtype=np.int64) for doc in tokens]
+        docs = backbone.encode(vocab, inputs, config)
         rank, processes = world()
-        collate = partial(pad_chunked, pad_id=vocab.pad_id, bptt=config.bptt)
+        collate = backbone.collate(vocab, config)
         train = ClassificationLoader(docs, label_ids, config.batch_size, shuffle=True, seed=config.seed,
                                      backwards=backwards, rank=rank, world_size=processes, collate=collate)
-        if valid_tokens is not None:
-            valid_docs = [np.asarray(vocab.numericalize(d), dtype=np.int64) for d in valid_tokens]
-            valid = ClassificationLoader(valid_docs, valid_ids, config.batch_size, backwards=backwards,
-                                         collate=collate)
+        if valid_inputs is not None:
+            valid = ClassificationLoader(backbone.encode(vocab, valid_inputs, config), valid_ids, config.batch_size,
+                                         backwards=backwards, collate=collate)
         else:
             valid = ClassificationLoader(docs[:1], label_ids[:1], 1, collate=collate)
-        model = build_classifier(len(vocab), len(self.classes_), model_config, config)
-        if state is not None:
-            load_encoder(model, state)
-        precision = resolve_precision(model_config.precision, self.device_)
+        before = backbone.before_training(model, vocab, docs, label_ids, settings, config, self.multilabel_,
+                                          self.device_, self._stage_log)
+        precision = resolve_precision(settings.precision, self.device_, bf16_pays_on_cpu=backbone.bf16_pays_on_cpu)
         loss, metrics = self._loss_and_metrics()
-        learn = make_learner(train, valid, model, classifier_layer_groups, config, metrics=metrics,
+        learn = make_learner(train, valid, model, backbone.layer_groups(settings), config, metrics=metrics,
                              device=self.device_, progress=False, precision=precision,
                              stage=f"classifier training ({direction})",
-                             callbacks=training_callbacks(model, config.ar_alpha, config.tar_beta, precision),
-                             loss_func=loss)
-        return (vocab, *self._train(learn, direction, has_valid=valid_tokens is not None), model_config)
+                             callbacks=backbone.callbacks(model, config, precision),
+                             train_norms=backbone.train_norms, loss_func=loss)
+        model, history = self._train(learn, direction, has_valid=valid_inputs is not None,
+                                     head_features=backbone.head_features(learn, settings, self.device_))
+        return vocab, model, before + history, settings
 
-    def _fit_transformer(self, source, texts, label_ids, valid) -> tuple:
-        """(tokenizer, trained model, history, settings) of the classifier on a transformer encoder."""
-        config, settings = self.config, self.model_config
-        where, description = transformer.resolve_encoder(source)
-        if self.verbose and is_main():
-            print(f"ulmtl: classifier on {description}" + (" (architecture only: strategy scratch)"
-                  if config.strategy == "scratch" else ""), flush=True)
-        tokenizer = transformer.load_tokenizer(where)
-        model = transformer.build_classifier(where, tokenizer, len(self.classes_), settings, config.head_hidden,
-                                             config.head_dropout, pretrained=config.strategy != "scratch")
-        collate = partial(transformer.pad_right, pad_id=tokenizer.pad_token_id)
-        docs = transformer.encode_texts(tokenizer, texts, config.max_len)
-        rank, processes = world()
-        train = ClassificationLoader(docs, label_ids, config.batch_size, shuffle=True, seed=config.seed,
-                                     rank=rank, world_size=processes, collate=collate)
-        if valid is not None:
-            valid_loader = ClassificationLoader(transformer.encode_texts(tokenizer, valid[0], config.max_len),
-                                                valid[1], config.batch_size, collate=collate)
-        else:
-            valid_loader = ClassificationLoader(docs[:1], label_ids[:1], 1, collate=collate)
-        contrastive = []
-        if self.multilabel_ and settings.contrastive == "on":
-            raise ConfigError("transformer.contrastive=on pairs texts by their one label; multi-label data has "
-                              "label sets: set it to off (auto skips the stage for multi-label data)")
-        if not self.multilabel_ and wants_contrastive(settings, len(docs)):
-            log = TrainingLog(self.log_path, label="contrastive").write if self.verbose else None
-            contrastive.append(contrastive_finetune(model.encoder, transformer.special_ids(tokenizer), docs,
-                                                    label_ids, settings, config.seed, self.device_, log))
-        groups = partial(transformer.classifier_groups, block_groups=settings.block_groups)
-        loss, metrics = self._loss_and_metrics()
-        precision = resolve_precision(settings.precision, self.device_, bf16_pays_on_cpu=True)
-        learn = make_learner(train, valid_loader, model, groups, config, metrics=metrics, device=self.device_,
-                             progress=False, precision=precision,
-                             stage="classifier training (transformer)",
-                             train_norms=False, loss_func=loss)  # a frozen block's LayerNorms stay frozen
-        cached = None
-        if settings.cache_features:
-            bf16 = resolve_precision(settings.precision, self.device_, bf16_pays_on_cpu=True) == "bf16"
-            cached = partial(transformer.head_on_cached_features, learn, bf16)
-        model, history = self._train(learn, "forward", has_valid=valid is not None, head_features=cached)
-        return tokenizer, model, contrastive + history, settings
+    def _stage_log(self, label: str):
+        """The progress writer of a stage before the classifier's (None when not verbose)."""
+        return TrainingLog(self.log_path, label=label).write if self.verbose else None
 
     def _train(self, learn, direction: str, has_valid: bool, head_features=None) -> tuple:
         """Run the training plan on ``learn``: (the trained model, what each stage trained and how).
@@ -537,9 +281,9 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         """Class probabilities of each direction's classifier, in the order of ``X`` (multi-label:
         each label's sigmoid probability)."""
         self._check_fitted()
-        texts, _, _ = _texts_and_labels(X, None)
-        tokens = texts if self.is_transformer else tokenize_texts(texts, batch_size=self.tokenizer.batch_size)
-        return {direction: self._direction_proba(direction, model, tokens, batch_size)
+        texts, _, _ = texts_and_labels(X, None)
+        inputs = self.backbone.prepare(texts, self.tokenizer)
+        return {direction: self._direction_proba(direction, model, inputs, batch_size)
                 for direction, model in self.models_.items()}
 
     def predict_proba(self, X, batch_size: int | None = None) -> np.ndarray:
@@ -548,31 +292,24 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         by_direction = self.predict_proba_by_direction(X, batch_size)
         return sum(by_direction.values()) / len(by_direction)
 
-    def _direction_proba(self, direction, model, texts_or_tokens, batch_size) -> np.ndarray:
+    def _direction_proba(self, direction, model, inputs, batch_size) -> np.ndarray:
+        backbone, vocab = self.backbone, self.vocabs_[direction]
         batch_size = batch_size or self.config.batch_size * 2
-        if self.is_transformer:
-            tokenizer = self.vocabs_[direction]
-            docs = transformer.encode_texts(tokenizer, texts_or_tokens, self.config.max_len)
-            loader = ClassificationLoader(docs, None, batch_size,
-                                          collate=partial(transformer.pad_right, pad_id=tokenizer.pad_token_id))
-        else:
-            vocab = self.vocabs_[direction]
-            docs = [np.asarray(vocab.numericalize(d), dtype=np.int64) for d in texts_or_tokens]
-            loader = ClassificationLoader(docs, None, batch_size, backwards=direction == "backward",
-                                          collate=partial(pad_chunked, pad_id=vocab.pad_id, bptt=self.config.bptt))
+        docs = backbone.encode(vocab, inputs, self.config)
+        loader = ClassificationLoader(docs, None, batch_size, backwards=direction == "backward",
+                                      collate=backbone.collate(vocab, self.config))
         if getattr(self, "quantized_", False):
             device, precision = torch.device("cpu"), "fp32"  # int8 kernels take fp32 activations
         else:
             device = next(model.parameters()).device
             precision = resolve_precision(self.model_configs_[direction].precision, device,
-                                          bf16_pays_on_cpu=self.is_transformer)
-        if precision == "bf16" and not self.is_transformer:
-            use_autocast_lstm(model)
+                                          bf16_pays_on_cpu=backbone.bf16_pays_on_cpu)
+        model = backbone.ready(model, precision)
         outputs = []
         model.eval()
         with torch.inference_mode(), autocast(precision, device):
             for (x,) in loader:
-                logits = model(x.to(device)) if self.is_transformer else classifier_logits(model, x.to(device))
+                logits = backbone.logits(model, x.to(device))
                 scores = torch.sigmoid(logits.float()) if self.multilabel_ else torch.softmax(logits.float(), dim=-1)
                 outputs.append(scores.cpu().numpy())
         probs = np.empty((len(docs), len(self.classes_)), dtype=np.float64)
@@ -586,16 +323,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         bf16. Predictions can differ slightly from the fp32 model's; ``benchmarks/speed.py`` reports
         by how much. A quantized classifier predicts only: it cannot be saved or trained further."""
         self._check_fitted()
-        if not self.is_transformer:
-            raise ConfigError("int8 prediction is available for the transformer backbone only (the AWD-LSTM's "
-                              "weight-dropped LSTMs have no dynamic int8 form)")
-        import warnings
-        from torch.ao.quantization import quantize_dynamic
-        with warnings.catch_warnings():  # torch points eager-mode quantization users at torchao
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.simplefilter("ignore", UserWarning)
-            self.models_ = {d: quantize_dynamic(m.cpu().eval(), {torch.nn.Linear}, dtype=torch.qint8)
-                            for d, m in self.models_.items()}
+        self.models_ = {d: self.backbone.quantize_int8(m) for d, m in self.models_.items()}
         self.quantized_ = True
         return self
 
@@ -612,7 +340,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         """Accuracy on texts ``X`` with labels ``y`` (or a labelled Dataset); multi-label: subset
         accuracy, the share of texts whose predicted set of labels is exactly theirs."""
         self._check_fitted()
-        texts, labels, names = _texts_and_labels(X, y)
+        texts, labels, names = texts_and_labels(X, y)
         if labels is None:
             raise DataError("score needs labels")
         if self.multilabel_:
@@ -631,166 +359,13 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         ``README.md`` (with ``metrics``, e.g. the test block of a run's metrics.json, and ``facts``,
         extra lines about the training data and pretrained model, when given), then
         ``classifier.json``, the record that the folder is complete and which save (``run_id``, a
-        fresh one if not given) wrote it. Folders of directions this classifier lacks are removed."""
+        fresh one if not given) wrote it. Folders of directions this classifier lacks are removed
+        (:func:`ulmtl.classifier_checkpoint.save_classifier`)."""
         self._check_fitted()
-        if getattr(self, "quantized_", False):
-            raise ConfigError("an int8-quantized classifier cannot be saved: save the classifier before "
-                              "quantize_int8(), and quantize it again after loading")
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        run_id = run_id or uuid.uuid4().hex
-        index = folder / INDEX_FILE
-        index.unlink(missing_ok=True)  # incomplete until the new record is written
-        backbone = "transformer" if self.is_transformer else "awd_lstm"
-        if self.is_transformer:
-            config = CheckpointRecord(kind="classifier", backbone=backbone, direction="forward",
-                                      classes=self.classes_.tolist(), multilabel=self.multilabel_,
-                                      threshold=self.threshold_, transformer=self.model_config,
-                                      classifier=self.config, history=self.history_.get("forward", []),
-                                      train_counts=self.train_counts_, selection=self.selection_,
-                                      run_id=run_id)
-            transformer.save_classifier(folder / "forward", self.models_["forward"], self.vocabs_["forward"],
-                                        config)
-        for direction, model in ({} if self.is_transformer else self.models_).items():
-            config = CheckpointRecord(kind="classifier", direction=direction, classes=self.classes_.tolist(),
-                                      multilabel=self.multilabel_, threshold=self.threshold_,
-                                      model=self.model_configs_[direction], classifier=self.config,
-                                      tokenizer=self.tokenizer, history=self.history_.get(direction, []),
-                                      train_counts=self.train_counts_, selection=self.selection_,
-                                      run_id=run_id)
-            save_checkpoint(folder / direction, model.state_dict(), self.vocabs_[direction].itos, config)
-        for direction in DIRECTIONS:
-            stale = folder / direction
-            if direction not in self.models_ and (stale / WEIGHTS_FILE).exists():
-                shutil.rmtree(stale)
-        (folder / CARD_FILE).write_text(model_card(self, metrics, facts or {}, command_line()))
-        partial = index.with_name(index.name + f".tmp-{os.getpid()}")
-        partial.write_text(json.dumps({"directions": list(self.models_), "backbone": backbone, "run_id": run_id}))
-        os.replace(partial, index)
-        return folder
+        return save_classifier(self, folder, run_id, metrics, facts)
 
     @classmethod
     def load(cls, folder: str | Path) -> "TextClassifier":
         """Load a classifier written by :meth:`save` (no unpickling); a folder whose save did not
         finish, or that mixes two saves, is refused."""
-        folder = Path(folder)
-        index = folder / INDEX_FILE
-        if not index.exists():
-            raise CheckpointError(f"{folder}: no {INDEX_FILE}; not a saved TextClassifier, or its save did "
-                                  f"not finish")
-        try:
-            record = json.loads(index.read_text())
-        except json.JSONDecodeError as err:
-            raise CheckpointError(f"{index}: invalid JSON ({err})") from None
-        if not isinstance(record, dict):
-            raise CheckpointError(f"{index}: expected a JSON object, got {type(record).__name__}")
-        run_id = record.get("run_id")
-        if not isinstance(run_id, str) or not run_id:
-            raise CheckpointError(f"{index}: no completion record (field 'run_id'): the save that wrote "
-                                  f"{folder} did not finish, or an older ulmtl wrote it; save it again")
-        directions = record.get("directions")
-        if not isinstance(directions, list) or not directions \
-                or any(d not in DIRECTIONS for d in directions) or len(set(directions)) != len(directions):
-            raise CheckpointError(f"{index}: field 'directions' must list 'forward' and/or 'backward', "
-                                  f"got {directions!r}")
-        if record.get("backbone") == "transformer":
-            return cls._load_transformer(folder, run_id)
-        clf = None
-        for direction in directions:
-            checkpoint, vocab = read_checkpoint(folder / direction)
-            where = folder / direction / CONFIG_FILE
-            if checkpoint.kind != "classifier":
-                raise CheckpointError(f"{folder / direction}: not a classifier checkpoint")
-            config = checkpoint.config
-            for key in ("classes", "classifier", "model", "tokenizer"):
-                if key not in config:
-                    raise CheckpointError(f"{where}: missing field {key!r}")
-            if config.get("run_id") != run_id:
-                raise CheckpointError(f"{where}: field 'run_id' is {config.get('run_id')!r} but {index} "
-                                      f"records {run_id!r}: the folder mixes two saves")
-            classes = config["classes"]
-            if not isinstance(classes, list) or len(classes) < 2 \
-                    or len(set(map(str, classes))) != len(classes):
-                raise CheckpointError(f"{where}: field 'classes' must list two or more distinct classes, "
-                                      f"got {classes!r}")
-            model_config = _saved_section(ModelConfig, config, "model", where)
-            if clf is None:
-                clf = cls(_saved_section(ClassifierConfig, config, "classifier", where),
-                          tokenizer=_saved_section(TokenizerConfig, config, "tokenizer", where))
-                clf.classes_ = np.array(classes)
-                clf.multilabel_, clf.threshold_ = _saved_label_mode(config, where)
-                clf.vocabs_, clf.models_, clf.model_configs_, clf.history_ = {}, {}, {}, {}
-            elif classes != clf.classes_.tolist():
-                raise CheckpointError(f"{where}: field 'classes' differs from the {directions[0]} "
-                                      f"classifier's")
-            model = build_classifier(len(vocab), len(clf.classes_), model_config, clf.config)
-            try:
-                result = model.load_state_dict(checkpoint.state_dict, strict=False)
-            except RuntimeError as err:  # tensors of other shapes than the saved config makes
-                raise CheckpointError(f"{folder / direction}: weights do not fit the saved config "
-                                      f"({str(err).splitlines()[-1].strip()[:300]})") from None
-            if result.missing_keys or result.unexpected_keys:
-                raise CheckpointError(f"{folder / direction}: weights do not fit the saved config "
-                                      f"(missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]})")
-            model.eval()
-            clf.vocabs_[direction] = vocab
-            clf.models_[direction] = model
-            clf.model_configs_[direction] = model_config
-            clf.history_[direction] = config.get("history", [])
-            clf.train_counts_ = config.get("train_counts", {})
-            clf.selection_, clf.chosen_strategy_ = restore(config, clf.config.strategy, where)
-        return clf
-
-    @classmethod
-    def _load_transformer(cls, folder: Path, run_id: str) -> "TextClassifier":
-        path = folder / "forward"
-        where = path / CONFIG_FILE
-        try:
-            config = json.loads(where.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise CheckpointError(f"{where}: cannot be read ({err})") from None
-        if not isinstance(config, dict):
-            raise CheckpointError(f"{where}: expected a JSON object, got {type(config).__name__}")
-        for key in ("classes", "classifier", "transformer"):
-            if key not in config:
-                raise CheckpointError(f"{where}: missing field {key!r}")
-        if config.get("run_id") != run_id:
-            raise CheckpointError(f"{where}: field 'run_id' is {config.get('run_id')!r} but the index records "
-                                  f"{run_id!r}: the folder mixes two saves")
-        settings = _saved_section(TransformerConfig, config, "transformer", where)
-        clf = cls(_saved_section(ClassifierConfig, config, "classifier", where), model_config=settings)
-        clf.classes_ = np.array(config["classes"])
-        clf.multilabel_, clf.threshold_ = _saved_label_mode(config, where)
-        model, tokenizer = transformer.load_classifier(path, len(clf.classes_), settings, clf.config.head_hidden,
-                                                       clf.config.head_dropout)
-        clf.vocabs_, clf.models_ = {"forward": tokenizer}, {"forward": model}
-        clf.model_configs_, clf.history_ = {"forward": settings}, {"forward": config.get("history", [])}
-        clf.train_counts_ = config.get("train_counts", {})
-        clf.selection_, clf.chosen_strategy_ = restore(config, clf.config.strategy, where)
-        return clf
-
-
-def _saved_label_mode(config: dict, where: Path) -> tuple[bool, float | None]:
-    """(multilabel, threshold) of a saved classifier config; single-label when not recorded (saved by an
-    older ulmtl)."""
-    multilabel, threshold = config.get("multilabel", False), config.get("threshold")
-    if not isinstance(multilabel, bool):
-        raise CheckpointError(f"{where}: field 'multilabel' must be true or false, got {multilabel!r}")
-    if not multilabel:
-        return False, None
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
-        raise CheckpointError(f"{where}: field 'threshold' of a multi-label classifier must be a number in "
-                              f"(0, 1), got {threshold!r}")
-    return True, float(threshold)
-
-
-def _saved_section(cls, config: dict, key: str, where: Path):
-    """Section ``key`` of a saved checkpoint config as dataclass ``cls``; a CheckpointError naming
-    the file and field when it does not fit."""
-    if not isinstance(config[key], dict):
-        raise CheckpointError(f"{where}: field {key!r} must be a JSON object, "
-                              f"got {type(config[key]).__name__}")
-    try:
-        return from_dict(cls, config[key], f"{key}.")
-    except (ConfigError, TypeError) as err:
-        raise CheckpointError(f"{where}: {err}") from None
+        return load_classifier(cls, folder)

@@ -161,7 +161,7 @@ def threshold_of(clf, threshold: float | None) -> float | None:
 
 def model_folder(path: str) -> Path:
     """The classifier folder of ``path``: the folder itself, or a run folder's ``model/``."""
-    from ulmtl.classify import INDEX_FILE
+    from ulmtl.classifier_checkpoint import INDEX_FILE
     folder = Path(path)
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: no such folder; give a run folder or its model/ folder")
@@ -332,7 +332,7 @@ def _evaluate(args: argparse.Namespace, extra: list[str]) -> None:
 
 
 def _info(args: argparse.Namespace, extra: list[str]) -> None:
-    from ulmtl.classify import CARD_FILE
+    from ulmtl.classifier_checkpoint import CARD_FILE
     folder = model_folder(args.model)
     card = folder / CARD_FILE
     if not card.exists():

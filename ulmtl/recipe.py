@@ -34,9 +34,10 @@ from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_
 
 from ulmtl.backbones.transformer import resolve_encoder
 from ulmtl.checkpoint import CheckpointError, load_checkpoint
-from ulmtl.classify import TextClassifier, check_label_mode
+from ulmtl.classify import TextClassifier
 from ulmtl.config import ConfigError, PretrainConfig, RecipeConfig, save_config, to_dict
 from ulmtl.datasets import DataError, LoadReport, load_dataset, read_files, stratified_split
+from ulmtl.labels import check_label_mode
 from ulmtl.datasets.layout import label_names, strata
 from ulmtl.distributed import barrier, from_main_process, is_main, main_process_first, setup
 from ulmtl.finetune import finetune_lm

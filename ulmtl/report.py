@@ -25,7 +25,7 @@ TEXT_CHARS = 200  # of each text shown in the top-losses table
 # --------------------------------------------------------------------------- describing a classifier
 
 def backbone_of(classifier) -> str:
-    return "transformer" if classifier.is_transformer else "awd_lstm"
+    return classifier.backbone.name
 
 
 def pretrained_of(classifier) -> str:
@@ -33,7 +33,7 @@ def pretrained_of(classifier) -> str:
     if classifier.chosen_strategy_ == "scratch":
         return "none (strategy scratch: random initial weights)"
     encoders = classifier.encoders
-    if classifier.is_transformer:
+    if backbone_of(classifier) == "transformer":
         source = encoders.get("forward") if isinstance(encoders, dict) else encoders
         return f"{BUNDLED_NAME} (bundled)" if not source or str(source) == "bundled" else str(source)
     if encoders is None:

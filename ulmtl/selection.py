@@ -183,8 +183,8 @@ def with_strategy(config, strategy: str):
 def candidates_for(classifier) -> list[Candidate]:
     """The strategies of ``classifier``'s backbone, cheapest first. The transformer's are always
     available (scratch takes its architecture); the AWD-LSTM's pretrained ones need ``encoders``."""
-    backbone = "transformer" if classifier.is_transformer else "awd_lstm"
-    needs_encoders = not classifier.is_transformer and classifier.encoders is None
+    backbone = classifier.backbone.name
+    needs_encoders = backbone == "awd_lstm" and classifier.encoders is None
     return [Candidate(backbone, strategy, "no pretrained encoders given (encoders=None)"
                       if needs_encoders and strategy != "scratch" else "") for strategy in STRATEGIES]
 

@@ -16,6 +16,8 @@ Reading fastai's own files is :mod:`ulmtl.fastai_files`.
 """
 from __future__ import annotations
 
+from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +28,11 @@ from fastai.text.models.awdlstm import AWD_LSTM, awd_lstm_clas_split, awd_lstm_l
 from fastai.text.models.core import get_language_model, get_text_classifier
 from torch import nn
 
-from ulmtl.checkpoint import VOCAB_FILE, WEIGHTS_FILE, Checkpoint, CheckpointError, load_checkpoint
-from ulmtl.config import ClassifierConfig, ModelConfig
-from ulmtl.text import PAD, UNK, Vocab
+from ulmtl.checkpoint import (
+    VOCAB_FILE, WEIGHTS_FILE, Checkpoint, CheckpointError, CheckpointRecord, load_checkpoint, save_checkpoint,
+)
+from ulmtl.config import ClassifierConfig, ConfigError, ModelConfig, TokenizerConfig, architecture
+from ulmtl.text import PAD, UNK, Vocab, tokenize_texts
 
 
 # --------------------------------------------------------------------------- networks
@@ -337,3 +341,114 @@ def use_autocast_lstm(module: nn.Module) -> nn.Module:
         if type(child) is nn.LSTM:
             child.__class__ = AutocastLSTM
     return module
+
+
+# --------------------------------------------------------------------------- the classifier's backbone
+
+class AwdLstmBackbone:
+    """The AWD-LSTM as :class:`~ulmtl.classify.TextClassifier`'s backbone (a
+    :class:`~ulmtl.backbones.ClassifierBackbone`): one classifier per direction on spaCy tokens and
+    its own :class:`~ulmtl.text.Vocab`, BPT3C batches, AR / TAR."""
+
+    name = "awd_lstm"
+    settings_type = ModelConfig
+    sections = ("model", "tokenizer")
+    bf16_pays_on_cpu = False
+    train_norms = True
+
+    def check(self, config: ClassifierConfig, settings: ModelConfig, multilabel: bool) -> None:
+        """Every classifier setting acts on the AWD-LSTM."""
+
+    def sources(self, encoders, config: ClassifierConfig) -> dict[str, Path | None]:
+        """Each direction's LM checkpoint folder (a single path: the forward one); None for scratch."""
+        if config.strategy == "scratch":
+            return {direction: None for direction in config.directions}
+        if encoders is None:
+            raise ConfigError(f"strategy {config.strategy!r} needs pretrained encoders "
+                              f"(encoders={{'forward': path}}); use strategy='scratch' to train without")
+        if isinstance(encoders, (str, Path)):
+            encoders = {"forward": encoders}
+        missing = [d for d in config.directions if d not in encoders]
+        if missing:
+            raise ConfigError(f"no encoder given for direction(s) {missing}")
+        return {d: Path(encoders[d]) for d in config.directions}
+
+    def prepare(self, texts: list[str], tokenizer: TokenizerConfig) -> list[list[str]]:
+        return tokenize_texts(texts, batch_size=tokenizer.batch_size)
+
+    def build(self, direction: str, source: Path | None, inputs: list[list[str]], n_classes: int,
+              settings: ModelConfig, config: ClassifierConfig, tokenizer: TokenizerConfig,
+              verbose: bool) -> tuple[Vocab, nn.Module, ModelConfig]:
+        """Without ``source``: a vocabulary of the training tokens and random weights; with it, the
+        LM's vocabulary, architecture and encoder weights."""
+        if source is None:
+            counts = Counter(t for doc in inputs for t in doc)
+            vocab = Vocab.build(counts, tokenizer.max_vocab, tokenizer.min_freq)
+            model_config, state = settings, None
+        else:
+            checkpoint, vocab = read_checkpoint(source)
+            if checkpoint.kind != "lm":
+                raise CheckpointError(f"{source}: expected a language-model checkpoint, "
+                                      f"found kind {checkpoint.kind!r}")
+            saved_direction = checkpoint.config.get("direction", "forward")
+            if saved_direction != direction:
+                raise CheckpointError(f"{source}: a {saved_direction} LM cannot serve as the "
+                                      f"{direction} encoder")
+            state = encoder_state(checkpoint.state_dict)
+            model_config = settings.with_architecture_of(checkpoint.config["model"])
+            if model_config != settings and verbose:
+                print(f"ulmtl: the {direction} classifier takes its architecture from {source} "
+                      f"({architecture(model_config)}), not the run's ({architecture(settings)})", flush=True)
+        model = build_classifier(len(vocab), n_classes, model_config, config)
+        if state is not None:
+            load_encoder(model, state)
+        return vocab, model, model_config
+
+    def layer_groups(self, settings: ModelConfig):
+        return classifier_layer_groups
+
+    def encode(self, vocab: Vocab, inputs: list[list[str]], config: ClassifierConfig) -> list[np.ndarray]:
+        return [np.asarray(vocab.numericalize(doc), dtype=np.int64) for doc in inputs]
+
+    def collate(self, vocab: Vocab, config: ClassifierConfig):
+        return partial(pad_chunked, pad_id=vocab.pad_id, bptt=config.bptt)
+
+    def callbacks(self, model: nn.Module, config: ClassifierConfig, precision: str) -> list[Callback]:
+        return training_callbacks(model, config.ar_alpha, config.tar_beta, precision)
+
+    def before_training(self, model, vocab, docs, label_ids, settings, config, multilabel, device, log) -> list[dict]:
+        return []
+
+    def head_features(self, learn, settings: ModelConfig, device: torch.device) -> None:
+        return None
+
+    def ready(self, model: nn.Module, precision: str) -> nn.Module:
+        return use_autocast_lstm(model) if precision == "bf16" else model
+
+    def logits(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return classifier_logits(model, x)
+
+    def quantize_int8(self, model: nn.Module) -> nn.Module:
+        raise ConfigError("int8 prediction is available for the transformer backbone only (the AWD-LSTM's "
+                          "weight-dropped LSTMs have no dynamic int8 form)")
+
+    def save(self, folder: Path, model: nn.Module, vocab: Vocab, record: CheckpointRecord) -> None:
+        save_checkpoint(folder, model.state_dict(), vocab.itos, record)
+
+    def open(self, folder: Path) -> tuple[dict, tuple[Checkpoint, Vocab]]:
+        checkpoint, vocab = read_checkpoint(folder)
+        return checkpoint.config, (checkpoint, vocab)
+
+    def restore(self, folder: Path, opened: tuple[Checkpoint, Vocab], n_classes: int, settings: ModelConfig,
+                config: ClassifierConfig) -> tuple[nn.Module, Vocab]:
+        checkpoint, vocab = opened
+        model = build_classifier(len(vocab), n_classes, settings, config)
+        try:
+            result = model.load_state_dict(checkpoint.state_dict, strict=False)
+        except RuntimeError as err:  # tensors of other shapes than the saved config makes
+            raise CheckpointError(f"{folder}: weights do not fit the saved config "
+                                  f"({str(err).splitlines()[-1].strip()[:300]})") from None
+        if result.missing_keys or result.unexpected_keys:
+            raise CheckpointError(f"{folder}: weights do not fit the saved config "
+                                  f"(missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]})")
+        return model.eval(), vocab

