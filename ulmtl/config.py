@@ -79,7 +79,7 @@ def limited(default, limit: Limit):
 
 Precision = Literal["fp32", "bf16", "auto"]
 Direction = Literal["forward", "backward"]
-Schedule = Literal["stlr", "one_cycle", "constant"]  # ulmtl.schedule.schedule_value
+Schedule = Literal["stlr", "one_cycle", "constant", "linear"]  # ulmtl.schedule.schedule_value
 Strategy = Literal["finetune", "feature_extraction", "scratch", "auto"]  # "auto": ulmtl.selection
 Unfreezing = Literal["gradual", "chain_thaw"]
 LmTexts = Literal["task", "all"]
@@ -216,7 +216,9 @@ class OptimizerSettings:
     betas: tuple[float, float] = limited((0.7, 0.99), PROBABILITY)
     weight_decay: float = limited(0.01, NON_NEGATIVE)
     optimizer: Optimizer = "fastai_adam"
-    # Slanted triangular LRs: rise over the first cut_frac of training, from lr / ratio.
+    # Slanted triangular LRs (schedule "stlr"): rise over the first cut_frac of training, from
+    # lr / ratio. Schedule "linear" (Hugging Face's) rises from 0 over the first cut_frac, then
+    # falls to 0.
     cut_frac: float = limited(0.1, FRACTION)
     ratio: float = limited(32.0, AT_LEAST_1)
     # Multiplies the model's dropouts (ModelConfig.lm_*_p for an LM, clas_*_p for the classifier,
