@@ -87,6 +87,8 @@ Backbone = Literal["auto", "awd_lstm", "transformer"]
 # ulmtl.training.make_learner: fastai's Adam (one parameter at a time; no weight decay on norms and
 # biases) or torch's AdamW in one fused kernel over all parameters (weight decay on all of them).
 Optimizer = Literal["fastai_adam", "fused_adamw"]
+# What the transformer classifier's head reads of a document (ulmtl.backbones.transformer.pool).
+Pooling = Literal["concat", "first", "mean"]
 
 ARCHITECTURE = ("emb_size", "hidden_size", "n_layers")  # ModelConfig's fields a checkpoint fixes
 DEFAULT_THRESHOLD = 0.5  # of a multi-label classifier's per-label probabilities
@@ -146,6 +148,10 @@ class TransformerConfig:
     overlap: int = limited(64, NON_NEGATIVE)
     # Layer groups: the embeddings, the blocks in this many groups of consecutive layers, the head.
     block_groups: int = limited(3, AT_LEAST_1)
+    # The head's input: "concat" (ULMFiT's [first token of the first window, max and mean over the
+    # text tokens of all windows]), "first" (the first token only: only first windows are encoded)
+    # or "mean" (the mean only).
+    pooling: Pooling = "concat"
     # Dropout on the pooled features, before the head's hidden layer.
     pooled_dropout: float = limited(0.1, PROBABILITY)
     # Stage 2 (masked-LM fine-tuning): masking rate, tokens per row, and the epochs a new MLM head
