@@ -83,18 +83,22 @@ def read_results(path: str | Path, benchmark: str, quick: bool | None = None) ->
     return [r for r in rows if r.get("benchmark") == benchmark and (quick is None or r.get("quick", False) == quick)]
 
 
-def finished_row(path: str | Path, benchmark: str, key: dict) -> dict | None:
+def finished_row(path: str | Path, benchmark: str, key: dict, defaults: dict | None = None) -> dict | None:
     """The latest row of ``benchmark`` whose fields equal ``key`` (a finished run, so that a long grid
-    run again resumes where it stopped instead of repeating and double-counting runs)."""
-    rows = [r for r in read_results(path, benchmark) if all(r.get(k) == v for k, v in key.items())]
+    run again resumes where it stopped instead of repeating and double-counting runs); ``defaults``:
+    the value of a field that rows written before it existed lack."""
+    defaults = defaults or {}
+    rows = [r for r in read_results(path, benchmark)
+            if all(r.get(k, defaults.get(k)) == v for k, v in key.items())]
     return rows[-1] if rows else None
 
 
-def same_run_row(path: str | Path, benchmark: str, key: dict, same_run: dict[str, str]) -> dict | None:
+def same_run_row(path: str | Path, benchmark: str, key: dict, same_run: dict[str, str],
+                 defaults: dict | None = None) -> dict | None:
     """The finished row of the variant that is ``key["variant"]``'s configuration under another name
     (``same_run`` maps each such name to the other), so that it is run once and reported under both."""
     twin = same_run.get(key["variant"])
-    return finished_row(path, benchmark, {**key, "variant": twin}) if twin else None
+    return finished_row(path, benchmark, {**key, "variant": twin}, defaults) if twin else None
 
 
 def latest_per_run(rows: list[dict], fields: tuple[str, ...]) -> list[dict]:
@@ -103,7 +107,7 @@ def latest_per_run(rows: list[dict], fields: tuple[str, ...]) -> list[dict]:
     return list(latest.values())
 
 
-TRAINING_PREFIXES = ("--classifier.", "--finetune.")
+TRAINING_PREFIXES = ("--classifier.", "--finetune.", "--transformer.")
 
 
 def training_settings(overrides: list[str]) -> list[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ulmtl.config import RecipeConfig, apply_overrides
+from ulmtl.config import RecipeConfig, apply_overrides, to_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -28,6 +28,61 @@ def test_every_ablation_variant_is_a_valid_config(variant):
         assert config.finetune_lm is False
     if variant == "clas_chain_thaw":
         assert config.classifier.unfreezing == "chain_thaw" and not config.classifier.discriminative
+
+
+def flat(config) -> dict:
+    """Every field of a recipe config, sections as ``section.field``."""
+    out = {}
+    for key, value in to_dict(config).items():
+        out.update({f"{key}.{k}": v for k, v in value.items()} if isinstance(value, dict) else {key: value})
+    return out
+
+
+# What each transformer variant changes in the transformer's defaults (full mode; --quick: QUICK_CHANGES).
+TRANSFORMER_CHANGES = {
+    "lm_none": {"finetune_lm": False},
+    "full": {},
+    "all_at_once": {"classifier.unfreeze_plan": [0], "classifier.stage_epochs": [5],
+                    "classifier.stage_lr_mult": [1.0]},
+    "chain_thaw": {"classifier.unfreezing": "chain_thaw"},
+    "one_lr": {"classifier.discriminative": False},
+    "linear_schedule": {"classifier.schedule": "linear"},
+    "pool_first": {"transformer.pooling": "first"},
+    "pool_mean": {"transformer.pooling": "mean"},
+}
+QUICK_CHANGES = {"all_at_once": {"classifier.stage_epochs": [2]}}  # as many epochs as quick's 1 + 1
+
+
+@pytest.mark.parametrize("quick", [False, True], ids=["full", "quick"])
+@pytest.mark.parametrize("variant", sorted(bench("ablations").TRANSFORMER_VARIANTS))
+def test_every_transformer_ablation_variant_is_a_valid_config_that_changes_one_thing(variant, quick):
+    from ulmtl.cli import parse_args
+    from ulmtl.config import TRANSFORMER_CLASSIFIER
+    ablations = bench("ablations")
+    assert set(TRANSFORMER_CHANGES) == set(ablations.TRANSFORMER_VARIANTS)
+    base = ablations.base_argv("transformer", quick, [], 0, None)
+    defaults = parse_args(RecipeConfig(dataset="trec"), base)
+    config = parse_args(RecipeConfig(dataset="trec"),
+                        base + ablations.variant_argv("transformer", variant, quick))
+    # The transformer's defaults (ulmtl.config.backbone_defaults), the bundled encoder, the mode's sizes.
+    assert defaults.backbone == "transformer" and defaults.pretrained == ""
+    assert defaults.classifier.optimizer == "fused_adamw" and defaults.classifier.unfreeze_plan == (1, 0)
+    assert defaults.classifier.lr == TRANSFORMER_CLASSIFIER.lr and defaults.transformer.pooling == "concat"
+    assert (defaults.max_train, defaults.classifier.stage_epochs) == ((500, (1, 1)) if quick else (0, (1, 4)))
+    expected = {**TRANSFORMER_CHANGES[variant], **(QUICK_CHANGES.get(variant, {}) if quick else {})}
+    before, after = flat(defaults), flat(config)
+    assert {k: v for k, v in after.items() if before[k] != v} == expected
+
+
+def test_ablation_rows_without_a_backbone_are_the_awd_lstms(tmp_path):
+    from common import finished_row
+    ablations = bench("ablations")
+    results = tmp_path / "results.jsonl"
+    key = {"dataset": "trec", "variant": "lm_none", "seed": 0}
+    results.write_text(json.dumps({"benchmark": "ablation", **key, "error": 0.2}) + "\n")
+    defaults = ablations.ROW_DEFAULTS
+    assert finished_row(results, "ablation", {**key, "backbone": "awd_lstm"}, defaults)
+    assert finished_row(results, "ablation", {**key, "backbone": "transformer"}, defaults) is None
 
 
 def test_learning_curve_variants_and_quick_settings_are_valid_configs():
@@ -165,6 +220,25 @@ def test_with_all_labels_semi_supervised_reuses_the_finetune_run(shared_data, tm
     rows = [json.loads(line) for line in results.read_text().splitlines()]
     assert [(r["variant"], r["error"], r.get("same_run_as")) for r in rows] == \
         [("finetune", 0.2, None), ("semi_supervised", 0.2, "finetune")]
+
+
+def test_the_ablation_tables_keep_the_backbones_apart(tmp_path, capsys):
+    ablations = bench("ablations")
+    row = {"benchmark": "ablation", "dataset": "trec", "seed": 0, "quick": False, "settings": []}
+    rows = [{**row, "variant": "lm_none", "error": 0.2},  # written before rows named their backbone
+            {**row, "backbone": "transformer", "variant": "pool_mean", "error": 0.3},
+            {**row, "backbone": "transformer", "variant": "lm_none", "error": 0.1,
+             "settings": ["--transformer.window=128"]}]
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    awd_lstm = ablations.table(results, quick=False).splitlines()
+    assert awd_lstm[2:] == ["| lm_none | defaults | 0.200 (0.000) [1] |"]
+    assert ablations.table(results, quick=False, backbone="transformer").splitlines()[2:] == [
+        "| pool_mean | defaults | 0.300 (0.000) [1] |",
+        "| lm_none | --transformer.window=128 | 0.100 (0.000) [1] |"]
+    ablations.main(["--table", "--results", str(results)])
+    printed = capsys.readouterr().out
+    assert "awd_lstm:" in printed and "transformer:" in printed and "| pool_mean | defaults |" in printed
 
 
 def test_full_ulmfit_runs_once_for_both_ablation_tables(tmp_path, monkeypatch):

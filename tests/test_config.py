@@ -241,6 +241,16 @@ def test_parse_args_flags_smoke_and_value_forms():
     assert config.classifier.lr == 2e-3
 
 
+def test_parse_args_reads_overrides_that_fit_only_the_chosen_backbones_defaults(capsys):
+    # The transformer's plan has two stages (the recipe's own AWD-LSTM plan four): two epochs fit it.
+    config = parse_args(RecipeConfig(), ["--backbone=transformer", "--classifier.stage_epochs=1,1"])
+    assert config.backbone == "transformer"
+    assert config.classifier.unfreeze_plan == (1, 0) and config.classifier.stage_epochs == (1, 1)
+    with pytest.raises(SystemExit) as info:
+        parse_args(RecipeConfig(), ["--backbone=awd_lstm", "--classifier.stage_epochs=1,1"])
+    assert info.value.code == 2 and "config key 'classifier.stage_epochs'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("flag", ["--smoke=1", "--smoke=yes", "--smoke=True"])
 def test_parse_args_any_true_smoke_spelling_applies_smoke_overrides(flag):
     config = parse_args(RecipeConfig(), [flag], smoke_overrides=["--classifier.max_len=100"])

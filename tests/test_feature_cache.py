@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from ulmtl import TextClassifier
@@ -29,8 +30,10 @@ def encoded_rows(run) -> int:
     return sum(rows)
 
 
-def test_cached_features_equal_the_frozen_encoders_features_in_dataset_order(encoder_dir, tokenizer):
-    model = transformer.build_classifier(str(encoder_dir), tokenizer, 2, TransformerConfig(), 50, 0.1)
+@pytest.mark.parametrize("pooling", ["concat", "first", "mean"])
+def test_cached_features_equal_the_frozen_encoders_features_in_dataset_order(encoder_dir, tokenizer, pooling):
+    model = transformer.build_classifier(str(encoder_dir), tokenizer, 2, TransformerConfig(pooling=pooling),
+                                         50, 0.1)
     texts, _ = sentiment()
     docs = transformer.encode_texts(tokenizer, texts, 64)
     loader = ClassificationLoader(docs, np.zeros(len(docs)), 4, shuffle=True, seed=3,
@@ -42,6 +45,7 @@ def test_cached_features_equal_the_frozen_encoders_features_in_dataset_order(enc
     with torch.no_grad():
         one_by_one = np.concatenate([model.features(torch.tensor(d)[None]).numpy() for d in docs])
     assert np.allclose(cached, one_by_one, atol=1e-5)
+    assert cached.shape == (len(docs), {"concat": 96, "first": 32, "mean": 32}[pooling])
 
 
 def test_feature_extraction_runs_the_encoder_once_per_text_not_once_per_epoch(encoder_dir):
@@ -72,7 +76,6 @@ def test_the_cached_head_stage_trains_the_head_alone_and_predicts_with_the_whole
 
 
 def test_int8_prediction_stays_close_to_fp32_and_refuses_to_be_saved(encoder_dir, tmp_path):
-    import pytest
     from ulmtl.config import ConfigError
     texts, labels = sentiment()
     clf = TextClassifier(small_config(stage_epochs=(2, 2), lr=3e-3), encoders=encoder_dir,

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from ulmtl.schedule import (
-    chain_thaw_stages, discriminative_lrs, schedule_value, slanted_triangular, unfreezing_stages,
+    chain_thaw_stages, discriminative_lrs, linear_warmup_decay, schedule_value, slanted_triangular,
+    unfreezing_stages,
 )
 
 
@@ -72,6 +73,30 @@ def test_stlr_per_group_array():
         # The ratio between groups stays the discriminative decay.
         np.testing.assert_allclose(out[1:] / out[:-1], 2.6)
     np.testing.assert_allclose(slanted_triangular_at_step(10, 100, max_lrs), max_lrs)
+
+
+def test_linear_schedule_rises_from_zero_to_the_peak_then_falls_to_zero():
+    assert linear_warmup_decay(0.0, 0.01, 0.1) == 0.0
+    assert linear_warmup_decay(0.05, 0.01, 0.1) == pytest.approx(0.005)
+    assert linear_warmup_decay(0.1, 0.01, 0.1) == pytest.approx(0.01)
+    assert linear_warmup_decay(0.55, 0.01, 0.1) == pytest.approx(0.005)
+    assert linear_warmup_decay(1.0, 0.01, 0.1) == 0.0
+    assert linear_warmup_decay(1.5, 0.01, 0.1) == 0.0 and linear_warmup_decay(-0.5, 0.01, 0.1) == 0.0
+    max_lrs = np.array(discriminative_lrs(0.01, 3, 2.0))
+    for pct, scale in ((0.0, 0.0), (0.25, 1.0), (0.625, 0.5), (1.0, 0.0)):
+        np.testing.assert_allclose(schedule_value("linear", pct, max_lrs, 0.25, 32), max_lrs * scale, atol=1e-15)
+
+
+def test_linear_schedule_is_hugging_faces_linear_schedule_with_warmup():
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+    total, warmup = 40, 10
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.02)
+    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
+    for step in range(total + 1):
+        assert linear_warmup_decay(step / total, 0.02, warmup / total) == pytest.approx(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
 
 
 def test_discriminative_lrs():

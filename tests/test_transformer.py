@@ -172,6 +172,67 @@ def test_save_and_load_give_identical_predictions(encoder_dir, tmp_path):
     loaded = TextClassifier.load(tmp_path / "clf")
     np.testing.assert_array_equal(loaded.predict_proba(TEXTS), before)
     assert list(loaded.classes_) == ["neg", "pos"]
+    # A folder saved before TransformerConfig.pooling existed loads as concat pooling.
+    saved = tmp_path / "clf" / "forward" / "config.json"
+    record = json.loads(saved.read_text())
+    assert record["transformer"].pop("pooling") == "concat"
+    saved.write_text(json.dumps(record))
+    older = TextClassifier.load(tmp_path / "clf")
+    assert older.models_["forward"].pooling == "concat"
+    np.testing.assert_array_equal(older.predict_proba(TEXTS), before)
+
+
+def head_inputs(model) -> int:
+    """The width of the features the classifier's head reads (its first Linear layer's input)."""
+    return next(m for m in model.head.modules() if isinstance(m, torch.nn.Linear)).in_features
+
+
+def test_pool_reads_the_first_token_or_the_masked_mean_or_both_and_the_max():
+    # Two documents: 0 in windows 0 and 1, 1 in window 2. Each window: a first special token, text,
+    # a last special token (the mask's last 1), padding. Special tokens and padding are +-100 or
+    # 50, which no text-token pooling may see.
+    states = torch.tensor([[[1., 1.], [2., -2.], [4., 0.], [-100., -100.], [100., 100.]],
+                           [[50., 50.], [0., 6.], [6., -4.], [1., 1.], [-100., -100.]],
+                           [[3., 3.], [5., 7.], [-100., -100.], [100., 100.], [100., 100.]]])
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    documents = torch.tensor([0, 0, 1])
+    first = [[1., 1.], [3., 3.]]
+    mean = [[13 / 5, 1 / 5], [5., 7.]]  # document 0: (2, -2), (4, 0), (0, 6), (6, -4), (1, 1)
+    maximum = [[6., 6.], [5., 7.]]
+    pooled = {name: transformer.pool(states, mask, documents, 2, name).tolist()
+              for name in ("first", "mean", "concat")}
+    assert pooled["first"] == first
+    assert np.allclose(pooled["mean"], mean)
+    assert np.allclose(pooled["concat"], np.concatenate([first, maximum, mean], axis=1))
+
+
+def test_each_pooling_sizes_the_head_and_reads_its_part_of_the_concat_features(encoder_dir, tokenizer):
+    models = {name: transformer.build_classifier(str(encoder_dir), tokenizer, 2, TransformerConfig(
+        window=6, overlap=1, pooling=name), 50, 0.1).eval() for name in ("concat", "first", "mean")}
+    texts = ["what a great and fun plot boring dull cast who wrote", "a film"]
+    docs = transformer.encode_texts(tokenizer, texts, 0)
+    ids = torch.from_numpy(transformer.pad_right(docs, tokenizer.pad_token_id))
+    assert len(models["concat"].windows(ids)[2]) > 2  # the long text spans several windows
+    with torch.no_grad():
+        features = {name: model.features(ids) for name, model in models.items()}
+        assert models["mean"](ids).shape == (2, 2)
+    size = 32  # make_encoder's hidden size
+    for name, part, width in (("concat", slice(None), 3 * size), ("first", slice(0, size), size),
+                              ("mean", slice(2 * size, None), size)):
+        assert head_inputs(models[name]) == features[name].shape[1] == width
+        assert torch.allclose(features[name], features["concat"][:, part], atol=1e-5)
+
+
+def test_save_and_load_keep_mean_pooling_and_identical_predictions(encoder_dir, tmp_path):
+    texts, labels = sentiment()
+    clf = TextClassifier(small_config(stage_epochs=(1, 1)), encoders=encoder_dir,
+                         model_config=TransformerConfig(pooling="mean"), verbose=False).fit(texts, labels)
+    assert head_inputs(clf.models_["forward"]) == 32
+    before = clf.predict_proba(TEXTS)
+    clf.save(tmp_path / "clf")
+    loaded = TextClassifier.load(tmp_path / "clf")
+    assert loaded.models_["forward"].pooling == loaded.model_configs_["forward"].pooling == "mean"
+    np.testing.assert_array_equal(loaded.predict_proba(TEXTS), before)
 
 
 def test_scratch_keeps_the_architecture_but_not_the_weights(encoder_dir):

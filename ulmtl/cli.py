@@ -15,6 +15,8 @@ VALUE_KEYS = {"--output": "output", "--pretrained": "pretrained", "--data-dir": 
               "--encoding": "encoding", "--label-separator": "label_separator",
               "--label-columns": "label_columns"}
 
+BACKBONE_CHOICE = ("--backbone", "--pretrained", "--smoke")  # the overrides that choose a recipe's backbone
+
 # The command line of the recipe or ``ulmtl`` command running now (set by run_cli), for model cards.
 _COMMAND_LINE: ContextVar[str] = ContextVar("command_line", default="")
 
@@ -62,12 +64,15 @@ def parse_args(config, argv: list[str] | None, smoke_overrides: list[str] = (), 
         smoke = [item for item in overrides if item.split("=", 1)[0] == "--smoke"]
         if smoke and apply_overrides(config, smoke[-1:]).smoke:
             overrides = list(smoke_overrides) + overrides
-        resolved = apply_overrides(config, overrides)
-        if hasattr(resolved, "backbone"):
-            # The backbone's own defaults first, then --smoke's, then the user's.
-            backbone = resolve_backbone(resolved.backbone, resolved.pretrained, resolved.smoke)
+        if hasattr(config, "backbone"):
+            # The backbone's own defaults first, then --smoke's, then the user's. The backbone comes
+            # from the settings that choose it alone: the user's others may fit its defaults only
+            # (a transformer's two-stage plan).
+            chooses = [item for item in overrides if item.split("=", 1)[0] in BACKBONE_CHOICE]
+            chosen = apply_overrides(config, chooses)
+            backbone = resolve_backbone(chosen.backbone, chosen.pretrained, chosen.smoke)
             overrides = backbone_defaults(backbone) + overrides + [f"--backbone={backbone}"]
-            resolved = apply_overrides(config, overrides)
+        resolved = apply_overrides(config, overrides)
         if hasattr(resolved, "finetune") and hasattr(resolved, "classifier"):
             _check_stage_seeds(resolved, overrides)
         return resolved

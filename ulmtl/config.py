@@ -79,7 +79,7 @@ def limited(default, limit: Limit):
 
 Precision = Literal["fp32", "bf16", "auto"]
 Direction = Literal["forward", "backward"]
-Schedule = Literal["stlr", "one_cycle", "constant"]  # ulmtl.schedule.schedule_value
+Schedule = Literal["stlr", "one_cycle", "constant", "linear"]  # ulmtl.schedule.schedule_value
 Strategy = Literal["finetune", "feature_extraction", "scratch", "auto"]  # "auto": ulmtl.selection
 Unfreezing = Literal["gradual", "chain_thaw"]
 LmTexts = Literal["task", "all"]
@@ -87,6 +87,8 @@ Backbone = Literal["auto", "awd_lstm", "transformer"]
 # ulmtl.training.make_learner: fastai's Adam (one parameter at a time; no weight decay on norms and
 # biases) or torch's AdamW in one fused kernel over all parameters (weight decay on all of them).
 Optimizer = Literal["fastai_adam", "fused_adamw"]
+# What the transformer classifier's head reads of a document (ulmtl.backbones.transformer.pool).
+Pooling = Literal["concat", "first", "mean"]
 
 ARCHITECTURE = ("emb_size", "hidden_size", "n_layers")  # ModelConfig's fields a checkpoint fixes
 DEFAULT_THRESHOLD = 0.5  # of a multi-label classifier's per-label probabilities
@@ -146,6 +148,10 @@ class TransformerConfig:
     overlap: int = limited(64, NON_NEGATIVE)
     # Layer groups: the embeddings, the blocks in this many groups of consecutive layers, the head.
     block_groups: int = limited(3, AT_LEAST_1)
+    # The head's input: "concat" (ULMFiT's [first token of the first window, max and mean over the
+    # text tokens of all windows]), "first" (the first token only: only first windows are encoded)
+    # or "mean" (the mean only).
+    pooling: Pooling = "concat"
     # Dropout on the pooled features, before the head's hidden layer.
     pooled_dropout: float = limited(0.1, PROBABILITY)
     # Stage 2 (masked-LM fine-tuning): masking rate, tokens per row, and the epochs a new MLM head
@@ -216,7 +222,9 @@ class OptimizerSettings:
     betas: tuple[float, float] = limited((0.7, 0.99), PROBABILITY)
     weight_decay: float = limited(0.01, NON_NEGATIVE)
     optimizer: Optimizer = "fastai_adam"
-    # Slanted triangular LRs: rise over the first cut_frac of training, from lr / ratio.
+    # Slanted triangular LRs (schedule "stlr"): rise over the first cut_frac of training, from
+    # lr / ratio. Schedule "linear" (Hugging Face's) rises from 0 over the first cut_frac, then
+    # falls to 0.
     cut_frac: float = limited(0.1, FRACTION)
     ratio: float = limited(32.0, AT_LEAST_1)
     # Multiplies the model's dropouts (ModelConfig.lm_*_p for an LM, clas_*_p for the classifier,

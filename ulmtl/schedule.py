@@ -20,6 +20,15 @@ def slanted_triangular(pct: float, max_lr, cut_frac: float = 0.1, ratio: float =
     return np.asarray(max_lr, dtype=float) * (1.0 + p * (ratio - 1.0)) / ratio
 
 
+def linear_warmup_decay(pct: float, max_lr, cut_frac: float = 0.1):
+    """Hugging Face's ``get_linear_schedule_with_warmup`` at training fraction ``pct``: rises
+    linearly from 0 to ``max_lr`` over the first ``cut_frac`` of training, then decays linearly to
+    0. ``max_lr`` may be an array (one per group)."""
+    pct = min(max(float(pct), 0.0), 1.0)
+    p = pct / cut_frac if pct < cut_frac else (1.0 - pct) / (1.0 - cut_frac)
+    return np.asarray(max_lr, dtype=float) * p
+
+
 def one_cycle_cosine(pct: float, max_lr, pct_start: float = 0.25, div: float = 25.0,
                      div_final: float = 1e5):
     """fastai's one-cycle schedule (cosine warm-up then cosine annealing), for comparison."""
@@ -46,9 +55,11 @@ def schedule_value(name: str, pct: float, max_lr, cut_frac: float, ratio: float)
         return slanted_triangular(pct, max_lr, cut_frac, ratio)
     if name == "one_cycle":
         return one_cycle_cosine(pct, max_lr)
+    if name == "linear":
+        return linear_warmup_decay(pct, max_lr, cut_frac)
     if name == "constant":
         return np.asarray(max_lr, dtype=float)
-    raise ValueError(f"unknown schedule {name!r}; use 'stlr', 'one_cycle' or 'constant'")
+    raise ValueError(f"unknown schedule {name!r}; use 'stlr', 'linear', 'one_cycle' or 'constant'")
 
 
 def unfreezing_stages(plan: tuple[int, ...], n_groups: int) -> list[int]:

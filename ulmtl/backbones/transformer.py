@@ -3,8 +3,9 @@
 What this module knows and the stages do not: where the encoder comes from (a checkpoint folder,
 the bundled all-MiniLM-L6-v2, or a hub id for online users), its fast tokenizer, the masked-LM
 model of stage 2 (a new MLM head tied to the input embeddings when the checkpoint has none), the
-classifier of stage 3 (windows over long documents, concat pooling over all of them), the layer
-groups both are split into, and what a checkpoint folder holds (safetensors + JSON, never a pickle).
+classifier of stage 3 (windows over long documents, pooled over all of them: concat, first token
+or mean), the layer groups both are split into, and what a checkpoint folder holds (safetensors +
+JSON, never a pickle).
 """
 from __future__ import annotations
 
@@ -204,29 +205,73 @@ def masked_lm_groups(model: nn.Module, block_groups: int) -> list[list[nn.Parame
 
 # --------------------------------------------------------------------------- stage 3
 
+# Hidden-size vectors in the features of each pooling (TransformerConfig.pooling).
+POOLED_VECTORS = {"concat": 3, "first": 1, "mean": 1}
+
+
+def first_windows(documents: torch.Tensor) -> torch.Tensor:
+    """Which windows are the first of their document (``documents``: the document of each window,
+    sorted)."""
+    first = torch.ones(len(documents), dtype=torch.bool, device=documents.device)
+    first[1:] = documents[1:] != documents[:-1]
+    return first
+
+
+def pool(states: torch.Tensor, mask: torch.Tensor, documents: torch.Tensor, n_docs: int,
+         pooling: str) -> torch.Tensor:
+    """Document features from encoded windows ``states`` (windows, width, size) with attention
+    ``mask`` and the document of each window (``documents``, sorted): "first", the first token of
+    each document's first window; "mean", the mean over the text tokens (the mask without its first
+    and last special tokens) of all its windows; "concat", [first, max over the text tokens, mean].
+    A document without text tokens gets zeros for max and mean."""
+    first = states[first_windows(documents), 0]
+    if pooling == "first":
+        return first
+    real = mask.bool().clone()
+    real[:, 0] = False  # the special tokens are not text
+    real[torch.arange(len(real), device=real.device), mask.sum(1) - 1] = False
+    size = states.shape[-1]
+    flat_docs = documents[:, None].expand_as(real)[real]
+    flat_states = states[real]
+    zeros = torch.zeros(n_docs, size, dtype=states.dtype, device=states.device)
+    total = zeros.index_add(0, flat_docs, flat_states)
+    count = torch.bincount(flat_docs, minlength=n_docs)
+    mean = total / count.clamp(min=1).to(states.dtype)[:, None]
+    if pooling == "mean":
+        return mean
+    maximum = torch.full_like(zeros, torch.finfo(states.dtype).min)
+    maximum = maximum.scatter_reduce(0, flat_docs[:, None].expand_as(flat_states), flat_states, "amax")
+    maximum = torch.where(count[:, None] > 0, maximum, torch.zeros_like(maximum))  # a text without tokens
+    return torch.cat([first, maximum, mean], dim=1)
+
+
 class TransformerClassifier(nn.Module):
-    """Encoder read in overlapping windows + ULMFiT's concat-pooling head.
+    """Encoder read in overlapping windows + ULMFiT's pooling head.
 
     The input is a batch of token ids without special tokens, padded on the right. Each document
     is cut into windows of ``window`` tokens (special tokens included) that overlap by ``overlap``;
-    every window is encoded; the head sees [first token of the first window, max and mean over the
-    real tokens of all windows] (the BPT3C of a transformer), then batchnorm, dropout, ``hidden``
-    units, batchnorm, dropout and the class scores.
+    every window is encoded (with ``pooling`` "first", only each document's first window); the head
+    sees the pooled features (:func:`pool`; "concat": [first token of the first window, max and mean
+    over the real tokens of all windows], the BPT3C of a transformer), then batchnorm, dropout,
+    ``hidden`` units, batchnorm, dropout and the class scores.
     """
 
     def __init__(self, encoder: nn.Module, n_classes: int, special_ids: tuple[int, int, int],
                  window: int = 256, overlap: int = 64, hidden: int = 50,
-                 dropouts: tuple[float, float] = (0.4, 0.1)):
+                 dropouts: tuple[float, float] = (0.4, 0.1), pooling: str = "concat"):
         super().__init__()
         if window < 3 or not 0 <= overlap < window - 2:
             raise ValueError(f"window must be at least 3 and overlap in [0, window - 2), "
                              f"got window {window}, overlap {overlap}")
+        if pooling not in POOLED_VECTORS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLED_VECTORS)}, got {pooling!r}")
         self.encoder = encoder
         self.cls_id, self.sep_id, self.pad_id = special_ids
-        self.window, self.overlap = window, overlap
+        self.window, self.overlap, self.pooling = window, overlap, pooling
         size = encoder.config.hidden_size
         self.head = nn.Sequential(
-            LinBnDrop(3 * size, hidden, bn=True, p=dropouts[0], act=nn.ReLU(inplace=True), lin_first=False),
+            LinBnDrop(POOLED_VECTORS[pooling] * size, hidden, bn=True, p=dropouts[0],
+                      act=nn.ReLU(inplace=True), lin_first=False),
             LinBnDrop(hidden, n_classes, bn=True, p=dropouts[1], lin_first=False),
         )
 
@@ -253,27 +298,13 @@ class TransformerClassifier(nn.Module):
         return out, mask.long(), documents
 
     def features(self, ids: torch.Tensor) -> torch.Tensor:
-        """Concat-pooled document features, shape (batch, 3 * hidden size)."""
+        """Pooled document features, shape (batch, POOLED_VECTORS[pooling] * hidden size)."""
         windows, mask, documents = self.windows(ids)
+        if self.pooling == "first":  # the other windows would be encoded for nothing
+            keep = first_windows(documents)
+            windows, mask, documents = windows[keep], mask[keep], documents[keep]
         states = self.encoder(input_ids=windows, attention_mask=mask).last_hidden_state
-        real = mask.bool().clone()
-        real[:, 0] = False  # the special tokens are not text
-        real[torch.arange(len(real), device=real.device), mask.sum(1) - 1] = False
-        n_docs = len(ids)
-        size = states.shape[-1]
-        flat_docs = documents[:, None].expand_as(real)[real]
-        flat_states = states[real]
-        total = torch.zeros(n_docs, size, dtype=states.dtype, device=states.device).index_add_(0, flat_docs, flat_states)
-        count = torch.bincount(flat_docs, minlength=n_docs)
-        mean = total / count.clamp(min=1).to(states.dtype)[:, None]
-        maximum = torch.full((n_docs, size), torch.finfo(states.dtype).min, dtype=states.dtype,
-                             device=states.device)
-        maximum = maximum.scatter_reduce(0, flat_docs[:, None].expand_as(flat_states), flat_states, "amax")
-        maximum = torch.where(count[:, None] > 0, maximum, torch.zeros_like(maximum))  # a text without tokens
-        first_window = torch.ones(len(documents), dtype=torch.bool, device=ids.device)
-        first_window[1:] = documents[1:] != documents[:-1]
-        first = states[first_window, 0]
-        return torch.cat([first, maximum, mean], dim=1)
+        return pool(states, mask, documents, len(ids), self.pooling)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(ids))
@@ -419,9 +450,9 @@ class MaskedLMLoader:
 
 def pooled_features(model: TransformerClassifier, loader: ClassificationLoader, batch_size: int,
                     bf16: bool = False) -> np.ndarray:
-    """The concat-pooled features of every document of ``loader``, in dataset order: one forward
-    pass of the encoder in eval mode (no dropout), without autograd, in batches sorted by length,
-    under bf16 autocast if ``bf16``."""
+    """The pooled features (``model.pooling``) of every document of ``loader``, in dataset order:
+    one forward pass of the encoder in eval mode (no dropout), without autograd, in batches sorted
+    by length, under bf16 autocast if ``bf16``."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -483,7 +514,7 @@ def build_classifier(source: str, tokenizer, n_classes: int, settings, hidden: i
         if getattr(encoder, "pooler", None) is not None:
             encoder.pooler = None
     return TransformerClassifier(encoder, n_classes, special_ids(tokenizer), settings.window, settings.overlap,
-                                 hidden, (settings.pooled_dropout, head_dropout))
+                                 hidden, (settings.pooled_dropout, head_dropout), settings.pooling)
 
 
 def save_classifier(folder: str | Path, model: TransformerClassifier, tokenizer, record: CheckpointRecord) -> Path:
