@@ -10,6 +10,7 @@ import pytest
 
 from conftest import TINY
 from ulmtl.backbones.awd_lstm import Regularizer, build_language_model, lm_layer_groups, training_callbacks
+from ulmtl.checkpoint import CheckpointError
 from ulmtl.config import TRANSFORMER_CLASSIFIER, TRANSFORMER_FINETUNE, ClassifierConfig, FinetuneConfig, OptimizerSettings
 from ulmtl.loaders import LanguageModelLoader
 from ulmtl.training import group_lrs, make_learner, optimizer_tensors, restore_optimizer, train_only_groups
@@ -128,5 +129,5 @@ def test_optimizer_state_of_the_other_optimizer_is_refused():
     learn = two_group_learner("fastai_adam")
     adam_steps(learn, 1)
     tensors, values = optimizer_tensors(learn)
-    with pytest.raises(ValueError, match="optimizer setting the run started with"):
+    with pytest.raises(CheckpointError, match="optimizer setting the run started with"):
         restore_optimizer(two_group_learner("fused_adamw"), tensors, values)

@@ -25,6 +25,7 @@ from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 from fastai.optimizer import Adam, OptimWrapper
 
+from ulmtl.checkpoint import CheckpointError
 from ulmtl.config import OptimizerSettings
 from ulmtl.distributed import AverageGradients, any_process, is_main, mean_across_processes, setup, world
 from ulmtl.precision import autocast
@@ -366,7 +367,7 @@ def restore_optimizer(learn: Learner, tensors: dict, values: dict) -> None:
     saved_format = values.get("format", "fastai")
     wanted_format = "torch" if isinstance(learn.opt, OptimWrapper) else "fastai"
     if saved_format != wanted_format:
-        raise ValueError(f"the saved optimizer state is {saved_format}'s, this run's optimizer is {wanted_format}'s: "
+        raise CheckpointError(f"the saved optimizer state is {saved_format}'s, this run's optimizer is {wanted_format}'s: "
                          "resume with the optimizer setting the run started with")
     states = [dict(plain) for plain in values["state"]]
     for name, tensor in tensors.items():
