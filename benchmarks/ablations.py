@@ -16,8 +16,9 @@ Every variant is a set of config overrides on the TREC / MR recipe. AWD-LSTM (VA
 Transformer (TRANSFORMER_VARIANTS): overrides on the recipe with the transformer's defaults
 (ulmtl.config.backbone_defaults("transformer"): masked-LM fine-tuning, then the head alone for one
 epoch and every layer group for four, discriminative LRs, STLR, concat pooling) on the bundled
-all-MiniLM-L6-v2 (or the encoder --pretrained names); each variant changes one of them, and each
-fine-tunes its own masked LM (lm_none: none).
+all-MiniLM-L6-v2 (or the encoder --pretrained names); each variant changes one of them, and all but
+lm_none start from one masked LM, fine-tuned once per dataset and seed (the classifier variants do
+not change stage 2).
 """
 from __future__ import annotations
 
@@ -83,14 +84,17 @@ ROW_DEFAULTS = {"backbone": "awd_lstm"}  # rows written before the transformer v
 # dataset and seed, then reused. lm_full_discr_stlr and clas_freez_discr_stlr are the same
 # configuration (full ULMFiT, in both tables): run once, reported under both names.
 SHARES_LM = {v for v in VARIANTS if v.startswith("clas_") and v != "clas_scratch"} | {"lm_full_discr_stlr"}
+# The transformer's variants change the classifier only (lm_none: no stage 2): they share one masked LM.
+TRANSFORMER_SHARES_LM = set(TRANSFORMER_VARIANTS) - {"lm_none"}
 SAME_RUN = {"lm_full_discr_stlr": "clas_freez_discr_stlr", "clas_freez_discr_stlr": "lm_full_discr_stlr"}
 
 
-def shared_lm(args, dataset: str, seed: int, base: list[str], tag: str) -> Path:
-    """The LM fine-tuned with discr + STLR that Table 7's variants share (once per dataset, seed, mode
-    and settings)."""
+def shared_lm(args, dataset: str, seed: int, base: list[str], tag: str, prefix: str = "") -> Path:
+    """The LM fine-tuned with discr + STLR that Table 7's variants (the transformer's: all but
+    lm_none) share, once per backbone, dataset, seed, mode and settings."""
     config = parse_args(RecipeConfig(dataset=dataset), base + [f"--output={args.output}"])
-    return finetuned_lm_for(config, Path(args.output) / f"{dataset}-lm-discr-stlr{tag}-s{seed}", all_texts=False)
+    return finetuned_lm_for(config, Path(args.output) / f"{dataset}-{prefix}lm-discr-stlr{tag}-s{seed}",
+                            all_texts=False)
 
 
 def base_argv(backbone: str, quick: bool, overrides: list[str], seed: int,
@@ -133,8 +137,9 @@ def run(args, overrides: list[str]) -> None:
                     scores = {"accuracy": twin_row["accuracy"], "error": twin_row["error"],
                               "same_run_as": twin_row["variant"]}
                 else:
-                    if awd_lstm and variant in SHARES_LM:
-                        argv += [f"--pretrained={shared_lm(args, dataset, seed, base, tag)}", "--finetune_lm=false"]
+                    if variant in (SHARES_LM if awd_lstm else TRANSFORMER_SHARES_LM):
+                        argv += [f"--pretrained={shared_lm(args, dataset, seed, base, tag, prefix)}",
+                                 "--finetune_lm=false"]
                     result = run_recipe(parse_args(RecipeConfig(dataset=dataset), argv))
                     scores = {"accuracy": result["test"]["accuracy"], "error": result["test"]["error"]}
                 row = {"benchmark": "ablation", **key, **scores, "date": date.today().isoformat(),

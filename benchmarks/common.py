@@ -19,7 +19,9 @@ import torch
 from ulmtl.config import ConfigError, RecipeConfig, to_dict
 from ulmtl.distributed import is_main
 from ulmtl.finetune import finetune_lm
-from ulmtl.recipe import read_recipe_data, resolve_pretrained, with_run_seed
+from ulmtl.backbones.transformer import METADATA_FILE
+from ulmtl.cli import parse_args
+from ulmtl.recipe import load_recipe_data, read_recipe_data, resolve_pretrained, with_run_seed
 
 RESULTS = Path(__file__).with_name("results.jsonl")
 RESULTS_MD = Path(__file__).with_name("RESULTS.md")
@@ -142,14 +144,21 @@ def finetuned_lm_for(config: RecipeConfig, target: str | Path, all_texts: bool =
                      direction: str = "forward") -> Path:
     """Stage 2 alone: the recipe's LM (``direction``) fine-tuned on its task texts (or, ``all_texts``,
     on every text of the dataset, ignoring ``max_train``), written to ``target`` once and reused after.
+    With the transformer backbone: the masked LM of the encoder ``--pretrained`` names (empty: the
+    bundled one).
 
     Runs that differ only in the classifier can then share it: ``--pretrained=target
     --finetune_lm=false`` (with ``{direction}`` in ``target`` for a forward + backward ensemble)."""
     target = Path(target)
     config = with_run_seed(config)
+    transformer = config.backbone == "transformer"
+    if transformer and direction != "forward":
+        raise ConfigError("a transformer encoder reads both directions at once: its masked LM is 'forward' only")
     asked = json.loads(json.dumps(to_dict(config.finetune)))
-    if (target / "weights.safetensors").exists():
-        saved = json.loads((target / "config.json").read_text()) if (target / "config.json").exists() else {}
+    # What a finished fine-tuning leaves: the AWD-LSTM's weights, the transformer's record (written last).
+    record = target / (METADATA_FILE if transformer else "config.json")
+    if (record if transformer else target / "weights.safetensors").exists():
+        saved = json.loads(record.read_text()) if record.exists() else {}
         differing = sorted(k for k in asked if saved.get("finetune", {}).get(k) != asked[k])
         if differing or saved.get("direction") != direction:
             raise ConfigError(f"{target} holds an LM fine-tuned with other settings (direction "
@@ -159,6 +168,21 @@ def finetuned_lm_for(config: RecipeConfig, target: str | Path, all_texts: bool =
         data, report = read_recipe_data(config, subset=not all_texts)
         if is_main():
             report.show()
-        stage1 = resolve_pretrained(config, direction, data, target.parent)
-        finetune_lm(data, stage1, target, config.finetune, config.tokenizer, model_config=config.model)
+        if transformer:
+            finetune_lm(data, config.pretrained, target, config.finetune, transformer_config=config.transformer)
+        else:
+            stage1 = resolve_pretrained(config, direction, data, target.parent)
+            finetune_lm(data, stage1, target, config.finetune, config.tokenizer, model_config=config.model)
     return target
+
+
+def labelled_subset(dataset: str, size: int, seed: int) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(train texts, train labels, test texts, test labels) of the recipes' ``--max_train=size
+    --seed=seed`` subset of ``dataset``, labels as class names. A tiny subset can miss a class: the
+    test texts are those of the classes it has, the ones a classifier fitted on it can predict."""
+    data = load_recipe_data(parse_args(RecipeConfig(dataset=dataset), [f"--max_train={size}", f"--seed={seed}"]))
+    names = data["train"].features["label"].names
+    train_labels = [names[i] for i in data["train"]["label"]]
+    seen = set(train_labels)
+    test = [(text, names[i]) for text, i in zip(data["test"]["text"], data["test"]["label"]) if names[i] in seen]
+    return list(data["train"]["text"]), train_labels, [t for t, _ in test], [y for _, y in test]

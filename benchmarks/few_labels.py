@@ -20,7 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from common import RESULTS, add_outputs, append_result, finished_row, hardware, parser as common_parser, write_block
+from common import (
+    RESULTS, add_outputs, append_result, finished_row, hardware, labelled_subset, parser as common_parser,
+    read_results, write_block,
+)
 from ulmtl import TextClassifier
 from ulmtl.cli import parse_args
 from ulmtl.config import TRANSFORMER_CLASSIFIER, RecipeConfig, TransformerConfig
@@ -52,19 +55,11 @@ def main(argv=None) -> list[dict]:
     for dataset in args.datasets.split(","):
         for size in [int(s) for s in args.sizes.split(",")]:
             for seed in [int(s) for s in args.seeds.split(",")]:
-                data = load_recipe_data(parse_args(RecipeConfig(dataset=dataset), [f"--max_train={size}",
-                                                                                  f"--seed={seed}"]))
-                names = data["train"].features["label"].names
-                train_texts = list(data["train"]["text"])
-                train_labels = [names[i] for i in data["train"]["label"]]
-                test_texts = list(data["test"]["text"])
-                test_labels = [names[i] for i in data["test"]["label"]]
+                train_texts, train_labels, test_texts, test_labels = labelled_subset(dataset, size, seed)
                 valid_texts, valid_labels = validation_texts(dataset, train_texts, args.valid, seed)
                 seen = set(train_labels)  # a tiny subset can miss a class: score what it can predict
                 valid_texts, valid_labels = map(list, zip(*[(t, y) for t, y in zip(valid_texts, valid_labels)
                                                             if y in seen]))
-                test_texts, test_labels = map(list, zip(*[(t, y) for t, y in zip(test_texts, test_labels)
-                                                          if y in seen]))
                 for variant in VARIANTS:
                     key = {"dataset": dataset, "size": size, "seed": seed, "variant": variant, "quick": args.quick}
                     done = finished_row(args.results, "few_labels", key)
@@ -89,10 +84,11 @@ def main(argv=None) -> list[dict]:
                     print(f"== {dataset} {size} labels seed {seed} contrastive {variant}: valid "
                           f"{row['valid_accuracy']} test {row['test_accuracy']} ({row['seconds']} s)", flush=True)
                     rows.append(row)
-    table = report(rows)
-    print(table)
-    if Path(args.results) == RESULTS and not args.quick:
-        write_block("few_labels", table, "python benchmarks/few_labels.py --sizes 100,500 --seeds 0,1,2")
+    print(report(rows))
+    if Path(args.results) == RESULTS and not args.quick:  # the block shows every dataset's runs so far
+        table = report(read_results(args.results, "few_labels", quick=False))
+        write_block("few_labels", table,
+                    "python benchmarks/few_labels.py --datasets trec,mr --sizes 100,500 --seeds 0,1,2")
     return rows
 
 

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ulmtl.config import RecipeConfig, apply_overrides, to_dict
@@ -290,3 +291,71 @@ def test_shared_lm_is_fine_tuned_in_the_asked_direction(shared_data, tmp_path):
         finetuned_lm_for(longer, forward)  # never silently reuse an LM trained otherwise
     with pytest.raises(ConfigError, match="direction 'forward'"):
         finetuned_lm_for(config, forward, direction="backward")
+
+
+def test_auto_strategy_report_counts_the_runs_where_auto_picked_a_test_best_strategy():
+    auto = bench("auto_strategy")
+
+    def row(seed, winner, test, valid):
+        best = max(test.values())
+        return {"dataset": "trec", "size": 100, "seed": seed, "n_train": 100, "winner": winner,
+                "valid": valid, "test": test, "seconds": {s: 10.0 for s in test}, "auto_seconds": 25.0,
+                "best_on_test": [s for s in auto.STRATEGIES if test[s] == best], "regret": round(best - test[winner], 4)}
+
+    rows = [row(0, "finetune", {"feature_extraction": 0.7, "finetune": 0.9, "scratch": 0.5},
+                {"feature_extraction": 0.65, "finetune": 0.85, "scratch": 0.4}),
+            row(1, "feature_extraction", {"feature_extraction": 0.7, "finetune": 0.8, "scratch": 0.5},
+                {"feature_extraction": 0.75, "finetune": None, "scratch": 0.4})]
+    text = auto.report(rows)
+    assert "auto picked a test-best strategy in 1 of 2 runs; mean regret 0.050; auto took 2.5x" in text
+    lines = [line for line in text.splitlines() if line.startswith("| trec")]
+    assert lines[0].split(" | ")[5:8] == ["FT", "FT", "0.000"]
+    assert lines[1].split(" | ")[3].startswith("0.750 / - / 0.400")
+
+
+def test_a_shared_transformer_lm_gives_the_classifier_the_recipes_own_stage_2_gives(tmp_path):
+    """The transformer ablations fine-tune one masked LM per dataset and seed and reuse it: the
+    classifier must be the one the recipe trains after its own stage 2."""
+    from test_transformer import POS_NEG, TEXTS, make_encoder
+    from common import finetuned_lm_for
+    from ulmtl import TextClassifier
+    from ulmtl.cli import parse_args
+    from ulmtl.recipe import SMOKE_RECIPE, run_recipe
+
+    encoder = make_encoder(tmp_path / "encoder")
+    rows = [{"text": t, "label": "pos"} for t in POS_NEG[0]] + [{"text": t, "label": "neg"} for t in POS_NEG[1]]
+    train = tmp_path / "train.jsonl"
+    train.write_text("\n".join(json.dumps(r) for r in rows))
+
+    def config(*extra):
+        return parse_args(RecipeConfig(dataset="custom"), ["--smoke", f"--train={train}", *extra], SMOKE_RECIPE)
+
+    run_recipe(config(f"--pretrained={encoder}", f"--output={tmp_path / 'own'}"))
+    lm = finetuned_lm_for(config(f"--pretrained={encoder}", f"--output={tmp_path}"), tmp_path / "lm")
+    assert finetuned_lm_for(config(f"--pretrained={encoder}"), lm) == lm  # finished: reused as it is
+    run_recipe(config(f"--pretrained={lm}", "--finetune_lm=false", f"--output={tmp_path / 'shared'}"))
+    own, shared = (TextClassifier.load(tmp_path / name / "model") for name in ("own", "shared"))
+    np.testing.assert_array_equal(own.predict_proba(TEXTS), shared.predict_proba(TEXTS))
+
+
+def test_transformer_ablation_variants_but_lm_none_share_one_masked_lm(tmp_path, monkeypatch):
+    ablations = bench("ablations")
+    made, ran = [], []
+
+    def fake_lm(config, target, all_texts):
+        made.append(Path(target))
+        return Path(target)
+
+    def fake_recipe(config):
+        ran.append(config)
+        return {"test": {"accuracy": 0.9, "error": 0.1}}
+
+    monkeypatch.setattr(ablations, "finetuned_lm_for", fake_lm)
+    monkeypatch.setattr(ablations, "run_recipe", fake_recipe)
+    ablations.main(["--backbone", "transformer", "--datasets", "trec", "--seeds", "0", "--variants",
+                    "lm_none,full,pool_mean", "--results", str(tmp_path / "results.jsonl"),
+                    "--output", str(tmp_path / "runs")])
+    assert not any(c.finetune_lm for c in ran)  # lm_none has no stage 2, the others reuse the one LM
+    assert len(made) == 2 and len(set(made)) == 1
+    assert [c.pretrained for c in ran] == ["", str(made[0]), str(made[0])]
+    assert ran[2].transformer.pooling == "mean"
