@@ -1,13 +1,19 @@
 """Test error against the number of labelled examples (the paper's Figure 3): ULMFiT fine-tuning,
 feature extraction, training from scratch, the semi-supervised variant (LM fine-tuned on every text
-of the dataset, classifier on the few labels) and the TF-IDF / fastText baselines, several seeds.
+of the dataset, classifier on the few labels) and the TF-IDF / fastText baselines, several seeds,
+on the AWD-LSTM or the transformer backbone.
 
     python benchmarks/learning_curves.py --pretrained runs/lm-general-forward --datasets trec,mr \
         --sizes 50,100,250,500,1000,2000,all --seeds 0,1,2 [--quick] [--section.key=value ...]
+    python benchmarks/learning_curves.py --backbone transformer --datasets trec,mr \
+        --sizes 50,100,250,500,1000,2000,all --seeds 0,1,2 --variants finetune,semi_supervised,feature_extraction
     python benchmarks/learning_curves.py --plot          # table + PNG from results.jsonl only
 
-Rows go to benchmarks/results.jsonl (benchmark "learning_curve"); a run already there (same dataset,
-size, variant, seed, mode, stage-1 LM and extra settings) is skipped, so an interrupted grid resumes
+The transformer's variants run the recipe with the transformer's defaults on the bundled
+all-MiniLM-L6-v2 (or the encoder --pretrained names); they are plotted and tabled as
+"transformer <variant>". Rows go to benchmarks/results.jsonl (benchmark "learning_curve"); a run
+already there (same backbone, dataset, size, variant, seed, mode, stage-1 LM and extra settings) is
+skipped, so an interrupted grid resumes
 when the same command is run again. Extra ``--classifier.*`` / ``--finetune.*`` settings make a
 separate curve (its own output folders and shared LM, its own table, marked #1, #2... in the plot);
 the baselines do not read them, so their rows are shared by every curve. --plot writes
@@ -35,6 +41,8 @@ from ulmtl.recipe import architecture_overrides, load_recipe_data, run_recipe
 
 PLOT = Path(__file__).with_name("learning_curves.png")
 QUICK = QUICK_TRAINING
+TRANSFORMER_QUICK = ["--finetune.epochs=1", "--classifier.stage_epochs=1,1"]  # its plan has two stages
+ROW_DEFAULTS = {"backbone": "awd_lstm"}  # rows written before the transformer's curves name none
 ULMFIT_VARIANTS = {
     "finetune": ["--classifier.strategy=finetune"],
     "semi_supervised": ["--classifier.strategy=finetune", "--lm_texts=all"],
@@ -46,42 +54,56 @@ ULMFIT_VARIANTS = {
 SAME_RUN_WITH_ALL_LABELS = {"finetune": "semi_supervised", "semi_supervised": "finetune"}
 
 
-def shared_lm(args, dataset: str, seed: int, base: list[str], tag: str) -> Path:
+def shared_lm(args, dataset: str, seed: int, base: list[str], tag: str, prefix: str = "") -> Path:
     """The LM fine-tuned on every text of the dataset (labels unused): the same for every number of
     labels, so it is fine-tuned once per dataset, seed and settings and reused (the semi-supervised
     setting, and plain fine-tuning when all labels are used, whose LM texts are the same)."""
     config = parse_args(RecipeConfig(dataset=dataset), base + [f"--output={args.output}"])
-    return finetuned_lm_for(config, Path(args.output) / f"{dataset}-lm-all{tag}-s{seed}", all_texts=True)
+    return finetuned_lm_for(config, Path(args.output) / f"{dataset}-{prefix}lm-all{tag}-s{seed}", all_texts=True)
+
+
+def stage1_argv(backbone: str, pretrained: str | None) -> list[str]:
+    """The recipe arguments that choose the backbone and its stage-1 LM (the transformer: the
+    encoder, when one is named; the AWD-LSTM's architecture comes with its checkpoint)."""
+    if backbone == "transformer":
+        return ["--backbone=transformer"] + ([f"--pretrained={pretrained}"] if pretrained else [])
+    return architecture_overrides(pretrained) + [f"--pretrained={pretrained}"]
 
 
 def run(args, overrides: list[str]) -> None:
-    size_overrides = architecture_overrides(args.pretrained)
+    transformer = args.backbone == "transformer"
+    stage1 = stage1_argv(args.backbone, args.pretrained)
+    prefix = "transformer-" if transformer else ""
     tag = run_tag(overrides, args.quick)
     for dataset in args.datasets.split(","):
         for size in args.sizes.split(","):
             for seed in [int(s) for s in args.seeds.split(",")]:
                 n = 0 if size == "all" else int(size)
-                base = size_overrides + (QUICK if args.quick else []) + overrides + [
-                    f"--max_train={n}", f"--seed={seed}", f"--pretrained={args.pretrained}"]
+                quick = (TRANSFORMER_QUICK if transformer else QUICK) if args.quick else []
+                base = quick + overrides + [f"--max_train={n}", f"--seed={seed}"] + stage1
                 for variant in args.variants.split(","):
                     # The baselines do not read training settings: one row serves every curve.
                     settings = overrides if variant in ULMFIT_VARIANTS else \
                         [o for o in overrides if o not in training_settings(overrides)]
                     key = {"dataset": dataset, "size": size, "variant": variant, "seed": seed, "quick": args.quick,
-                           "pretrained": args.pretrained, "settings": settings}
-                    if finished_row(args.results, "learning_curve", key):
+                           "pretrained": (args.pretrained or "bundled") if transformer else args.pretrained,
+                           "settings": settings}
+                    if variant in ULMFIT_VARIANTS:
+                        key["backbone"] = args.backbone
+                    if finished_row(args.results, "learning_curve", key, ROW_DEFAULTS):
                         print(f"== {dataset} size {size} {variant} seed {seed}: done earlier, in {args.results}")
                         continue
-                    output = Path(args.output) / f"{dataset}-{size}-{variant}{tag}-s{seed}"
+                    output = Path(args.output) / f"{dataset}-{size}-{prefix}{variant}{tag}-s{seed}"
                     argv = base + [f"--output={output}"]
-                    twin_row = same_run_row(args.results, "learning_curve", key, SAME_RUN_WITH_ALL_LABELS) \
+                    twin_row = same_run_row(args.results, "learning_curve", key, SAME_RUN_WITH_ALL_LABELS,
+                                            ROW_DEFAULTS) \
                         if n == 0 else None
                     if twin_row:
                         accuracy, n_train = twin_row["accuracy"], twin_row["n_train"]
                     elif variant in ULMFIT_VARIANTS:
                         extra = list(ULMFIT_VARIANTS[variant])
                         if variant == "semi_supervised" or (variant == "finetune" and n == 0):
-                            lm = shared_lm(args, dataset, seed, base, tag)
+                            lm = shared_lm(args, dataset, seed, base, tag, prefix)
                             extra = ["--classifier.strategy=finetune", f"--pretrained={lm}", "--finetune_lm=false"]
                         config = parse_args(RecipeConfig(dataset=dataset), argv + extra)
                         result = run_recipe(config)
@@ -101,11 +123,17 @@ def run(args, overrides: list[str]) -> None:
                            "hardware": hardware(), "command": "python benchmarks/learning_curves.py " +
                            " ".join(sys.argv[1:])}
                     append_result(args.results, row)
-                    print(f"== {dataset} n={n_train} {variant} seed {seed}: error {row['error']}", flush=True)
+                    print(f"== {dataset} n={n_train} {prefix}{variant} seed {seed}: error {row['error']}", flush=True)
 
 
 VARIANT_ORDER = ["finetune", "semi_supervised", "feature_extraction", "scratch", "tfidf_logreg", "fasttext",
-                 *ENCODER_VARIANTS]
+                 *ENCODER_VARIANTS, *(f"transformer {v}" for v in ULMFIT_VARIANTS)]
+
+
+def curve_variant(row: dict) -> str:
+    """The name a row's curve goes by: its variant, "transformer <variant>" for the transformer's."""
+    backbone = row.get("backbone", ROW_DEFAULTS["backbone"])
+    return row["variant"] if backbone == ROW_DEFAULTS["backbone"] else f"{backbone} {row['variant']}"
 
 
 def curve_names(rows: list[dict]) -> dict[tuple[str, ...], str]:
@@ -124,11 +152,12 @@ def plot(results: Path, quick: bool) -> str:
     rows = read_results(results, "learning_curve", quick)
     for row in rows:
         row["_settings"] = tuple(training_settings(row.get("settings", [])))
-    rows = latest_per_run(rows, ("dataset", "variant", "_settings", "n_train", "seed"))
+        row["_variant"] = curve_variant(row)
+    rows = latest_per_run(rows, ("dataset", "_variant", "_settings", "n_train", "seed"))
     names = curve_names(rows)
     groups: dict = defaultdict(list)  # (dataset, settings, variant, n_train) -> errors
     for row in rows:
-        groups[(row["dataset"], row["_settings"], row["variant"], row["n_train"])].append(row["error"])
+        groups[(row["dataset"], row["_settings"], row["_variant"], row["n_train"])].append(row["error"])
     datasets = sorted({k[0] for k in groups})
     lines = []
     for dataset in datasets:  # one table per dataset and settings: sizes down, variants across
@@ -176,6 +205,7 @@ def plot(results: Path, quick: bool) -> str:
 def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = common_parser(__doc__, pretrained=False, datasets="trec,mr")
+    parser.add_argument("--backbone", default="awd_lstm", choices=["awd_lstm", "transformer"])
     parser.add_argument("--sizes", default="50,100,250,500,1000,2000,all")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--variants", default="finetune,semi_supervised,feature_extraction,scratch,"
@@ -185,8 +215,9 @@ def main(argv=None) -> None:
     add_outputs(parser, "runs/learning_curves")
     args, overrides = parser.parse_known_args(argv)
     if not args.plot:
-        if not args.pretrained:
-            parser.error("--pretrained is required to run (or pass --plot)")
+        if args.backbone == "awd_lstm" and not args.pretrained:
+            parser.error("--pretrained (the AWD-LSTM's stage-1 LM) is required to run (or pass --plot, or "
+                         "--backbone transformer)")
         run(args, overrides)
     tables = plot(Path(args.results), args.quick)
     if Path(args.results) == RESULTS and not args.quick:  # the project's own results: RESULTS.md's block

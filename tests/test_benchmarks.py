@@ -359,3 +359,35 @@ def test_transformer_ablation_variants_but_lm_none_share_one_masked_lm(tmp_path,
     assert len(made) == 2 and len(set(made)) == 1
     assert [c.pretrained for c in ran] == ["", str(made[0]), str(made[0])]
     assert ran[2].transformer.pooling == "mean"
+
+
+def test_transformer_learning_curves_run_the_recipe_on_the_transformer_and_plot_apart(tmp_path, monkeypatch):
+    curves = bench("learning_curves")
+    monkeypatch.setattr(curves, "PLOT", tmp_path / "curves.png")
+    made, ran = [], []
+
+    def fake_lm(config, target, all_texts):
+        made.append((Path(target).name, all_texts, config.backbone))
+        return Path(target)
+
+    def fake_recipe(config):
+        ran.append(config)
+        return {"test": {"accuracy": 0.9}, "n_train": 100}
+
+    monkeypatch.setattr(curves, "finetuned_lm_for", fake_lm)
+    monkeypatch.setattr(curves, "run_recipe", fake_recipe)
+    results = tmp_path / "results.jsonl"
+    awd = {"benchmark": "learning_curve", "dataset": "trec", "size": "100", "variant": "finetune", "seed": 0,
+           "quick": True, "pretrained": "lm", "settings": [], "n_train": 100, "accuracy": 0.7, "error": 0.3}
+    results.write_text(json.dumps(awd) + "\n")
+    argv = ["--backbone", "transformer", "--datasets", "trec", "--sizes", "100", "--seeds", "0", "--quick",
+            "--variants", "finetune,semi_supervised", "--results", str(results), "--output", str(tmp_path / "runs")]
+    curves.main(argv)
+    assert [c.backbone for c in ran] == ["transformer", "transformer"]  # the AWD-LSTM's row is not this run
+    assert ran[0].finetune_lm and ran[0].classifier.stage_epochs == (1, 1) and ran[0].max_train == 100
+    assert made == [("trec-transformer-lm-all-quick-s0", True, "transformer")] and not ran[1].finetune_lm
+    curves.main(argv)  # finished: nothing runs again
+    assert len(ran) == 2
+    table = curves.plot(results, quick=True)
+    assert "| labelled examples | finetune | transformer finetune | transformer semi_supervised |" in table
+    assert "| 100 | 0.300 (0.000) [1] | 0.100 (0.000) [1] | 0.100 (0.000) [1] |" in table
