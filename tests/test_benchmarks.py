@@ -391,3 +391,26 @@ def test_transformer_learning_curves_run_the_recipe_on_the_transformer_and_plot_
     table = curves.plot(results, quick=True)
     assert "| labelled examples | finetune | transformer finetune | transformer semi_supervised |" in table
     assert "| 100 | 0.300 (0.000) [1] | 0.100 (0.000) [1] | 0.100 (0.000) [1] |" in table
+
+
+def test_paper_table_gains_the_transformers_column(shared_data, tmp_path, monkeypatch):
+    paper = bench("paper_table")
+    ran = []
+
+    def fake_recipe(config):
+        ran.append(config)
+        return {"per_direction": {"forward": {"error": 0.04}}, "test": {"error": 0.04}, "n_train": 5452}
+
+    monkeypatch.setattr(paper, "run_recipe", fake_recipe)
+    monkeypatch.setattr(paper, "write_block", lambda *args: None)
+    results = tmp_path / "results.jsonl"
+    results.write_text(json.dumps({"benchmark": "paper_table", "dataset": "trec", "forward_error": 23.2,
+                                   "backward_error": 19.8, "ensemble_error": 19.2, "quick": False,
+                                   "date": "2026-11-30", "n_train": 5452, "command": "x"}) + "\n")
+    paper.main(["--backbone", "transformer", "--datasets", "trec", "--data-dir", str(shared_data),
+                "--results", str(results), "--output", str(tmp_path / "runs")])
+    assert ran[0].backbone == "transformer" and ran[0].classifier.directions == ("forward",)
+    row = json.loads(results.read_text().splitlines()[-1])
+    assert row["backbone"] == "transformer" and row["command"] == "python recipes/trec.py --backbone=transformer"
+    line = next(line for line in paper.table(results).splitlines() if line.startswith("| trec"))
+    assert line.startswith("| trec | 3.6 | 23.2 | 19.8 | 19.2 | 2026-11-30, 5452 train | 4.0 | ")
