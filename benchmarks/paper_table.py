@@ -44,9 +44,9 @@ def run(args, overrides: list[str]) -> None:
         stage1 = size + [f"--pretrained={args.pretrained}", f"--classifier.directions={args.directions}"]
         quick = QUICK
     for dataset in args.datasets.split(","):
-        command = f"python recipes/{dataset}.py " + " ".join(
-            f"--pretrained '{a.split('=', 1)[1]}'" if a.startswith("--pretrained=") else a
-            for a in stage1 if not a.startswith("--model."))
+        command = f"python recipes/{dataset}.py " + (
+            "--backbone=transformer" + (f" --pretrained '{args.pretrained}'" if args.pretrained else "")
+            if transformer else f"--pretrained '{args.pretrained}' --classifier.directions={args.directions}")
         row = {"benchmark": "paper_table", "backbone": args.backbone, "dataset": dataset, "directions": directions,
                "quick": args.quick, "paper_error": PAPER_ERRORS[dataset], "date": date.today().isoformat(),
                "hardware": hardware(), "command": command}
