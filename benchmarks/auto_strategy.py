@@ -1,16 +1,20 @@
 """How often strategy "auto" picks the strategy that turns out best on test, and what it costs.
 
-    python benchmarks/auto_strategy.py --datasets trec,mr --sizes 100,500 --seeds 0,1,2 [--quick]
+    python benchmarks/auto_strategy.py --datasets trec,mr --sizes 100,500 --seeds 0,1,2 \
+        [--contrastive auto|off] [--quick]
 
 For each dataset, size and seed the training texts are the recipes' subset (``--max_train=N
 --seed=S``) and the test split is the dataset's. A TextClassifier with the transformer's defaults
 (TRANSFORMER_CLASSIFIER, the bundled encoder, no stage 2) and ``strategy="auto"`` fits each
-candidate (feature_extraction, finetune, scratch) on a stratified part of the training texts,
-scores it on the rest (``classifier.auto_valid_fraction``), and refits the winner on all of them.
-Then every other strategy is fitted on all the training texts too, and each is scored on the test
-split, which the selection never sees. The winner's refit is the fit its strategy gets alone (same
-config, seed and texts), so its test score and seconds are reused. Rows go to results.jsonl as
-benchmark "auto_strategy"; a finished run is skipped. ``--quick``: one epoch per classifier stage.
+candidate (feature_extraction, finetune, scratch; with ``--contrastive auto``, the default, finetune
+with the contrastive stage too) on stratified parts of the training texts, scores it on the rest
+(one hold-out, or 5 folds under 500 texts: ``classifier.auto_folds=0``), and refits the winner on
+all of them. Then every other candidate is fitted on all the training texts too, and each is scored
+on the test split, which the selection never sees. The winner's refit is the fit its candidate gets
+alone (same config, seed and texts), so its test score and seconds are reused. Rows go to
+results.jsonl as benchmark "auto_strategy" (rows written before folds and the contrastive candidate
+existed: one hold-out, contrastive off); a finished run is skipped. ``--quick``: one epoch per
+classifier stage.
 """
 from __future__ import annotations
 
@@ -27,35 +31,44 @@ from common import (
 )
 from ulmtl import TextClassifier
 from ulmtl.config import TRANSFORMER_CLASSIFIER, TransformerConfig
-from ulmtl.selection import STRATEGIES
+from ulmtl.selection import STRATEGIES, candidate_estimator, candidates_for, number_of_folds
+
+CANDIDATES = (*STRATEGIES, "finetune+contrastive")
+ROW_DEFAULTS = {"folds": 1, "contrastive": "off"}  # rows written before either existed
 
 
-def measure(dataset: str, size: int, seed: int, quick: bool) -> dict:
-    """One run: the selection record, and every strategy's test accuracy and seconds on all the
+def label(candidate: dict) -> str:
+    """A candidate record's key in a row: its strategy, "+contrastive" with the stage."""
+    return candidate["strategy"] + ("+contrastive" if candidate.get("contrastive") else "")
+
+
+def measure(dataset: str, size: int, seed: int, quick: bool, contrastive: str) -> dict:
+    """One run: the selection record, and every candidate's test accuracy and seconds on all the
     training texts."""
     train_texts, train_labels, test_texts, test_labels = labelled_subset(dataset, size, seed)
     config = replace(TRANSFORMER_CLASSIFIER, seed=seed, strategy="auto")
     if quick:
         config = replace(config, stage_epochs=(1, 1))
     started = time.perf_counter()
-    auto = TextClassifier(config, model_config=TransformerConfig(), verbose=False).fit(train_texts, train_labels)
+    auto = TextClassifier(config, model_config=TransformerConfig(contrastive=contrastive),
+                          verbose=False).fit(train_texts, train_labels)
     auto_seconds = time.perf_counter() - started
-    winner = auto.chosen_strategy_
+    winner = label(auto.selection_["winner"])
     test = {winner: round(auto.score(test_texts, test_labels), 4)}
     seconds = {winner: auto.selection_["refit_seconds"]}
-    for strategy in STRATEGIES:
-        if strategy == winner:
+    for candidate in candidates_for(auto, len(train_texts)):
+        name = label(vars(candidate))
+        if name == winner or candidate.unavailable:
             continue
         begun = time.perf_counter()
-        alone = TextClassifier(replace(config, strategy=strategy), model_config=TransformerConfig(),
-                               verbose=False).fit(train_texts, train_labels)
-        seconds[strategy] = round(time.perf_counter() - begun, 1)
-        test[strategy] = round(alone.score(test_texts, test_labels), 4)
+        alone = candidate_estimator(auto, candidate).fit(train_texts, train_labels)
+        seconds[name] = round(time.perf_counter() - begun, 1)
+        test[name] = round(alone.score(test_texts, test_labels), 4)
     best = max(test.values())
     return {"n_train": len(train_texts), "n_test": len(test_texts), "winner": winner,
-            "valid": {c["strategy"]: c["valid_accuracy"] for c in auto.selection_["candidates"]},
+            "valid": {label(c): c["valid_accuracy"] for c in auto.selection_["candidates"]},
             "n_valid": auto.selection_["n_valid"], "test": test, "seconds": seconds,
-            "auto_seconds": round(auto_seconds, 1), "best_on_test": [s for s in STRATEGIES if test[s] == best],
+            "auto_seconds": round(auto_seconds, 1), "best_on_test": [c for c in test if test[c] == best],
             "regret": round(best - test[winner], 4)}
 
 
@@ -63,6 +76,8 @@ def main(argv=None) -> list[dict]:
     parser = common_parser(__doc__, datasets="trec,mr")
     parser.add_argument("--sizes", default="100,500")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--contrastive", choices=("auto", "off"), default="auto",
+                        help="auto: finetune with the contrastive stage is a candidate too; off: it is not")
     parser.add_argument("--quick", action="store_true")
     add_outputs(parser, "runs/auto_strategy")
     args = parser.parse_args(argv)
@@ -70,14 +85,19 @@ def main(argv=None) -> list[dict]:
     for dataset in args.datasets.split(","):
         for size in [int(s) for s in args.sizes.split(",")]:
             for seed in [int(s) for s in args.seeds.split(",")]:
+                n_train = len(labelled_subset(dataset, size, seed)[1])
+                folds = number_of_folds(n_train, TRANSFORMER_CLASSIFIER.auto_valid_fraction, 0)
                 key = {"dataset": dataset, "size": size, "seed": seed, "backbone": "transformer",
-                       "quick": args.quick}
-                row = finished_row(args.results, "auto_strategy", key)
+                       "quick": args.quick, "folds": folds,
+                       "contrastive": args.contrastive}
+                row = finished_row(args.results, "auto_strategy", key, ROW_DEFAULTS)
                 if row is None:
-                    row = {"benchmark": "auto_strategy", **key, **measure(dataset, size, seed, args.quick),
+                    row = {"benchmark": "auto_strategy", **key,
+                           **measure(dataset, size, seed, args.quick, args.contrastive),
                            "date": date.today().isoformat(), "hardware": hardware(),
                            "command": f"python benchmarks/auto_strategy.py --datasets {dataset} --sizes {size} "
-                                      f"--seeds {seed}" + (" --quick" if args.quick else "")}
+                                      f"--seeds {seed} --contrastive {args.contrastive}"
+                                      + (" --quick" if args.quick else "")}
                     append_result(args.results, row)
                 print(f"== {dataset} {size} labels seed {seed}: auto picked {row['winner']}, best on test "
                       f"{'/'.join(row['best_on_test'])}, regret {row['regret']}", flush=True)
@@ -90,28 +110,32 @@ def main(argv=None) -> list[dict]:
 
 
 def report(rows: list[dict]) -> str:
-    """A Markdown table, one line per run (each strategy's validation and test accuracy, what auto
-    picked, the test-best, the regret, auto's seconds against the winner's alone), then per dataset
-    and size how often auto picked a test-best strategy."""
-    short = {"feature_extraction": "FE", "finetune": "FT", "scratch": "scratch"}
-    lines = ["| dataset | labels | seed | valid " + " / ".join(short[s] for s in STRATEGIES) + " | test " +
-             " / ".join(short[s] for s in STRATEGIES) + " | auto picked | best on test | regret | auto s "
-             "(winner alone s) |", "|---|---|---|---|---|---|---|---|---|"]
+    """A Markdown table, one line per run (how it validated, each candidate's validation and test
+    accuracy, what auto picked, the test-best, the regret, auto's seconds against the winner's
+    alone), then per dataset, size and kind of selection how often auto picked a test-best one."""
+    short = {"feature_extraction": "FE", "finetune": "FT", "scratch": "scratch", "finetune+contrastive": "FT+C"}
+    lines = ["| dataset | labels | seed | validated on | valid " + " / ".join(short[s] for s in CANDIDATES) +
+             " | test " + " / ".join(short[s] for s in CANDIDATES) + " | auto picked | best on test | regret | "
+             "auto s (winner alone s) |", "|---|---|---|---|---|---|---|---|---|---|"]
     summary: dict = {}
-    for row in sorted(rows, key=lambda r: (r["dataset"], r["size"], r["seed"])):
-        valid = " / ".join("-" if row["valid"].get(s) is None else f"{row['valid'][s]:.3f}" for s in STRATEGIES)
-        test = " / ".join(f"{row['test'][s]:.3f}" for s in STRATEGIES)
-        lines.append(f"| {row['dataset']} | {row['n_train']} | {row['seed']} | {valid} | {test} | "
-                     f"{short[row['winner']]} | {'/'.join(short[s] for s in row['best_on_test'])} | "
+    for row in sorted(rows, key=lambda r: (r["dataset"], r["size"], r.get("folds", 1), r["seed"])):
+        row = {**ROW_DEFAULTS, **row}
+        validated = "hold-out" if row["folds"] == 1 else f"{row['folds']} folds"
+        valid = " / ".join("-" if row["valid"].get(s) is None else f"{row['valid'][s]:.3f}" for s in CANDIDATES)
+        test = " / ".join("-" if s not in row["test"] else f"{row['test'][s]:.3f}" for s in CANDIDATES)
+        lines.append(f"| {row['dataset']} | {row['n_train']} | {row['seed']} | {validated}, {row['n_valid']} texts | "
+                     f"{valid} | {test} | {short[row['winner']]} | {'/'.join(short[s] for s in row['best_on_test'])} | "
                      f"{row['regret']:.3f} | {row['auto_seconds']:.0f} ({row['seconds'][row['winner']]:.0f}) |")
-        summary.setdefault((row["dataset"], row["size"]), []).append(row)
+        kind = f"{validated}, contrastive candidate {'on' if row['contrastive'] == 'auto' else 'off'}"
+        summary.setdefault((row["dataset"], row["size"], kind), []).append(row)
     lines.append("")
-    for (dataset, size), runs in summary.items():
+    for (dataset, size, kind), runs in summary.items():
         picked = sum(r["winner"] in r["best_on_test"] for r in runs)
         cost = np.mean([r["auto_seconds"] / r["seconds"][r["winner"]] for r in runs])
-        lines.append(f"- {dataset}, {size} labels: auto picked a test-best strategy in {picked} of {len(runs)} "
-                     f"runs; mean regret {np.mean([r['regret'] for r in runs]):.3f}; auto took "
-                     f"{cost:.1f}x the winner's own fit.")
+        mean_test = np.mean([r["test"][r["winner"]] for r in runs])
+        lines.append(f"- {dataset}, {size} labels ({kind}): auto picked a test-best candidate in {picked} of "
+                     f"{len(runs)} runs; its mean test accuracy {mean_test:.3f}; mean regret "
+                     f"{np.mean([r['regret'] for r in runs]):.3f}; auto took {cost:.1f}x the winner's own fit.")
     return "\n".join(lines)
 
 

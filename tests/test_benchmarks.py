@@ -296,21 +296,33 @@ def test_shared_lm_is_fine_tuned_in_the_asked_direction(shared_data, tmp_path):
 def test_auto_strategy_report_counts_the_runs_where_auto_picked_a_test_best_strategy():
     auto = bench("auto_strategy")
 
-    def row(seed, winner, test, valid):
+    def row(seed, winner, test, valid, **kind):
         best = max(test.values())
-        return {"dataset": "trec", "size": 100, "seed": seed, "n_train": 100, "winner": winner,
+        return {"dataset": "trec", "size": 100, "seed": seed, "n_train": 100, "n_valid": 20, "winner": winner,
                 "valid": valid, "test": test, "seconds": {s: 10.0 for s in test}, "auto_seconds": 25.0,
-                "best_on_test": [s for s in auto.STRATEGIES if test[s] == best], "regret": round(best - test[winner], 4)}
+                "best_on_test": [s for s in test if test[s] == best], "regret": round(best - test[winner], 4),
+                **kind}
 
     rows = [row(0, "finetune", {"feature_extraction": 0.7, "finetune": 0.9, "scratch": 0.5},
                 {"feature_extraction": 0.65, "finetune": 0.85, "scratch": 0.4}),
             row(1, "feature_extraction", {"feature_extraction": 0.7, "finetune": 0.8, "scratch": 0.5},
-                {"feature_extraction": 0.75, "finetune": None, "scratch": 0.4})]
+                {"feature_extraction": 0.75, "finetune": None, "scratch": 0.4}),
+            row(0, "finetune+contrastive", {"feature_extraction": 0.7, "finetune": 0.8, "scratch": 0.5,
+                                            "finetune+contrastive": 0.92},
+                {"feature_extraction": 0.6, "finetune": 0.7, "scratch": 0.3, "finetune+contrastive": 0.8},
+                folds=5, contrastive="auto", n_valid=100)]
     text = auto.report(rows)
-    assert "auto picked a test-best strategy in 1 of 2 runs; mean regret 0.050; auto took 2.5x" in text
+    # Rows written before folds and the contrastive candidate count as one hold-out without it.
+    assert ("- trec, 100 labels (hold-out, contrastive candidate off): auto picked a test-best candidate in 1 "
+            "of 2 runs; its mean test accuracy 0.800; mean regret 0.050; auto took 2.5x") in text
+    assert ("- trec, 100 labels (5 folds, contrastive candidate on): auto picked a test-best candidate in 1 of "
+            "1 runs; its mean test accuracy 0.920") in text
     lines = [line for line in text.splitlines() if line.startswith("| trec")]
-    assert lines[0].split(" | ")[5:8] == ["FT", "FT", "0.000"]
-    assert lines[1].split(" | ")[3].startswith("0.750 / - / 0.400")
+    assert lines[0].split(" | ")[3] == "hold-out, 20 texts"
+    assert lines[0].split(" | ")[6:9] == ["FT", "FT", "0.000"]
+    assert lines[1].split(" | ")[4].startswith("0.750 / - / 0.400 / -")
+    assert lines[2].split(" | ")[3:5] == ["5 folds, 100 texts", "0.600 / 0.700 / 0.300 / 0.800"]
+    assert lines[2].split(" | ")[6:8] == ["FT+C", "FT+C"]
 
 
 def test_a_shared_transformer_lm_gives_the_classifier_the_recipes_own_stage_2_gives(tmp_path):

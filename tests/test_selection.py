@@ -16,7 +16,10 @@ from ulmtl import ClassifierConfig, TextClassifier, TransformerConfig, parse_arg
 from ulmtl.command import main
 from ulmtl.datasets import DataError
 from ulmtl.schedule import training_plan
-from ulmtl.selection import STRATEGIES, Candidate, select_strategy, validation_split
+from ulmtl.selection import (
+    AUTO_MIN_HOLD_OUT, STRATEGIES, Candidate, candidate_estimator, candidates_for, number_of_folds, select_strategy,
+    validation_folds, validation_split,
+)
 from ulmtl.training import NonFiniteLoss
 
 CANDIDATES = [Candidate("awd_lstm", strategy) for strategy in STRATEGIES]
@@ -118,6 +121,44 @@ def test_failed_and_unavailable_candidates_are_reported_and_the_rest_run():
         select_strategy(Maker({"finetune": diverges}), candidates[:2], texts, labels, 0.25, 0, seed=0)
 
 
+def test_with_folds_every_text_is_validated_once_by_a_fresh_fit_on_the_others():
+    texts, labels = tagged(40, "train")
+    maker = Maker({"feature_extraction": constant, "finetune": words, "scratch": words})
+    record = select_strategy(maker, CANDIDATES, texts, labels, 0.25, 0, seed=3, folds=4).to_dict()
+    assert len(maker.made) == 3 * 4  # one estimator per candidate and fold
+    splits = validation_folds(labels, 0.25, 4, seed=3)
+    validated = sorted(i for _, valid in splits for i in valid)
+    assert validated == list(range(40))  # each text validated exactly once
+    for (fit, valid), estimator in zip(splits, maker.made[4:8]):  # finetune's four fits
+        assert seen(estimator) == {f"train{i}" for i in fit} and not set(fit) & set(valid)
+        assert sorted(labels[i] for i in valid).count("pos") == 5  # stratified
+    assert (record["folds"], record["n_valid"], record["n_fit"]) == (4, 40, 30)
+    assert record["candidates"][0]["fold_accuracies"] == [0.5] * 4
+    assert record["candidates"][0]["valid_accuracy"] == 0.5  # pooled over the folds
+    assert validation_folds(labels, 0.25, 4, seed=3) == splits != validation_folds(labels, 0.25, 4, seed=4)
+
+
+def test_auto_folds_zero_cross_validates_only_when_a_hold_out_would_be_small():
+    assert AUTO_MIN_HOLD_OUT == 100
+    assert number_of_folds(500, 0.2, 0) == 1  # a hold-out of 100 texts
+    assert number_of_folds(490, 0.2, 0) == 5  # of 98 or 99: round(1 / fraction) folds
+    assert number_of_folds(100, 0.25, 0) == 4
+    assert number_of_folds(100, 0.2, 1) == 1 and number_of_folds(500, 0.2, 7) == 7
+
+
+def test_a_class_rarer_than_the_folds_is_in_fewer_folds_and_always_in_the_fit_part():
+    labels = ["a", "b"] * 20 + ["rare", "rare"]
+    splits = validation_folds(labels, 0.2, 0, seed=1)  # 5 folds; "rare" has 2 texts
+    assert len(splits) == 5 and sorted(i for _, valid in splits for i in valid) == list(range(42))
+    assert sum("rare" in [labels[i] for i in valid] for _, valid in splits) == 2
+    assert all({"a", "b", "rare"} <= {labels[i] for i in fit} for fit, _ in splits)
+    with pytest.raises(DataError, match=r"cross-validates over 5 stratified folds of the 41 training texts: "
+                                        r"every class needs 2 examples or more, and class\(es\) \['odd'\]"):
+        validation_folds(labels[:40] + ["odd"], 0.2, 0, seed=1)
+    with pytest.raises(DataError, match="each fold needs one text or more"):
+        validation_folds(["a", "b"] * 3, 0.2, 7, seed=1)
+
+
 def test_classes_too_small_to_split_are_refused_before_any_fit():
     texts, labels = tagged(9, "train")
     maker = Maker({})
@@ -135,8 +176,9 @@ def test_classes_too_small_to_split_are_refused_before_any_fit():
 
 def test_auto_is_a_strategy_of_the_command_line_and_its_fields_act_only_with_it(capsys):
     config = parse_args(RecipeConfig(), ["--classifier.strategy=auto", "--classifier.auto_budget_s=30",
-                                         "--classifier.auto_valid_fraction=0.3"])
+                                         "--classifier.auto_valid_fraction=0.3", "--classifier.auto_folds=3"])
     assert (config.classifier.strategy, config.classifier.auto_budget_s) == ("auto", 30.0)
+    assert config.classifier.auto_folds == 3
     with pytest.raises(SystemExit) as info:
         parse_args(RecipeConfig(), ["--classifier.auto_budget_s=30"])
     assert info.value.code == 2
@@ -172,8 +214,10 @@ def test_fit_selects_among_the_backbones_strategies_and_refits_the_winner_on_all
     ran = [c for c in record["candidates"] if c["status"] == "ran"]
     assert len(ran) == 3 and record["winner"]["valid_accuracy"] == max(c["valid_accuracy"] for c in ran)
     assert fitted.chosen_strategy_ == record["winner"]["strategy"]
-    # The selection split only the 48 training texts (not the 2 of `valid`); the refit took all 48.
-    assert (record["n_fit"], record["n_valid"], record["n_refit"]) == (38, 10, 48)
+    # The selection cross-validated over the 48 training texts alone (not the 2 of `valid`): a hold-out
+    # of 10 is too small, so 5 folds of 9 or 10; the refit took all 48.
+    assert (record["folds"], record["n_fit"], record["n_valid"], record["n_refit"]) == (5, 38, 48, 48)
+    assert all(len(c["fold_accuracies"]) == 5 for c in ran)
     assert sum(fitted.train_counts_.values()) == 48
     # The refit trained the winner's plan, reporting on `valid` after every epoch.
     plan = training_plan(small_config(strategy=fitted.chosen_strategy_, stage_epochs=(1, 1)), 5)
@@ -203,6 +247,38 @@ def test_auto_is_deterministic_under_the_seed(encoder_dir, fitted):
     assert (again.predict_proba(texts) == fitted.predict_proba(texts)).all()
 
 
+def test_contrastive_auto_makes_finetune_with_the_stage_a_candidate_of_its_own(encoder_dir):
+    clf = auto_transformer(encoder_dir)
+    assert [c.name for c in candidates_for(clf, 48)] == [f"transformer {s}" for s in STRATEGIES]
+    settings = TransformerConfig(contrastive="auto", contrastive_auto_max=100)
+    clf.set_params(model_config=settings)
+    candidates = candidates_for(clf, 48)
+    assert [c.name for c in candidates] == [f"transformer {s}" for s in STRATEGIES] + [
+        "transformer finetune + contrastive"]
+    # The selection decides the stage: off in the first three, on in the last.
+    made = [candidate_estimator(clf, c) for c in candidates]
+    assert [m.model_config.contrastive for m in made] == ["off", "off", "off", "on"]
+    assert [m.config.strategy for m in made] == [*STRATEGIES, "finetune"]
+    assert clf.model_config.contrastive == "auto"  # the classifier's own parameters stay as given
+    assert candidates_for(clf, 101)[-1].unavailable == ("more than transformer.contrastive_auto_max=100 "
+                                                        "training texts (101)")
+    # "on" or "off" act in every candidate as given: no candidate of its own.
+    clf.set_params(model_config=TransformerConfig(contrastive="on"))
+    assert len(candidates_for(clf, 48)) == 3 and candidate_estimator(clf, candidates[0]).model_config.contrastive == "on"
+
+
+def test_a_selection_with_the_contrastive_candidate_refits_the_winner_as_it_was_validated(encoder_dir):
+    texts, labels = sentiment()
+    clf = auto_transformer(encoder_dir, auto_folds=1).set_params(
+        model_config=TransformerConfig(contrastive="auto", contrastive_iterations=2, contrastive_lr=1e-3))
+    clf.fit(texts, labels)
+    record = clf.selection_
+    assert [(c["name"], c["status"]) for c in record["candidates"]][-1] == ("transformer finetune + contrastive", "ran")
+    assert record["folds"] == 1 and record["candidates"][-1]["contrastive"] is True
+    ran_stage = clf.history_["forward"][0].get("stage") == "contrastive"
+    assert ran_stage == record["winner"]["contrastive"]
+
+
 def test_an_awd_lstm_without_encoders_has_scratch_only():
     texts, labels = synthetic(40, seed=5)
     config = ClassifierConfig(strategy="auto", batch_size=16, bptt=10, max_len=100, unfreeze_plan=(1, 0),
@@ -228,11 +304,14 @@ def test_a_recipe_run_reports_the_selection_in_metrics_json_and_on_screen(encode
     assert metrics["strategy"] == "auto" and metrics["chosen_strategy"] == record["winner"]["strategy"]
     assert [c["strategy"] for c in record["candidates"]] == list(STRATEGIES)
     assert all(c["status"] == "ran" and c["valid_accuracy"] is not None for c in record["candidates"])
-    # The selection saw the training split alone (44 of the 48 rows; the rest are the test split).
-    assert record["n_fit"] + record["n_valid"] == record["n_refit"] == metrics["n_train"] == 44
+    # The selection saw the training split alone (44 of the 48 rows; the rest are the test split),
+    # each text validated once over the folds.
+    assert record["n_valid"] == record["n_refit"] == metrics["n_train"] == 44 and record["folds"] == 5
     assert metrics["n_train"] + metrics["test"]["n_test"] == 48
     assert metrics["lm_finetune"]  # stage 2 ran, as for finetune
     screen = capsys.readouterr().out
     assert "ulmtl: auto: candidate" in screen
     assert f"{record['winner']['name']} wins: {record['reason']}" in screen
-    assert "## Strategy selection (auto)" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "## Strategy selection (auto)" in report
+    assert "5-fold cross-validation of 44 training texts (fitted on 35 per fold" in report

@@ -289,10 +289,15 @@ class ClassifierConfig(OptimizerSettings):
     strategy: Strategy = "finetune"
     # strategy "auto" (ulmtl.selection) tries feature_extraction, finetune and scratch, cheapest
     # first, on a seeded stratified hold-out of this fraction of the training texts, keeps the best
-    # by validation accuracy and refits it on all of them. A candidate that would start after
-    # auto_budget_s seconds of trying is skipped (0: no budget; candidates run until one has run).
-    # Both are used by "auto" only: set with another strategy, they are refused.
+    # by validation accuracy and refits it on all of them. auto_folds: 1 = that one hold-out; k >= 2
+    # = stratified k-fold cross-validation (every text validated once, the score pooled over the
+    # folds); 0 = one hold-out when it holds at least AUTO_MIN_HOLD_OUT texts, else
+    # round(1 / auto_valid_fraction) folds (a hold-out of 20 texts measures accuracy to +-10
+    # points). A candidate that would start after auto_budget_s seconds of trying is skipped (0: no
+    # budget; candidates run until one has run). All are used by "auto" only: set with another
+    # strategy, they are refused.
     auto_valid_fraction: float = limited(0.2, FRACTION)
+    auto_folds: int = limited(0, NON_NEGATIVE)
     auto_budget_s: float = limited(0.0, NON_NEGATIVE)
     directions: tuple[Direction, ...] = ("forward",)
     # The head pools over the last max_len tokens of a document: at least bptt.

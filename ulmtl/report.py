@@ -332,14 +332,23 @@ def _selection_table(selection: dict | None) -> list[str]:
     if not selection:
         return []
     lines = ["", "## Strategy selection (auto)", "",
-             f"Fitted on {selection['n_fit']} training texts, validated on {selection['n_valid']} (seed "
-             f"{selection['seed']}); {selection['winner']['name']} won: {selection['reason']}. It was "
-             f"refitted on all {selection['n_refit']} training texts in {selection['refit_seconds']} s.", "",
+             f"{_validation(selection)} (seed {selection['seed']}); {selection['winner']['name']} won: "
+             f"{selection['reason']}. It was refitted on all {selection['n_refit']} training texts in "
+             f"{selection['refit_seconds']} s.", "",
              "| candidate | status | validation accuracy | seconds | note |", "|---|---|---|---|---|"]
     for c in selection["candidates"]:
         accuracy = "" if c["valid_accuracy"] is None else c["valid_accuracy"]
         lines.append(f"| {c['name']} | {c['status']} | {accuracy} | {c['seconds']} | {_cell(c['reason'])} |")
     return lines
+
+
+def _validation(selection: dict) -> str:
+    """How the candidates were validated: one hold-out, or k folds (records before folds: one)."""
+    folds = selection.get("folds", 1)
+    if folds == 1:
+        return f"Fitted on {selection['n_fit']} training texts, validated on {selection['n_valid']}"
+    return (f"{folds}-fold cross-validation of {selection['n_valid']} training texts (fitted on "
+            f"{selection['n_fit']} per fold, accuracy pooled over the folds)")
 
 
 def _losses(texts: list[str], truth: np.ndarray, proba: np.ndarray, classes: list[str]) -> list[str]:

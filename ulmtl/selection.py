@@ -1,9 +1,10 @@
 """Strategy ``"auto"``: the decision guide as a function.
 
 :func:`select_strategy` fits each candidate (a backbone and a strategy) on one seeded, stratified
-part of the training texts and scores it on the rest, cheapest first, within a time budget, and
-keeps the best; :func:`fit_auto` is how ``TextClassifier.fit`` uses it: the candidates are the
-classifier's backbone's strategies (feature_extraction, finetune, scratch), the winner is refitted
+part of the training texts and scores it on the rest (or, for few texts, on each of k stratified
+folds in turn), cheapest first, within a time budget, and keeps the best; :func:`fit_auto` is how ``TextClassifier.fit`` uses it: the candidates are the
+classifier's backbone's strategies (feature_extraction, finetune, scratch; for the transformer with
+``contrastive="auto"``, finetune with the contrastive stage too), the winner is refitted
 on every training text, and the record of the choice becomes ``selection_``. Only the texts given
 to ``fit`` are split and scored: a test split never reaches the selection.
 """
@@ -12,13 +13,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Literal
 
 import torch
 from sklearn.base import clone
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from ulmtl.checkpoint import CheckpointError
 from ulmtl.datasets import DataError
@@ -31,22 +33,26 @@ STRATEGIES = ("feature_extraction", "finetune", "scratch")
 # What ends a candidate without ending the selection: training that diverged or ran out of device
 # memory. Anything else (a bad encoder path, bad data) is the caller's error and is raised.
 CANDIDATE_FAILURES = (NonFiniteLoss, torch.OutOfMemoryError)
+# auto_folds=0 cross-validates when one hold-out would hold fewer texts than this: the standard
+# error of an accuracy measured on n texts is up to 0.5 / sqrt(n), 5 points at 100.
+AUTO_MIN_HOLD_OUT = 100
 
 Status = Literal["ran", "skipped", "failed"]
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One way to fit: a backbone and a strategy; ``unavailable`` says why it cannot run (then it
-    is reported as skipped, not run)."""
+    """One way to fit: a backbone and a strategy, with the transformer's contrastive stage or not;
+    ``unavailable`` says why it cannot run (then it is reported as skipped, not run)."""
 
     backbone: str
     strategy: str
     unavailable: str = ""
+    contrastive: bool = False
 
     @property
     def name(self) -> str:
-        return f"{self.backbone} {self.strategy}"
+        return f"{self.backbone} {self.strategy}" + (" + contrastive" if self.contrastive else "")
 
 
 @dataclass
@@ -58,11 +64,13 @@ class Trial:
     valid_accuracy: float | None = None
     seconds: float = 0.0
     reason: str = ""
+    fold_accuracies: tuple[float, ...] = ()
 
     def to_dict(self) -> dict:
         return {"name": self.candidate.name, "backbone": self.candidate.backbone,
-                "strategy": self.candidate.strategy, "status": self.status,
-                "valid_accuracy": None if self.valid_accuracy is None else round(self.valid_accuracy, 4),
+                "strategy": self.candidate.strategy, "contrastive": self.candidate.contrastive,
+                "status": self.status, "valid_accuracy": None if self.valid_accuracy is None else round(self.valid_accuracy, 4),
+                "fold_accuracies": [round(a, 4) for a in self.fold_accuracies],
                 "seconds": round(self.seconds, 2), "reason": self.reason}
 
 
@@ -78,13 +86,15 @@ class Selection:
     valid_fraction: float
     budget_s: float
     seed: int
+    folds: int = 1
 
     def to_dict(self) -> dict:
         won = next(t for t in self.trials if t.candidate == self.winner)
         return {"candidates": [t.to_dict() for t in self.trials],
                 "winner": {"name": self.winner.name, "backbone": self.winner.backbone,
-                           "strategy": self.winner.strategy, "valid_accuracy": round(won.valid_accuracy, 4)},
-                "reason": self.reason, "n_fit": self.n_fit, "n_valid": self.n_valid,
+                           "strategy": self.winner.strategy, "contrastive": self.winner.contrastive,
+                           "valid_accuracy": round(won.valid_accuracy, 4)},
+                "reason": self.reason, "n_fit": self.n_fit, "n_valid": self.n_valid, "folds": self.folds,
                 "valid_fraction": self.valid_fraction, "budget_s": self.budget_s, "seed": self.seed}
 
 
@@ -108,20 +118,55 @@ def validation_split(labels: list, fraction: float, seed: int) -> tuple[list[int
     return sorted(fit), sorted(valid)
 
 
+def number_of_folds(n_texts: int, fraction: float, folds: int) -> int:
+    """How many folds ``auto_folds=folds`` means for ``n_texts`` training texts: 1 (one hold-out of
+    ``fraction``) or k >= 2 (stratified k-fold). 0 chooses: one hold-out when it holds at least
+    AUTO_MIN_HOLD_OUT texts, else round(1 / fraction) folds."""
+    if folds == 0:
+        return 1 if math.ceil(fraction * n_texts) >= AUTO_MIN_HOLD_OUT else max(2, round(1 / fraction))
+    return folds
+
+
+def validation_folds(labels: list, fraction: float, folds: int, seed: int) -> list[tuple[list[int], list[int]]]:
+    """The (fitted on, validated on) index pairs of ``auto_folds=folds`` (:func:`number_of_folds`):
+    one seeded stratified hold-out, or k seeded stratified folds (each text validated once; a class
+    with fewer than k texts is in fewer folds, and every fit part has each class while it has 2
+    texts or more). Refused with a DataError when a class has one text, or there are fewer than k."""
+    k = number_of_folds(len(labels), fraction, folds)
+    if k == 1:
+        return [validation_split(labels, fraction, seed)]
+    where = f"strategy 'auto' cross-validates over {k} stratified folds of the {len(labels)} training texts"
+    rare = sorted(str(c) for c, n in Counter(labels).items() if n < 2)
+    if rare:
+        raise DataError(f"{where}: every class needs 2 examples or more, and class(es) {rare} have 1; give "
+                        f"more examples or choose a strategy")
+    if k > len(labels):
+        raise DataError(f"{where}: each fold needs one text or more; lower classifier.auto_folds")
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # a class with fewer than k texts: handled above, in fewer folds
+        warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+        return [(sorted(fit.tolist()), sorted(valid.tolist()))
+                for fit, valid in splitter.split(list(range(len(labels))), labels)]
+
+
 def select_strategy(make_candidate: Callable[[Candidate], object], candidates: list[Candidate],
                     texts: list[str], labels: list, valid_fraction: float, time_budget_s: float, seed: int,
-                    announce: Callable[[str], None] = lambda line: None) -> Selection:
+                    announce: Callable[[str], None] = lambda line: None, folds: int = 1) -> Selection:
     """Try ``candidates`` in the given order (cheapest first) and keep the best.
 
     Each estimator ``make_candidate(candidate)`` returns is fitted on a seeded stratified
-    ``1 - valid_fraction`` of ``texts`` / ``labels`` and scored (``score``: accuracy) on the rest.
+    ``1 - valid_fraction`` of ``texts`` / ``labels`` and scored (``score``: accuracy) on the rest;
+    with ``folds`` (``auto_folds``, :func:`number_of_folds`) meaning k >= 2 folds, a fresh estimator
+    is fitted on each fold's complement and the accuracy is pooled over all k validation folds.
     Once one candidate has run, one that would start after ``time_budget_s`` seconds (0: no
     budget) is skipped. The winner has the highest validation accuracy; of tied ones, the one tried
     first (the cheaper). ``announce`` receives one line per candidate as it starts.
     """
-    fit_rows, valid_rows = validation_split(labels, valid_fraction, seed)
-    fit_texts, fit_labels = [texts[i] for i in fit_rows], [labels[i] for i in fit_rows]
-    valid_texts, valid_labels = [texts[i] for i in valid_rows], [labels[i] for i in valid_rows]
+    splits = validation_folds(labels, valid_fraction, folds, seed)
+    k = len(splits)
+    n_fit, n_valid = len(splits[0][0]), sum(len(valid) for _, valid in splits)
+    plan = (f"fitting on {n_fit} training texts, validating on {n_valid}" if k == 1 else
+            f"{k}-fold cross-validation of {len(labels)} training texts (fitting on {n_fit} of them per fold)")
     trials, started = [], time.perf_counter()
     for number, candidate in enumerate(candidates, 1):
         # Under torchrun every process must take the same branch: rank 0's clock decides.
@@ -133,26 +178,31 @@ def select_strategy(make_candidate: Callable[[Candidate], object], candidates: l
             trials.append(Trial(candidate, "skipped", reason=f"time budget of {time_budget_s:g} s spent "
                                                              f"({spent:.1f} s used)"))
             continue
-        announce(f"trying {candidate.name} ({number}/{len(candidates)}): fitting on {len(fit_rows)} training "
-                 f"texts, validating on {len(valid_rows)}")
+        announce(f"trying {candidate.name} ({number}/{len(candidates)}): {plan}")
         begun = time.perf_counter()
         try:
-            estimator = make_candidate(candidate)
-            estimator.fit(fit_texts, fit_labels)
-            score = float(estimator.score(valid_texts, valid_labels))
+            accuracies = [_fit_and_score(make_candidate(candidate), texts, labels, fit_rows, valid_rows)
+                          for fit_rows, valid_rows in splits]
         except CANDIDATE_FAILURES as err:
             trials.append(Trial(candidate, "failed", seconds=time.perf_counter() - begun,
                                 reason=f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"))
             continue
-        del estimator
-        trials.append(Trial(candidate, "ran", score, time.perf_counter() - begun))
+        pooled = sum(a * len(valid) for a, (_, valid) in zip(accuracies, splits)) / n_valid
+        trials.append(Trial(candidate, "ran", pooled, time.perf_counter() - begun,
+                            fold_accuracies=tuple(accuracies) if k > 1 else ()))
     ran = [t for t in trials if t.status == "ran"]
     if not ran:
         raise DataError("strategy 'auto': no candidate could be fitted (" + "; ".join(
             f"{t.candidate.name}: {t.status}, {t.reason}" for t in trials) + ")")
     best = max(ran, key=lambda t: t.valid_accuracy)  # max keeps the first of equal ones: the cheaper
-    return Selection(trials, best.candidate, _reason(best, trials), len(fit_rows), len(valid_rows),
-                     valid_fraction, time_budget_s, seed)
+    return Selection(trials, best.candidate, _reason(best, trials), n_fit, n_valid, valid_fraction,
+                     time_budget_s, seed, k)
+
+
+def _fit_and_score(estimator, texts: list[str], labels: list, fit_rows: list[int], valid_rows: list[int]) -> float:
+    """``estimator`` fitted on the texts at ``fit_rows``, its accuracy on those at ``valid_rows``."""
+    estimator.fit([texts[i] for i in fit_rows], [labels[i] for i in fit_rows])
+    return float(estimator.score([texts[i] for i in valid_rows], [labels[i] for i in valid_rows]))
 
 
 def _reason(best: Trial, trials: list[Trial]) -> str:
@@ -180,13 +230,37 @@ def with_strategy(config, strategy: str):
     return dataclasses.replace(config, strategy=strategy, **resets)
 
 
-def candidates_for(classifier) -> list[Candidate]:
-    """The strategies of ``classifier``'s backbone, cheapest first. The transformer's are always
-    available (scratch takes its architecture); the AWD-LSTM's pretrained ones need ``encoders``."""
+def chooses_contrastive(classifier) -> bool:
+    """Whether ``classifier``'s selection decides the contrastive stage: a transformer with
+    ``contrastive="auto"``."""
+    return classifier.backbone.name == "transformer" and classifier.model_config.contrastive == "auto"
+
+
+def candidates_for(classifier, n_texts: int) -> list[Candidate]:
+    """The strategies of ``classifier``'s backbone, cheapest first, for ``n_texts`` training texts.
+    The transformer's are always available (scratch takes its architecture); the AWD-LSTM's
+    pretrained ones need ``encoders``. With :func:`chooses_contrastive`, the three run without the
+    contrastive stage and finetune with it comes last (the dearest; unavailable above
+    ``contrastive_auto_max`` texts, where the stage is off)."""
     backbone = classifier.backbone.name
     needs_encoders = backbone == "awd_lstm" and classifier.encoders is None
-    return [Candidate(backbone, strategy, "no pretrained encoders given (encoders=None)"
-                      if needs_encoders and strategy != "scratch" else "") for strategy in STRATEGIES]
+    candidates = [Candidate(backbone, strategy, "no pretrained encoders given (encoders=None)"
+                            if needs_encoders and strategy != "scratch" else "") for strategy in STRATEGIES]
+    if chooses_contrastive(classifier):
+        limit = classifier.model_config.contrastive_auto_max
+        candidates.append(Candidate(backbone, "finetune", f"more than transformer.contrastive_auto_max={limit} "
+                                    f"training texts ({n_texts})" if n_texts > limit else "", contrastive=True))
+    return candidates
+
+
+def candidate_estimator(classifier, candidate: Candidate, log_path=None):
+    """An unfitted copy of ``classifier`` that fits as ``candidate`` says: its strategy (the auto-only
+    fields reset) and, where the selection decides it, the contrastive stage on or off."""
+    params = {"config": with_strategy(classifier.config, candidate.strategy), "log_path": log_path}
+    if chooses_contrastive(classifier):
+        params["model_config"] = dataclasses.replace(classifier.model_config,
+                                                     contrastive="on" if candidate.contrastive else "off")
+    return clone(classifier).set_params(**params)
 
 
 def fit_auto(classifier, texts: list[str], labels: list, refit: Callable[[object], object]):
@@ -196,18 +270,14 @@ def fit_auto(classifier, texts: list[str], labels: list, refit: Callable[[object
     ``chosen_strategy_``; prints the table when ``classifier.verbose``. The candidates log to the
     screen only: ``log_path`` gets the refit's training alone."""
     config = classifier.config
-
-    def make(candidate: Candidate, log_path=None):
-        return clone(classifier).set_params(config=with_strategy(config, candidate.strategy),
-                                            log_path=log_path)
-
     say = (lambda line: print(f"ulmtl: auto: {line}", flush=True)) if classifier.verbose and is_main() \
         else (lambda line: None)
-    selection = select_strategy(make, candidates_for(classifier), texts, labels, config.auto_valid_fraction,
-                                config.auto_budget_s, config.seed, say)
+    selection = select_strategy(lambda candidate: candidate_estimator(classifier, candidate),
+                                candidates_for(classifier, len(texts)), texts, labels, config.auto_valid_fraction,
+                                config.auto_budget_s, config.seed, say, config.auto_folds)
     say(f"{selection.winner.name} wins: {selection.reason}; refitting it on all {len(texts)} training texts")
     begun = time.perf_counter()
-    fitted = make(selection.winner, classifier.log_path)
+    fitted = candidate_estimator(classifier, selection.winner, classifier.log_path)
     refit(fitted)
     for key, value in vars(fitted).items():
         if key.endswith("_") and not key.startswith("_"):
