@@ -8,7 +8,7 @@ For each dataset, size and seed the training texts are the recipes' subset (``--
 (TRANSFORMER_CLASSIFIER, the bundled encoder, no stage 2) and ``strategy="auto"`` fits each
 candidate (feature_extraction, finetune, scratch; with ``--contrastive auto``, the default, finetune
 with the contrastive stage too) on stratified parts of the training texts, scores it on the rest
-(one hold-out, or 5 folds under 500 texts: ``classifier.auto_folds=0``), and refits the winner on
+(one hold-out, or 5 folds when it would hold under 100 texts: ``classifier.auto_folds=0``), and refits the winner on
 all of them. Then every other candidate is fitted on all the training texts too, and each is scored
 on the test split, which the selection never sees. The winner's refit is the fit its candidate gets
 alone (same config, seed and texts), so its test score and seconds are reused. Rows go to
@@ -85,8 +85,8 @@ def main(argv=None) -> list[dict]:
     for dataset in args.datasets.split(","):
         for size in [int(s) for s in args.sizes.split(",")]:
             for seed in [int(s) for s in args.seeds.split(",")]:
-                n_train = len(labelled_subset(dataset, size, seed)[1])
-                folds = number_of_folds(n_train, TRANSFORMER_CLASSIFIER.auto_valid_fraction, 0)
+                folds = number_of_folds(labelled_subset(dataset, size, seed)[1],
+                                        TRANSFORMER_CLASSIFIER.auto_valid_fraction, 0)
                 key = {"dataset": dataset, "size": size, "seed": seed, "backbone": "transformer",
                        "quick": args.quick, "folds": folds,
                        "contrastive": args.contrastive}

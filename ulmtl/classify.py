@@ -7,7 +7,8 @@ directions' probabilities (the paper's bidirectional ensemble). Strategies:
 * ``"finetune"``: full ULMFiT: gradual unfreezing, discriminative LRs, slanted triangular LRs;
 * ``"feature_extraction"``: the encoder stays frozen, only the head trains;
 * ``"scratch"``: no pretrained weights; the vocabulary comes from the training texts;
-* ``"auto"``: tries the three on a validation split of the training texts and refits the best
+* ``"auto"``: tries the three (and, for the transformer with ``contrastive="auto"``, finetune with
+  the contrastive stage) on a validation split or folds of the training texts and refits the best
   (``ulmtl.selection``).
 
 Multi-label classification: labels ``y`` that are sets of labels (a list, tuple or set per text, or

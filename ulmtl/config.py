@@ -168,7 +168,9 @@ class TransformerConfig:
     # at most contrastive_max_pairs pairs in all (the default: what auto's largest set makes, 1000
     # texts x 20 rounds x 2); one epoch of batches of contrastive_batch_size pairs, AdamW at
     # contrastive_lr. It acts for every strategy (with feature_extraction, the head then trains on
-    # the contrastive encoder frozen, as SetFit's does). Off by default until benchmarked.
+    # the contrastive encoder frozen, as SetFit's does). Under strategy "auto", "auto" is decided by
+    # validation instead: finetune with the stage is one more candidate, the others run without it.
+    # Off by default until benchmarked.
     contrastive: Literal["auto", "on", "off"] = "off"
     contrastive_auto_max: int = limited(1000, AT_LEAST_1)
     contrastive_iterations: int = limited(20, AT_LEAST_1)
@@ -291,9 +293,9 @@ class ClassifierConfig(OptimizerSettings):
     # first, on a seeded stratified hold-out of this fraction of the training texts, keeps the best
     # by validation accuracy and refits it on all of them. auto_folds: 1 = that one hold-out; k >= 2
     # = stratified k-fold cross-validation (every text validated once, the score pooled over the
-    # folds); 0 = one hold-out when it holds at least AUTO_MIN_HOLD_OUT texts, else
-    # round(1 / auto_valid_fraction) folds (a hold-out of 20 texts measures accuracy to +-10
-    # points). A candidate that would start after auto_budget_s seconds of trying is skipped (0: no
+    # folds); 0 = one hold-out when it holds at least AUTO_MIN_HOLD_OUT (100) texts, else
+    # round(1 / auto_valid_fraction) folds, at most 10 (a hold-out of 20 texts measures accuracy
+    # with a standard error of up to 11 points). A candidate that would start after auto_budget_s seconds of trying is skipped (0: no
     # budget; candidates run until one has run). All are used by "auto" only: set with another
     # strategy, they are refused.
     auto_valid_fraction: float = limited(0.2, FRACTION)

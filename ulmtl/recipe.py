@@ -10,8 +10,8 @@ run is complete: a run that fails or is killed leaves the earlier run as it was.
 
 With ``--classifier.strategy=auto`` the LM is fine-tuned (stage 2) as for ``finetune`` (on the
 texts ``lm_texts`` names: by default the test texts too, without their labels), then the
-classifier tries the run's backbone's strategies (``ulmtl.selection``) on a split of the training
-split alone, each pretrained one on that fine-tuned LM, and refits the best; metrics.json records
+classifier tries the run's backbone's strategies (``ulmtl.selection``) on a split (or folds) of the
+training split alone, each pretrained one on that fine-tuned LM, and refits the best; metrics.json records
 the trials under ``"auto"``. Only the run's backbone is tried: the classifier section holds that
 backbone's training settings (the transformer's LRs are two orders below the AWD-LSTM's) and
 ``--pretrained`` names one backbone's checkpoint; run again with ``--backbone`` to compare them.

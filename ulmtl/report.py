@@ -348,7 +348,7 @@ def _validation(selection: dict) -> str:
     if folds == 1:
         return f"Fitted on {selection['n_fit']} training texts, validated on {selection['n_valid']}"
     return (f"{folds}-fold cross-validation of {selection['n_valid']} training texts (fitted on "
-            f"{selection['n_fit']} per fold, accuracy pooled over the folds)")
+            f"{selection['n_fit']} or more per fold, accuracy pooled over the folds)")
 
 
 def _losses(texts: list[str], truth: np.ndarray, proba: np.ndarray, classes: list[str]) -> list[str]:

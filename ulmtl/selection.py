@@ -33,9 +33,11 @@ STRATEGIES = ("feature_extraction", "finetune", "scratch")
 # What ends a candidate without ending the selection: training that diverged or ran out of device
 # memory. Anything else (a bad encoder path, bad data) is the caller's error and is raised.
 CANDIDATE_FAILURES = (NonFiniteLoss, torch.OutOfMemoryError)
-# auto_folds=0 cross-validates when one hold-out would hold fewer texts than this: the standard
-# error of an accuracy measured on n texts is up to 0.5 / sqrt(n), 5 points at 100.
+# auto_folds=0 cross-validates when one hold-out would hold fewer texts than this (the standard
+# error of an accuracy measured on n texts is up to 0.5 / sqrt(n): 11 points at 20, 5 at 100), with
+# round(1 / auto_valid_fraction) folds, at most AUTO_MAX_FOLDS.
 AUTO_MIN_HOLD_OUT = 100
+AUTO_MAX_FOLDS = 10
 
 Status = Literal["ran", "skipped", "failed"]
 
@@ -118,12 +120,22 @@ def validation_split(labels: list, fraction: float, seed: int) -> tuple[list[int
     return sorted(fit), sorted(valid)
 
 
-def number_of_folds(n_texts: int, fraction: float, folds: int) -> int:
-    """How many folds ``auto_folds=folds`` means for ``n_texts`` training texts: 1 (one hold-out of
+def number_of_folds(labels: list, fraction: float, folds: int) -> int:
+    """How many folds ``auto_folds=folds`` means for the training ``labels``: 1 (one hold-out of
     ``fraction``) or k >= 2 (stratified k-fold). 0 chooses: one hold-out when it holds at least
-    AUTO_MIN_HOLD_OUT texts, else round(1 / fraction) folds."""
+    AUTO_MIN_HOLD_OUT texts; else round(1 / fraction) folds, at most AUTO_MAX_FOLDS and at most the
+    largest class's count (a stratified split cannot make more), one hold-out if that leaves fewer
+    than 2. A DataError when an explicit k is more than that count."""
+    largest = max(Counter(labels).values())
     if folds == 0:
-        return 1 if math.ceil(fraction * n_texts) >= AUTO_MIN_HOLD_OUT else max(2, round(1 / fraction))
+        if math.ceil(fraction * len(labels)) >= AUTO_MIN_HOLD_OUT:
+            return 1
+        k = min(AUTO_MAX_FOLDS, max(2, round(1 / fraction)), largest)
+        return k if k >= 2 else 1
+    if folds > largest:
+        raise DataError(f"strategy 'auto' cross-validates over classifier.auto_folds={folds} stratified folds of "
+                        f"the {len(labels)} training texts, but no class has {folds} texts (the largest has "
+                        f"{largest}); lower auto_folds or give more examples")
     return folds
 
 
@@ -131,17 +143,15 @@ def validation_folds(labels: list, fraction: float, folds: int, seed: int) -> li
     """The (fitted on, validated on) index pairs of ``auto_folds=folds`` (:func:`number_of_folds`):
     one seeded stratified hold-out, or k seeded stratified folds (each text validated once; a class
     with fewer than k texts is in fewer folds, and every fit part has each class while it has 2
-    texts or more). Refused with a DataError when a class has one text, or there are fewer than k."""
-    k = number_of_folds(len(labels), fraction, folds)
+    texts or more). Refused with a DataError when a class has one text."""
+    k = number_of_folds(labels, fraction, folds)
     if k == 1:
         return [validation_split(labels, fraction, seed)]
-    where = f"strategy 'auto' cross-validates over {k} stratified folds of the {len(labels)} training texts"
     rare = sorted(str(c) for c, n in Counter(labels).items() if n < 2)
     if rare:
-        raise DataError(f"{where}: every class needs 2 examples or more, and class(es) {rare} have 1; give "
-                        f"more examples or choose a strategy")
-    if k > len(labels):
-        raise DataError(f"{where}: each fold needs one text or more; lower classifier.auto_folds")
+        raise DataError(f"strategy 'auto' cross-validates over {k} stratified folds of the {len(labels)} training "
+                        f"texts: every class needs 2 examples or more, and class(es) {rare} have 1; give more "
+                        f"examples or choose a strategy")
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     with warnings.catch_warnings():  # a class with fewer than k texts: handled above, in fewer folds
         warnings.filterwarnings("ignore", "The least populated class", UserWarning)
@@ -164,9 +174,9 @@ def select_strategy(make_candidate: Callable[[Candidate], object], candidates: l
     """
     splits = validation_folds(labels, valid_fraction, folds, seed)
     k = len(splits)
-    n_fit, n_valid = len(splits[0][0]), sum(len(valid) for _, valid in splits)
+    n_fit, n_valid = min(len(fit) for fit, _ in splits), sum(len(valid) for _, valid in splits)
     plan = (f"fitting on {n_fit} training texts, validating on {n_valid}" if k == 1 else
-            f"{k}-fold cross-validation of {len(labels)} training texts (fitting on {n_fit} of them per fold)")
+            f"{k}-fold cross-validation of {len(labels)} training texts (fitting on {n_fit} or more per fold)")
     trials, started = [], time.perf_counter()
     for number, candidate in enumerate(candidates, 1):
         # Under torchrun every process must take the same branch: rank 0's clock decides.
@@ -282,6 +292,9 @@ def fit_auto(classifier, texts: list[str], labels: list, refit: Callable[[object
     for key, value in vars(fitted).items():
         if key.endswith("_") and not key.startswith("_"):
             setattr(classifier, key, value)
+    if chooses_contrastive(classifier):  # saved as given ("auto"); what ran is the winner's record
+        classifier.model_configs_ = {direction: dataclasses.replace(settings, contrastive="auto")
+                                     for direction, settings in classifier.model_configs_.items()}
     classifier.selection_ = {**selection.to_dict(), "n_refit": len(texts),
                              "refit_seconds": round(time.perf_counter() - begun, 2)}
     classifier.chosen_strategy_ = selection.winner.strategy
