@@ -310,18 +310,18 @@ def test_auto_strategy_report_counts_the_runs_where_auto_picked_a_test_best_stra
             row(0, "finetune+contrastive", {"feature_extraction": 0.7, "finetune": 0.8, "scratch": 0.5,
                                             "finetune+contrastive": 0.92},
                 {"feature_extraction": 0.6, "finetune": 0.7, "scratch": 0.3, "finetune+contrastive": 0.8},
-                folds=5, contrastive="auto", n_valid=100)]
+                folds=5, contrastive="auto", backbones="both", n_valid=100)]
     text = auto.report(rows)
     # Rows written before folds and the contrastive candidate count as one hold-out without it.
-    assert ("- trec, 100 labels (hold-out, contrastive candidate off): auto picked a test-best candidate in 1 "
+    assert ("- trec, 100 labels (hold-out, contrastive candidate off, backbones own): auto picked a test-best candidate in 1 "
             "of 2 runs; its mean test accuracy 0.800; mean regret 0.050; auto took 2.5x") in text
-    assert ("- trec, 100 labels (5 folds, contrastive candidate on): auto picked a test-best candidate in 1 of "
+    assert ("- trec, 100 labels (5 folds, contrastive candidate on, backbones both): auto picked a test-best candidate in 1 of "
             "1 runs; its mean test accuracy 0.920") in text
     lines = [line for line in text.splitlines() if line.startswith("| trec")]
     assert lines[0].split(" | ")[3] == "hold-out, 20 texts"
     assert lines[0].split(" | ")[6:9] == ["FT", "FT", "0.000"]
-    assert lines[1].split(" | ")[4].startswith("0.750 / - / 0.400 / -")
-    assert lines[2].split(" | ")[3:5] == ["5 folds, 100 texts", "0.600 / 0.700 / 0.300 / 0.800"]
+    assert lines[1].split(" | ")[4].startswith("0.750 / - / 0.400 / - / -")
+    assert lines[2].split(" | ")[3:5] == ["5 folds, 100 texts", "0.600 / 0.700 / 0.300 / 0.800 / -"]
     assert lines[2].split(" | ")[6:8] == ["FT+C", "FT+C"]
 
 

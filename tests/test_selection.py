@@ -3,6 +3,7 @@ training texts; the best refitted on all of them; the record in the classifier a
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from sklearn.dummy import DummyClassifier
@@ -12,13 +13,15 @@ from sklearn.pipeline import make_pipeline
 
 from conftest import TINY, synthetic
 from test_transformer import POS_NEG, make_encoder, sentiment, small_config
-from ulmtl import ClassifierConfig, TextClassifier, TransformerConfig, parse_args, RecipeConfig
+
+from ulmtl import ClassifierConfig, ModelConfig, TextClassifier, TransformerConfig, parse_args, RecipeConfig
+from ulmtl.config import TRANSFORMER_CLASSIFIER
 from ulmtl.command import main
 from ulmtl.datasets import DataError
 from ulmtl.schedule import training_plan
 from ulmtl.selection import (
     AUTO_MIN_HOLD_OUT, STRATEGIES, Candidate, candidate_estimator, candidates_for, number_of_folds, select_strategy,
-    validation_folds, validation_split,
+    validation_folds, validation_split, with_strategy,
 )
 from ulmtl.training import NonFiniteLoss
 
@@ -202,6 +205,7 @@ def encoder_dir(tmp_path_factory):
 
 
 def auto_transformer(encoder_dir, **changes) -> TextClassifier:
+    changes = {"auto_backbones": "own", **changes}
     config = small_config(strategy="auto", stage_epochs=(1, 1), **changes)
     return TextClassifier(config, encoders=encoder_dir, model_config=TransformerConfig(), verbose=False)
 
@@ -290,10 +294,52 @@ def test_a_selection_with_the_contrastive_candidate_refits_the_winner_as_it_was_
     assert (loaded.predict_proba(texts) == clf.predict_proba(texts)).all()
 
 
+def test_auto_backbones_both_adds_the_other_backbones_strategies_with_its_own_defaults(encoder_dir):
+    transformer = auto_transformer(encoder_dir, auto_backbones="both", seed=7)
+    candidates = candidates_for(transformer, 48)
+    assert [c.name for c in candidates] == [f"{b} {s}" for b in ("transformer", "awd_lstm") for s in STRATEGIES]
+    # The AWD-LSTM has no encoders here: from scratch only.
+    assert [bool(c.unavailable) for c in candidates] == [False] * 3 + [True, True, False]
+    made = candidate_estimator(transformer, candidates[5])
+    assert made.backbone.name == "awd_lstm" and made.encoders is None and made.model_config == ModelConfig()
+    assert made.config == with_strategy(replace(ClassifierConfig(), seed=7), "scratch")
+    # The other way round: the transformer's three, on the bundled encoder, with its defaults.
+    awd = TextClassifier(ClassifierConfig(strategy="auto", seed=7), model_config=TINY, verbose=False)
+    candidates = candidates_for(awd, 48)
+    assert [(c.name, bool(c.unavailable)) for c in candidates][3:] == [
+        (f"transformer {s}", False) for s in STRATEGIES]
+    made = candidate_estimator(awd, candidates[4])
+    assert made.backbone.name == "transformer" and made.encoders is None
+    assert made.config == with_strategy(replace(TRANSFORMER_CLASSIFIER, seed=7), "finetune")
+    assert len(candidates_for(awd.set_params(config=ClassifierConfig(strategy="auto", auto_backbones="own")),
+                              48)) == 3
+
+
+def test_a_winner_of_the_other_backbone_predicts_saves_and_loads_as_that_backbone(tmp_path):
+    """An AWD-LSTM whose own candidate cannot learn (lr 1e-9: one class for every text, half right
+    on the stratified hold-out): the bundled transformer wins."""
+    texts, labels = synthetic(40, seed=5)
+    config = ClassifierConfig(strategy="auto", auto_folds=1, batch_size=16, bptt=10, max_len=100,
+                              unfreeze_plan=(1, 0), stage_epochs=(1, 1), stage_lr_mult=(1.0, 1.0), lr=1e-9)
+    clf = TextClassifier(config, model_config=TINY, verbose=False).fit(texts, labels)
+    record = clf.selection_
+    scores = {c["name"]: c["valid_accuracy"] for c in record["candidates"]}
+    assert scores["awd_lstm scratch"] == 0.5 and record["winner"]["backbone"] == "transformer"
+    assert clf.backbone.name == "awd_lstm" and clf.trained_backbone.name == "transformer"
+    assert clf.trained_config_.lr == TRANSFORMER_CLASSIFIER.lr and clf.config == config  # params as given
+    assert clf.score(texts, labels) > 0.5
+    loaded = TextClassifier.load(clf.save(tmp_path / "model"))
+    assert loaded.trained_backbone.name == "transformer" and loaded.chosen_strategy_ == clf.chosen_strategy_
+    assert loaded.config.strategy == "auto" and loaded.config.auto_folds == 1 and loaded.config.max_len == 1024
+    assert (loaded.predict_proba(texts) == clf.predict_proba(texts)).all()
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert f"strategy auto (chose transformer {clf.chosen_strategy_})" in card
+
+
 def test_an_awd_lstm_without_encoders_has_scratch_only():
     texts, labels = synthetic(40, seed=5)
-    config = ClassifierConfig(strategy="auto", batch_size=16, bptt=10, max_len=100, unfreeze_plan=(1, 0),
-                              stage_epochs=(1, 1), stage_lr_mult=(1.0, 1.0), lr=0.02)
+    config = ClassifierConfig(strategy="auto", auto_backbones="own", batch_size=16, bptt=10, max_len=100,
+                              unfreeze_plan=(1, 0), stage_epochs=(1, 1), stage_lr_mult=(1.0, 1.0), lr=0.02)
     clf = TextClassifier(config, model_config=TINY, verbose=False).fit(texts, labels)
     record = clf.selection_
     assert [(c["strategy"], c["status"]) for c in record["candidates"]] == [
@@ -309,7 +355,7 @@ def test_a_recipe_run_reports_the_selection_in_metrics_json_and_on_screen(encode
     (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     out = tmp_path / "run"
     main(["train", str(tmp_path / "train.jsonl"), "--pretrained", str(encoder_dir), "--smoke",
-          "--classifier.strategy=auto", "--output", str(out)])
+          "--classifier.strategy=auto", "--classifier.auto_backbones=own", "--output", str(out)])
     metrics = json.loads((out / "metrics.json").read_text())
     record = metrics["auto"]
     assert metrics["strategy"] == "auto" and metrics["chosen_strategy"] == record["winner"]["strategy"]

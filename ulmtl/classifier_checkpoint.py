@@ -4,6 +4,7 @@ records which directions and backbone the folder holds and which save (``run_id`
 Nothing is unpickled."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -33,7 +34,7 @@ def save_classifier(clf, folder: str | Path, run_id: str = "", metrics: dict | N
     if getattr(clf, "quantized_", False):
         raise ConfigError("an int8-quantized classifier cannot be saved: save the classifier before "
                           "quantize_int8(), and quantize it again after loading")
-    backbone = clf.backbone
+    backbone = clf.trained_backbone
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     run_id = run_id or uuid.uuid4().hex
@@ -45,7 +46,7 @@ def save_classifier(clf, folder: str | Path, run_id: str = "", metrics: dict | N
             sections["tokenizer"] = clf.tokenizer
         record = CheckpointRecord(kind="classifier", backbone=backbone.name, direction=direction,
                                   classes=clf.classes_.tolist(), multilabel=clf.multilabel_, threshold=clf.threshold_,
-                                  classifier=clf.config, history=clf.history_.get(direction, []),
+                                  classifier=_saved_config(clf), history=clf.history_.get(direction, []),
                                   train_counts=clf.train_counts_, selection=clf.selection_, run_id=run_id,
                                   **sections)
         backbone.save(folder / direction, model, clf.vocabs_[direction], record)
@@ -106,7 +107,19 @@ def load_classifier(cls, folder: str | Path):
         clf.history_[direction] = config.get("history", [])
         clf.train_counts_ = config.get("train_counts", {})
         clf.selection_, clf.chosen_strategy_ = restore(config, clf.config.strategy, where)
+        clf.trained_config_, clf.trained_encoders_ = clf.config, None
     return clf
+
+
+def _saved_config(clf) -> ClassifierConfig:
+    """The classifier section a save writes: the config the models trained with (strategy "auto":
+    the winner's, which may be the other backbone's defaults) with the strategy and the auto-only
+    fields as given, so that the loaded classifier predicts as the saved one and says it chose."""
+    if clf.config.strategy != "auto":
+        return clf.config
+    given = {f.name: getattr(clf.config, f.name) for f in dataclasses.fields(clf.config)
+             if f.name == "strategy" or f.name.startswith("auto_")}
+    return dataclasses.replace(clf.trained_config_, **given)
 
 
 def _read_index(folder: Path) -> dict:

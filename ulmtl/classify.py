@@ -8,8 +8,8 @@ directions' probabilities (the paper's bidirectional ensemble). Strategies:
 * ``"feature_extraction"``: the encoder stays frozen, only the head trains;
 * ``"scratch"``: no pretrained weights; the vocabulary comes from the training texts;
 * ``"auto"``: tries the three (and, for the transformer with ``contrastive="auto"``, finetune with
-  the contrastive stage) on a validation split or folds of the training texts and refits the best
-  (``ulmtl.selection``).
+  the contrastive stage; with ``auto_backbones="both"``, the other backbone's too) on a validation
+  split or folds of the training texts and refits the best (``ulmtl.selection``).
 
 Multi-label classification: labels ``y`` that are sets of labels (a list, tuple or set per text, or
 an indicator matrix: a 2-D 0/1 array or a DataFrame with one column per label). The head then
@@ -115,6 +115,13 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         """The backbone ``model_config`` is the architecture section of."""
         return backbone_for(self.model_config)
 
+    @property
+    def trained_backbone(self) -> ClassifierBackbone:
+        """The backbone of the fitted models: ``backbone``, or the other one when strategy "auto"
+        chose it (``auto_backbones="both"``); ``trained_config_`` is the config they trained with."""
+        self._check_fitted()
+        return backbone_for(next(iter(self.model_configs_.values())))
+
     def fit(self, X, y=None, valid: tuple | None = None) -> "TextClassifier":
         """Train on texts ``X`` with labels ``y`` (or a Dataset / DatasetDict with text and label).
 
@@ -172,6 +179,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                   else np.bincount(label_ids, minlength=len(self.classes_)))
         self.train_counts_ = {str(c): int(n) for c, n in zip(self.classes_.tolist(), counts)}
         self.selection_, self.chosen_strategy_ = None, self.config.strategy
+        self.trained_config_, self.trained_encoders_ = self.config, self.encoders
         self.threshold_ = self.config.threshold if self.multilabel_ else None
         if self.multilabel_ and self.config.tune_threshold:
             self.threshold_, f1 = best_threshold(valid_ids, self.predict_proba(valid_texts), self.config.threshold)
@@ -283,7 +291,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         each label's sigmoid probability)."""
         self._check_fitted()
         texts, _, _ = texts_and_labels(X, None)
-        inputs = self.backbone.prepare(texts, self.tokenizer)
+        inputs = self.trained_backbone.prepare(texts, self.tokenizer)
         return {direction: self._direction_proba(direction, model, inputs, batch_size)
                 for direction, model in self.models_.items()}
 
@@ -294,11 +302,11 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         return sum(by_direction.values()) / len(by_direction)
 
     def _direction_proba(self, direction, model, inputs, batch_size) -> np.ndarray:
-        backbone, vocab = self.backbone, self.vocabs_[direction]
-        batch_size = batch_size or self.config.batch_size * 2
-        docs = backbone.encode(vocab, inputs, self.config)
+        backbone, vocab, config = self.trained_backbone, self.vocabs_[direction], self.trained_config_
+        batch_size = batch_size or config.batch_size * 2
+        docs = backbone.encode(vocab, inputs, config)
         loader = ClassificationLoader(docs, None, batch_size, backwards=direction == "backward",
-                                      collate=backbone.collate(vocab, self.config))
+                                      collate=backbone.collate(vocab, config))
         if getattr(self, "quantized_", False):
             device, precision = torch.device("cpu"), "fp32"  # int8 kernels take fp32 activations
         else:
@@ -324,7 +332,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         bf16. Predictions can differ slightly from the fp32 model's; ``benchmarks/speed.py`` reports
         by how much. A quantized classifier predicts only: it cannot be saved or trained further."""
         self._check_fitted()
-        self.models_ = {d: self.backbone.quantize_int8(m) for d, m in self.models_.items()}
+        self.models_ = {d: self.trained_backbone.quantize_int8(m) for d, m in self.models_.items()}
         self.quantized_ = True
         return self
 

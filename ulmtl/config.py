@@ -296,11 +296,15 @@ class ClassifierConfig(OptimizerSettings):
     # folds); 0 = one hold-out when it holds at least AUTO_MIN_HOLD_OUT (100) texts, else
     # round(1 / auto_valid_fraction) folds, at most 10 (a hold-out of 20 texts measures accuracy
     # with a standard error of up to 11 points). A candidate that would start after auto_budget_s seconds of trying is skipped (0: no
-    # budget; candidates run until one has run). All are used by "auto" only: set with another
-    # strategy, they are refused.
+    # budget; candidates run until one has run). auto_backbones: "both" tries the other backbone's
+    # strategies too, after the classifier's own, with that backbone's classifier defaults and this
+    # seed (the transformer: the bundled encoder; the AWD-LSTM: scratch only, it has no encoders
+    # here); "own" tries the classifier's backbone alone. All are used by "auto" only: set with
+    # another strategy, they are refused.
     auto_valid_fraction: float = limited(0.2, FRACTION)
     auto_folds: int = limited(0, NON_NEGATIVE)
     auto_budget_s: float = limited(0.0, NON_NEGATIVE)
+    auto_backbones: Literal["own", "both"] = "both"
     directions: tuple[Direction, ...] = ("forward",)
     # The head pools over the last max_len tokens of a document: at least bptt.
     max_len: int = limited(1400, AT_LEAST_1)

@@ -12,9 +12,10 @@ With ``--classifier.strategy=auto`` the LM is fine-tuned (stage 2) as for ``fine
 texts ``lm_texts`` names: by default the test texts too, without their labels), then the
 classifier tries the run's backbone's strategies (``ulmtl.selection``) on a split (or folds) of the
 training split alone, each pretrained one on that fine-tuned LM, and refits the best; metrics.json records
-the trials under ``"auto"``. Only the run's backbone is tried: the classifier section holds that
-backbone's training settings (the transformer's LRs are two orders below the AWD-LSTM's) and
-``--pretrained`` names one backbone's checkpoint; run again with ``--backbone`` to compare them.
+the trials under ``"auto"``. With ``--classifier.auto_backbones=both`` (the default) the other
+backbone's strategies are tried too, with that backbone's own classifier defaults and without LM
+fine-tuning (the transformer on the bundled encoder; the AWD-LSTM from scratch only, since
+``--pretrained`` names one backbone's checkpoint); ``chosen_backbone`` in metrics.json says which won.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ from ulmtl.distributed import barrier, from_main_process, is_main, main_process_
 from ulmtl.finetune import finetune_lm
 from ulmtl.fastai_files import FASTAI_WT103_URLS, find_fastai_files
 from ulmtl.pretrain import default_lm_dir, fetch_fastai_wt103, import_fastai_lm, pretrain
-from ulmtl.report import write_report
+from ulmtl.report import pretrained_of, write_report
 
 # What a run folder holds (a folder with anything else is not replaced by a new run).
 RUN_ENTRIES = re.compile(r"((config|metrics)\.json.*|train_log\.jsonl|model|(lm|stage1)-.*|fold\d+.*"
@@ -303,6 +304,9 @@ def _run_stages(config: RecipeConfig, output: Path, run_id: str) -> dict:
         clf, lm_metrics, pretrained = _fit_transformer(config, data, lm_data, valid, output, log_path)
     else:
         clf, lm_metrics, pretrained = _fit_awd_lstm(config, data, lm_data, valid, output, log_path)
+    if clf.trained_backbone.name != config.backbone:  # strategy auto chose the other backbone
+        pretrained = (f"{pretrained_of(clf)} (strategy auto chose the {clf.trained_backbone.name} backbone, "
+                      f"with its classifier defaults and no LM fine-tuning)")
     def truth_of(split) -> np.ndarray:
         return label_matrix(split["label"], len(classes)) if multilabel else np.asarray(split["label"])
 
@@ -311,7 +315,8 @@ def _run_stages(config: RecipeConfig, output: Path, run_id: str) -> dict:
     metrics = {d: metrics_of(clf, truth, p, classes) for d, p in by_direction.items()}
     ensemble = sum(by_direction.values()) / len(by_direction)
     result = {"dataset": config.dataset, "strategy": config.classifier.strategy,
-              "chosen_strategy": clf.chosen_strategy_, "auto": clf.selection_, "seed": config.seed,
+              "chosen_strategy": clf.chosen_strategy_, "chosen_backbone": clf.trained_backbone.name,
+              "auto": clf.selection_, "seed": config.seed,
               "run_id": run_id, "multilabel": multilabel,
               "directions": list(clf.models_), "n_train": len(data["train"]),
               "skipped_empty_rows": report.skipped_empty, "data": report.to_dict(),

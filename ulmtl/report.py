@@ -25,14 +25,14 @@ TEXT_CHARS = 200  # of each text shown in the top-losses table
 # --------------------------------------------------------------------------- describing a classifier
 
 def backbone_of(classifier) -> str:
-    return classifier.backbone.name
+    return classifier.trained_backbone.name
 
 
 def pretrained_of(classifier) -> str:
     """The pretrained encoder a classifier was fitted from, as far as the classifier knows it."""
     if classifier.chosen_strategy_ == "scratch":
         return "none (strategy scratch: random initial weights)"
-    encoders = classifier.encoders
+    encoders = classifier.trained_encoders_
     if backbone_of(classifier) == "transformer":
         source = encoders.get("forward") if isinstance(encoders, dict) else encoders
         return f"{BUNDLED_NAME} (bundled)" if not source or str(source) == "bundled" else str(source)
@@ -43,12 +43,19 @@ def pretrained_of(classifier) -> str:
     return str(encoders)
 
 
+def _other_backbone_named(classifier) -> str:
+    """"<backbone> " when strategy "auto" chose the other backbone than the classifier's; else ""."""
+    trained = backbone_of(classifier)
+    return f"{trained} " if trained != classifier.backbone.name else ""
+
+
 def schedule_lines(classifier) -> list[str]:
     """One line per training stage: trainable layer groups, epochs, peak LR of the top and bottom group."""
-    config = classifier.config
+    config = classifier.trained_config_
     history = next(iter(classifier.history_.values()), [])
-    strategy = config.strategy if config.strategy == classifier.chosen_strategy_ else \
-        f"{config.strategy} (chose {classifier.chosen_strategy_})"
+    given = classifier.config.strategy
+    strategy = given if given == classifier.chosen_strategy_ else \
+        f"{given} (chose {_other_backbone_named(classifier)}{classifier.chosen_strategy_})"
     lines = [f"strategy {strategy}, unfreezing {config.unfreezing}, LR schedule {config.schedule} "
              f"(cut_frac {config.cut_frac}, ratio {config.ratio:g}), discriminative LRs "
              f"{'on (decay ' + format(config.lr_decay, 'g') + ')' if config.discriminative else 'off'}"]

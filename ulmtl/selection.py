@@ -4,7 +4,8 @@
 part of the training texts and scores it on the rest (or, for few texts, on each of k stratified
 folds in turn), cheapest first, within a time budget, and keeps the best; :func:`fit_auto` is how ``TextClassifier.fit`` uses it: the candidates are the
 classifier's backbone's strategies (feature_extraction, finetune, scratch; for the transformer with
-``contrastive="auto"``, finetune with the contrastive stage too), the winner is refitted
+``contrastive="auto"``, finetune with the contrastive stage too), then (``auto_backbones="both"``)
+the other backbone's with its own defaults, the winner is refitted
 on every training text, and the record of the choice becomes ``selection_``. Only the texts given
 to ``fit`` are split and scored: a test split never reaches the selection.
 """
@@ -22,6 +23,7 @@ import torch
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+from ulmtl.backbones import BACKBONES
 from ulmtl.checkpoint import CheckpointError
 from ulmtl.datasets import DataError
 from ulmtl.distributed import from_main_process, is_main
@@ -247,30 +249,53 @@ def chooses_contrastive(classifier) -> bool:
 
 
 def candidates_for(classifier, n_texts: int) -> list[Candidate]:
-    """The strategies of ``classifier``'s backbone, cheapest first, for ``n_texts`` training texts.
-    The transformer's are always available (scratch takes its architecture); the AWD-LSTM's
-    pretrained ones need ``encoders``. With :func:`chooses_contrastive`, the three run without the
-    contrastive stage and finetune with it comes last (the dearest; unavailable above
-    ``contrastive_auto_max`` texts, where the stage is off)."""
-    backbone = classifier.backbone.name
-    needs_encoders = backbone == "awd_lstm" and classifier.encoders is None
-    candidates = [Candidate(backbone, strategy, "no pretrained encoders given (encoders=None)"
-                            if needs_encoders and strategy != "scratch" else "") for strategy in STRATEGIES]
-    if chooses_contrastive(classifier):
-        limit = classifier.model_config.contrastive_auto_max
-        candidates.append(Candidate(backbone, "finetune", f"more than transformer.contrastive_auto_max={limit} "
-                                    f"training texts ({n_texts})" if n_texts > limit else "", contrastive=True))
+    """The candidates of ``classifier`` for ``n_texts`` training texts: its backbone's strategies,
+    cheapest first, then (``auto_backbones="both"``) those of the other backbone
+    (:func:`other_backbone`). The transformer's are always available (no encoders: the bundled one;
+    scratch takes its architecture); the AWD-LSTM's pretrained ones need ``encoders``. With
+    :func:`chooses_contrastive`, the three run without the contrastive stage and finetune with it
+    comes after them (the dearest; unavailable above ``contrastive_auto_max`` texts, where the stage
+    is off)."""
+    candidates = _own_candidates(classifier, n_texts)
+    if classifier.config.auto_backbones == "both":
+        candidates += _own_candidates(other_backbone(classifier), n_texts)
     return candidates
 
 
-def candidate_estimator(classifier, candidate: Candidate, log_path=None):
-    """An unfitted copy of ``classifier`` that fits as ``candidate`` says: its strategy (the auto-only
-    fields reset) and, where the selection decides it, the contrastive stage on or off."""
-    params = {"config": with_strategy(classifier.config, candidate.strategy), "log_path": log_path}
+def _own_candidates(classifier, n_texts: int) -> list[Candidate]:
+    backbone = classifier.backbone
+    lacking = backbone.needs_encoders and classifier.encoders is None
+    candidates = [Candidate(backbone.name, strategy, "no pretrained encoders given (encoders=None)"
+                            if lacking and strategy != "scratch" else "") for strategy in STRATEGIES]
     if chooses_contrastive(classifier):
-        params["model_config"] = dataclasses.replace(classifier.model_config,
+        limit = classifier.model_config.contrastive_auto_max
+        candidates.append(Candidate(backbone.name, "finetune", f"more than transformer.contrastive_auto_max="
+                                    f"{limit} training texts ({n_texts})" if n_texts > limit else "",
+                                    contrastive=True))
+    return candidates
+
+
+def other_backbone(classifier):
+    """An unfitted classifier of the backbone ``classifier`` is not of, with that backbone's
+    classifier defaults and architecture section, ``classifier``'s seed and tokenizer, and no
+    encoders (the transformer: its bundled encoder; the AWD-LSTM: scratch only)."""
+    other = next(b for name, b in BACKBONES.items() if name != classifier.backbone.name)
+    config = dataclasses.replace(other.classifier_defaults, seed=classifier.config.seed)
+    return type(classifier)(config, encoders=None, model_config=other.default_settings(),
+                            tokenizer=classifier.tokenizer, log_path=classifier.log_path,
+                            verbose=classifier.verbose)
+
+
+def candidate_estimator(classifier, candidate: Candidate, log_path=None):
+    """An unfitted classifier that fits as ``candidate`` says: a copy of ``classifier`` (or, for the
+    other backbone's candidates, of :func:`other_backbone`) with its strategy (the auto-only fields
+    reset) and, where the selection decides it, the contrastive stage on or off."""
+    base = classifier if candidate.backbone == classifier.backbone.name else other_backbone(classifier)
+    params = {"config": with_strategy(base.config, candidate.strategy), "log_path": log_path}
+    if chooses_contrastive(base):
+        params["model_config"] = dataclasses.replace(base.model_config,
                                                      contrastive="on" if candidate.contrastive else "off")
-    return clone(classifier).set_params(**params)
+    return clone(base).set_params(**params)
 
 
 def fit_auto(classifier, texts: list[str], labels: list, refit: Callable[[object], object]):
@@ -292,7 +317,8 @@ def fit_auto(classifier, texts: list[str], labels: list, refit: Callable[[object
     for key, value in vars(fitted).items():
         if key.endswith("_") and not key.startswith("_"):
             setattr(classifier, key, value)
-    if chooses_contrastive(classifier):  # saved as given ("auto"); what ran is the winner's record
+    if chooses_contrastive(classifier) and selection.winner.backbone == classifier.backbone.name:
+        # Saved as given ("auto"); what ran is the winner's record.
         classifier.model_configs_ = {direction: dataclasses.replace(settings, contrastive="auto")
                                      for direction, settings in classifier.model_configs_.items()}
     classifier.selection_ = {**selection.to_dict(), "n_refit": len(texts),

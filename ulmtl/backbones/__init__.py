@@ -32,6 +32,14 @@ class ClassifierBackbone(Protocol):
     sections: tuple[str, ...]
     bf16_pays_on_cpu: bool  # precision "auto" picks bf16 on a CPU
     train_norms: bool  # normalization layers train in frozen layer groups
+    # Its classifier training defaults (the ClassifierConfig it is tuned for), and whether a
+    # pretrained strategy needs ``encoders`` (the AWD-LSTM) or has a bundled default (the transformer):
+    # what strategy "auto" uses when it tries this backbone for a classifier of the other.
+    classifier_defaults: ClassifierConfig
+    needs_encoders: bool
+
+    def default_settings(self) -> Settings:
+        """Its architecture section with every default (ModelConfig() or TransformerConfig())."""
 
     def check(self, config: ClassifierConfig, settings: Settings, multilabel: bool) -> None:
         """A ConfigError for classifier settings this backbone cannot act on."""

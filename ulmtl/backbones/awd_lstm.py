@@ -355,6 +355,11 @@ class AwdLstmBackbone:
     sections = ("model", "tokenizer")
     bf16_pays_on_cpu = False
     train_norms = True
+    classifier_defaults = ClassifierConfig()  # the paper's
+    needs_encoders = True
+
+    def default_settings(self) -> ModelConfig:
+        return ModelConfig()
 
     def check(self, config: ClassifierConfig, settings: ModelConfig, multilabel: bool) -> None:
         """Every classifier setting acts on the AWD-LSTM."""

@@ -21,7 +21,7 @@ from fastai.layers import LinBnDrop
 from torch import nn
 
 from ulmtl.checkpoint import CheckpointError, CheckpointRecord, check_no_pickle
-from ulmtl.config import ClassifierConfig, ConfigError, TokenizerConfig, TransformerConfig
+from ulmtl.config import TRANSFORMER_CLASSIFIER, ClassifierConfig, ConfigError, TokenizerConfig, TransformerConfig
 from ulmtl.contrastive import contrastive_finetune, wants_contrastive
 from ulmtl.distributed import is_main
 from ulmtl.loaders import ClassificationLoader
@@ -574,6 +574,11 @@ class TransformerBackbone:
     sections = ("transformer",)
     bf16_pays_on_cpu = True
     train_norms = False  # a frozen block's LayerNorms stay frozen
+    classifier_defaults = TRANSFORMER_CLASSIFIER
+    needs_encoders = False  # no encoders: the bundled all-MiniLM-L6-v2
+
+    def default_settings(self) -> TransformerConfig:
+        return TransformerConfig()
 
     def check(self, config: ClassifierConfig, settings: TransformerConfig, multilabel: bool) -> None:
         if tuple(config.directions) != ("forward",):
