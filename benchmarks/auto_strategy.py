@@ -54,7 +54,7 @@ def measure(dataset: str, size: int, seed: int, quick: bool, contrastive: str, b
         config = replace(config, stage_epochs=(1, 1))
     started = time.perf_counter()
     auto = TextClassifier(config, model_config=TransformerConfig(contrastive=contrastive),
-                          verbose=False).fit(train_texts, train_labels)
+                          verbose=True).fit(train_texts, train_labels)  # each candidate's progress
     auto_seconds = time.perf_counter() - started
     winner = label(auto.selection_["winner"])
     test = {winner: round(auto.score(test_texts, test_labels), 4)}
@@ -63,6 +63,8 @@ def measure(dataset: str, size: int, seed: int, quick: bool, contrastive: str, b
         name = label(vars(candidate))
         if name == winner or candidate.unavailable:
             continue
+        print(f"== {dataset} {size} labels seed {seed}: fitting {candidate.name} alone on all "
+              f"{len(train_texts)} texts", flush=True)
         begun = time.perf_counter()
         alone = candidate_estimator(auto, candidate).fit(train_texts, train_labels)
         seconds[name] = round(time.perf_counter() - begun, 1)
