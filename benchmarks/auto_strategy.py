@@ -14,7 +14,7 @@ on the test split, which the selection never sees. The winner's refit is the fit
 alone (same config, seed and texts), so its test score and seconds are reused. Rows go to
 results.jsonl as benchmark "auto_strategy" (rows written before folds, the contrastive candidate
 and the other backbone existed: one hold-out, contrastive off, own backbone); a finished run is skipped. ``--quick``: one epoch per
-classifier stage.
+transformer classifier stage (the AWD-LSTM candidate keeps its defaults).
 """
 from __future__ import annotations
 

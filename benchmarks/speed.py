@@ -313,11 +313,11 @@ def transformer_speed(root: Path, quick: bool, gflops: dict) -> tuple[dict, dict
             seconds, _ = timed(lambda: clf.predict_proba(corpus))
             out[f"ulmtl_predict_{name}_{precision}_texts_per_s"] = len(corpus) / seconds
             if name == "polarity":  # the plain loop's tokens: one window of 512 (510 and two special)
-                full, network = clf.config, clf.models_["forward"]
-                clf.config = replace(full, max_len=510)
+                full, network = clf.trained_config_, clf.models_["forward"]
+                clf.trained_config_ = replace(full, max_len=510)
                 network.window, network.overlap = 512, 0
                 seconds, _ = timed(lambda: clf.predict_proba(corpus))
-                clf.config = full
+                clf.trained_config_ = full
                 network.window, network.overlap = reference_window
                 out[f"ulmtl_predict_polarity_512_{precision}_texts_per_s"] = len(corpus) / seconds
         say(f"predict {name}")

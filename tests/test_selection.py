@@ -71,10 +71,10 @@ def test_candidates_run_cheapest_first_and_the_best_wins():
     assert [c["status"] for c in record["candidates"]] == ["ran"] * 3
     assert [c["valid_accuracy"] for c in record["candidates"]] == [0.5, 1.0, 1.0]
     assert all(c["seconds"] >= 0 for c in record["candidates"])
-    # finetune and scratch tie at 1.0: the cheaper one, tried first, wins.
+    # finetune and scratch tie at 1.0: the one tried first (the cheaper) wins.
     assert selection.winner.strategy == "finetune" and record["winner"]["valid_accuracy"] == 1.0
     assert record["reason"] == ("highest validation accuracy 1.0000 vs 0.5000 (awd_lstm feature_extraction); "
-                                "tied with awd_lstm scratch: the cheaper one (tried first) wins")
+                                "tied with awd_lstm scratch: the one tried first wins")
     assert (record["n_fit"], record["n_valid"]) == (30, 10)
 
 
@@ -344,7 +344,7 @@ def test_an_awd_lstm_without_encoders_has_scratch_only():
     record = clf.selection_
     assert [(c["strategy"], c["status"]) for c in record["candidates"]] == [
         ("feature_extraction", "skipped"), ("finetune", "skipped"), ("scratch", "ran")]
-    assert record["candidates"][0]["reason"] == "no pretrained encoders given (encoders=None)"
+    assert record["candidates"][0]["reason"] == "no pretrained awd_lstm encoders given"
     assert clf.chosen_strategy_ == "scratch" and sum(clf.train_counts_.values()) == 40
 
 
@@ -355,7 +355,7 @@ def test_a_recipe_run_reports_the_selection_in_metrics_json_and_on_screen(encode
     (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     out = tmp_path / "run"
     main(["train", str(tmp_path / "train.jsonl"), "--pretrained", str(encoder_dir), "--smoke",
-          "--classifier.strategy=auto", "--classifier.auto_backbones=own", "--output", str(out)])
+          "--classifier.strategy=auto", "--output", str(out)])
     metrics = json.loads((out / "metrics.json").read_text())
     record = metrics["auto"]
     assert metrics["strategy"] == "auto" and metrics["chosen_strategy"] == record["winner"]["strategy"]
@@ -367,6 +367,10 @@ def test_a_recipe_run_reports_the_selection_in_metrics_json_and_on_screen(encode
     assert metrics["n_train"] + metrics["test"]["n_test"] == 48
     assert metrics["lm_finetune"]  # stage 2 ran, as for finetune
     screen = capsys.readouterr().out
+    # --smoke keeps to the run's backbone: the other's candidates would train at its full defaults.
+    assert "ulmtl: --smoke: strategy auto tries the transformer's strategies only" in screen
+    assert {c["backbone"] for c in record["candidates"]} == {"transformer"}
+    assert metrics["config"]["classifier"]["auto_backbones"] == "own" and metrics["chosen_backbone"] == "transformer"
     assert "ulmtl: auto: candidate" in screen
     assert f"{record['winner']['name']} wins: {record['reason']}" in screen
     report = (out / "report.md").read_text()

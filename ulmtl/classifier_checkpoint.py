@@ -112,14 +112,15 @@ def load_classifier(cls, folder: str | Path):
 
 
 def _saved_config(clf) -> ClassifierConfig:
-    """The classifier section a save writes: the config the models trained with (strategy "auto":
-    the winner's, which may be the other backbone's defaults) with the strategy and the auto-only
-    fields as given, so that the loaded classifier predicts as the saved one and says it chose."""
-    if clf.config.strategy != "auto":
-        return clf.config
+    """The classifier section a save writes: the config the models trained with, so that the loaded
+    classifier predicts as the saved one; after strategy "auto" (a selection record), the winner's
+    (which may be the other backbone's defaults) with strategy "auto" and the auto-only fields as
+    given, so that it says it chose."""
+    if clf.selection_ is None:
+        return clf.trained_config_
     given = {f.name: getattr(clf.config, f.name) for f in dataclasses.fields(clf.config)
-             if f.name == "strategy" or f.name.startswith("auto_")}
-    return dataclasses.replace(clf.trained_config_, **given)
+             if f.name.startswith("auto_")} if clf.config.strategy == "auto" else {}
+    return dataclasses.replace(clf.trained_config_, strategy="auto", **given)
 
 
 def _read_index(folder: Path) -> dict:

@@ -287,6 +287,12 @@ def _run_stages(config: RecipeConfig, output: Path, run_id: str) -> dict:
         print(f"ulmtl: {config.dataset}: {len(data['train'])} train, {len(data['test'])} test texts, "
               f"{len(classes)} {'labels (multi-label)' if multilabel else 'classes'}; strategy "
               f"{config.classifier.strategy}", flush=True)
+    if config.smoke and config.classifier.strategy == "auto" and config.classifier.auto_backbones == "both":
+        # The other backbone's candidates would train at that backbone's full defaults.
+        config = replace(config, classifier=replace(config.classifier, auto_backbones="own"))
+        if is_main():
+            print(f"ulmtl: --smoke: strategy auto tries the {config.backbone}'s strategies only "
+                  f"(auto_backbones=own)", flush=True)
     # The semi-supervised setting: the LM is fine-tuned on every text of the dataset (labels
     # unused), the classifier sees only the max_train labelled examples.
     lm_data = load_recipe_data(config, subset=False) if config.lm_texts == "all" else data
@@ -304,9 +310,11 @@ def _run_stages(config: RecipeConfig, output: Path, run_id: str) -> dict:
         clf, lm_metrics, pretrained = _fit_transformer(config, data, lm_data, valid, output, log_path)
     else:
         clf, lm_metrics, pretrained = _fit_awd_lstm(config, data, lm_data, valid, output, log_path)
-    if clf.trained_backbone.name != config.backbone:  # strategy auto chose the other backbone
-        pretrained = (f"{pretrained_of(clf)} (strategy auto chose the {clf.trained_backbone.name} backbone, "
-                      f"with its classifier defaults and no LM fine-tuning)")
+    other_backbone = clf.trained_backbone.name != clf.backbone.name  # strategy auto chose the other one
+    if other_backbone:
+        chose = f"strategy auto chose the {clf.trained_backbone.name}'s {clf.chosen_strategy_}, with its defaults"
+        pretrained = (f"none ({chose}: random initial weights)" if clf.chosen_strategy_ == "scratch"
+                      else f"{pretrained_of(clf)} ({chose} and no LM fine-tuning)")
     def truth_of(split) -> np.ndarray:
         return label_matrix(split["label"], len(classes)) if multilabel else np.asarray(split["label"])
 
@@ -330,7 +338,9 @@ def _run_stages(config: RecipeConfig, output: Path, run_id: str) -> dict:
             ", ".join(f"{n} {s}" for s, n in report.splits.items()) + " rows"
         clf.save(output / "model", run_id=run_id, metrics=result["test"],
                  facts={"data": f"{config.dataset}: {rows}", "pretrained model": pretrained,
-                        "LM fine-tuning": (f"on the run's texts ({', '.join(lm_metrics)})" if lm_metrics
+                        "LM fine-tuning": (f"not used: strategy auto chose the {clf.trained_backbone.name}"
+                                           if other_backbone and lm_metrics else
+                                           f"on the run's texts ({', '.join(lm_metrics)})" if lm_metrics
                                            else "none")})
         (output / "metrics.json").write_text(json.dumps(result, indent=2))
         write_report(output, result, clf, list(data["test"]["text"]), truth, ensemble)

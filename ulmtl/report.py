@@ -44,9 +44,11 @@ def pretrained_of(classifier) -> str:
 
 
 def _other_backbone_named(classifier) -> str:
-    """"<backbone> " when strategy "auto" chose the other backbone than the classifier's; else ""."""
-    trained = backbone_of(classifier)
-    return f"{trained} " if trained != classifier.backbone.name else ""
+    """"<backbone> " when strategy "auto" chose another backbone than the classifier's own (the
+    first candidate's: a loaded classifier's ``backbone`` is the trained one); else ""."""
+    trained, candidates = backbone_of(classifier), (classifier.selection_ or {}).get("candidates") or [{}]
+    own = candidates[0].get("backbone", trained)
+    return f"{trained} " if trained != own else ""
 
 
 def schedule_lines(classifier) -> list[str]:
@@ -299,7 +301,9 @@ def write_report(output: str | Path, result: dict, classifier, texts: list[str],
              f"- backbone: {backbone_of(classifier)}",
              f"- pretrained model: {result.get('pretrained_model') or pretrained_of(classifier)}",
              "- LM fine-tuning: " + (", ".join(f"{d}: {_brief(m)}" for d, m in result["lm_finetune"].items())
-                                     or "none"),
+                                     or "none") + (f" (not used: strategy auto chose the {backbone_of(classifier)})"
+                                                   if result["lm_finetune"] and _other_backbone_named(classifier)
+                                                   else ""),
              f"- directions: {', '.join(result['directions'])}"]
     lines += [f"- {line}" for line in schedule_lines(classifier)]
     lines += _selection_table(classifier.selection_)

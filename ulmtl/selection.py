@@ -2,7 +2,7 @@
 
 :func:`select_strategy` fits each candidate (a backbone and a strategy) on one seeded, stratified
 part of the training texts and scores it on the rest (or, for few texts, on each of k stratified
-folds in turn), cheapest first, within a time budget, and keeps the best; :func:`fit_auto` is how ``TextClassifier.fit`` uses it: the candidates are the
+folds in turn), in order (each backbone's cheapest first), within a time budget, and keeps the best; :func:`fit_auto` is how ``TextClassifier.fit`` uses it: the candidates are the
 classifier's backbone's strategies (feature_extraction, finetune, scratch; for the transformer with
 ``contrastive="auto"``, finetune with the contrastive stage too), then (``auto_backbones="both"``)
 the other backbone's with its own defaults, the winner is refitted
@@ -164,7 +164,7 @@ def validation_folds(labels: list, fraction: float, folds: int, seed: int) -> li
 def select_strategy(make_candidate: Callable[[Candidate], object], candidates: list[Candidate],
                     texts: list[str], labels: list, valid_fraction: float, time_budget_s: float, seed: int,
                     announce: Callable[[str], None] = lambda line: None, folds: int = 1) -> Selection:
-    """Try ``candidates`` in the given order (cheapest first) and keep the best.
+    """Try ``candidates`` in the given order (each backbone's cheapest first) and keep the best.
 
     Each estimator ``make_candidate(candidate)`` returns is fitted on a seeded stratified
     ``1 - valid_fraction`` of ``texts`` / ``labels`` and scored (``score``: accuracy) on the rest;
@@ -232,7 +232,7 @@ def _reason(best: Trial, trials: list[Trial]) -> str:
     if lower:
         text += f" vs {', '.join(lower)}"
     if tied:
-        text += f"; tied with {', '.join(tied)}: the cheaper one (tried first) wins"
+        text += f"; tied with {', '.join(tied)}: the one tried first wins"
     return text + (f"; {left_out}" if left_out else "")
 
 
@@ -265,7 +265,7 @@ def candidates_for(classifier, n_texts: int) -> list[Candidate]:
 def _own_candidates(classifier, n_texts: int) -> list[Candidate]:
     backbone = classifier.backbone
     lacking = backbone.needs_encoders and classifier.encoders is None
-    candidates = [Candidate(backbone.name, strategy, "no pretrained encoders given (encoders=None)"
+    candidates = [Candidate(backbone.name, strategy, f"no pretrained {backbone.name} encoders given"
                             if lacking and strategy != "scratch" else "") for strategy in STRATEGIES]
     if chooses_contrastive(classifier):
         limit = classifier.model_config.contrastive_auto_max
@@ -300,7 +300,7 @@ def candidate_estimator(classifier, candidate: Candidate, log_path=None):
 
 def fit_auto(classifier, texts: list[str], labels: list, refit: Callable[[object], object]):
     """Strategy "auto" for a TextClassifier: select on its training texts, then ``refit(winner)``
-    (an unfitted copy of ``classifier`` with the winning strategy, fitted there on all the training
+    (the winner's unfitted classifier, :func:`candidate_estimator`, fitted there on all the training
     data) and take the winner's fitted state. Sets ``selection_`` (a dict) and
     ``chosen_strategy_``; prints the table when ``classifier.verbose``. The candidates log to the
     screen only: ``log_path`` gets the refit's training alone."""
