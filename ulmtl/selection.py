@@ -108,18 +108,23 @@ def validation_split(labels: list, fraction: float, seed: int) -> tuple[list[int
     counts = Counter(labels)
     n = len(labels)
     n_valid = math.ceil(fraction * n)  # as train_test_split rounds
-    rare = sorted(str(c) for c, k in counts.items() if k < 2)
     where = (f"strategy 'auto' validates on classifier.auto_valid_fraction={fraction:g} of the {n} "
              f"training texts")
-    if rare:
-        raise DataError(f"{where}, stratified: every class needs 2 examples or more, and class(es) {rare} "
-                        f"have 1; give more examples or choose a strategy")
+    _refuse_single_examples(counts, f"{where}, stratified")
     if n_valid < len(counts) or n - n_valid < len(counts):
         raise DataError(f"{where} ({n_valid} texts held out, {n - n_valid} left to fit on), but each part "
                         f"needs one text of each of the {len(counts)} classes; change auto_valid_fraction or "
                         f"give more examples")
     fit, valid = train_test_split(list(range(n)), test_size=n_valid, stratify=labels, random_state=seed)
     return sorted(fit), sorted(valid)
+
+
+def _refuse_single_examples(counts: Counter, where: str) -> None:
+    """A DataError, after ``where``, naming the classes with one example (a stratified split needs 2)."""
+    rare = sorted(str(c) for c, k in counts.items() if k < 2)
+    if rare:
+        raise DataError(f"{where}: every class needs 2 examples or more, and class(es) {rare} have 1; give "
+                        f"more examples or choose a strategy")
 
 
 def number_of_folds(labels: list, fraction: float, folds: int) -> int:
@@ -149,11 +154,8 @@ def validation_folds(labels: list, fraction: float, folds: int, seed: int) -> li
     k = number_of_folds(labels, fraction, folds)
     if k == 1:
         return [validation_split(labels, fraction, seed)]
-    rare = sorted(str(c) for c, n in Counter(labels).items() if n < 2)
-    if rare:
-        raise DataError(f"strategy 'auto' cross-validates over {k} stratified folds of the {len(labels)} training "
-                        f"texts: every class needs 2 examples or more, and class(es) {rare} have 1; give more "
-                        f"examples or choose a strategy")
+    _refuse_single_examples(Counter(labels), f"strategy 'auto' cross-validates over {k} stratified folds of the "
+                                             f"{len(labels)} training texts")
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     with warnings.catch_warnings():  # a class with fewer than k texts: handled above, in fewer folds
         warnings.filterwarnings("ignore", "The least populated class", UserWarning)
