@@ -222,15 +222,27 @@ if is_main():
 """
 
 
+def distinct_reviews(adjectives: tuple[str, str], count: int) -> list[str]:
+    """``count`` different short reviews in the words of the tiny encoder's vocabulary."""
+    first, second = adjectives
+    tails = [first, second, f"{first} and {second}", f"{second} and {first}"]
+    reviews = [f"{start} {noun} was {tail}" for tail in tails for noun in ("movie", "film", "plot", "cast")
+               for start in ("the", "a", "what")]
+    return reviews[:count]
+
+
 @pytest.fixture(scope="module")
 def transformer_runs(tmp_path_factory):
     """A tiny BERT (dropout off) trained as a classifier (strategy finetune) and as a masked LM, in
     one process with batch 8 and under torchrun in two processes with batch 4 each."""
-    from test_transformer import POS_NEG, TEXTS, make_encoder
+    from test_transformer import TEXTS, make_encoder
     tmp_path = tmp_path_factory.mktemp("transformer-ddp")
     encoder = make_encoder(tmp_path / "bert", dropout=0.0)
-    # 45 texts: the last global batch of 5 splits 3 + 2, so the processes' shares differ.
-    data = {"texts": POS_NEG[0][:23] + POS_NEG[1][:22], "labels": ["pos"] * 23 + ["neg"] * 22,
+    # 45 different texts (a batch of copies of one text leaves batch normalization nothing to
+    # normalize, and float noise decides its steps): the last global batch of 5 splits 3 + 2, so
+    # the processes' shares differ.
+    pos, neg = (distinct_reviews(words, count) for words, count in ((("great", "fun"), 23), (("dull", "boring"), 22)))
+    data = {"texts": pos + neg, "labels": ["pos"] * 23 + ["neg"] * 22,
             "valid_texts": TEXTS[:4], "valid_labels": ["pos", "neg", "pos", "neg"], "lm_texts": TEXTS * 20}
     (tmp_path / "data.json").write_text(json.dumps(data))
     script = tmp_path / "train.py"
@@ -258,14 +270,18 @@ def max_difference(a: dict, b: dict) -> float:
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not available")
 def test_two_gloo_processes_train_the_transformer_classifier_like_one_process(transformer_runs):
     """Gradual unfreezing (the head on cached features, then every group), batch norms in the head:
-    the same validation losses, predictions and weights. Weights to 1e-2 only: the bias of the
-    encoder's top LayerNorm shifts every pooled feature, which the head's batch norm takes out again,
-    so its gradient is float noise, which Adam turns into steps of the LR's size (1e-3)."""
+    the same validation losses, predictions and weights. The head's epoch on cached features (the
+    same features to the last bit, batch norms on the global batch, each process's loss weighted by
+    its rows) matches to float rounding. Once the encoder trains, to 5e-3 only, and weights to 1e-2:
+    the bias of the encoder's top LayerNorm shifts every pooled feature, which the head's batch norm
+    takes out again, so its gradient is float noise, which Adam turns into steps of the LR's size
+    (1e-3); how far that moves the loss depends on the CPU's kernels."""
     from safetensors.torch import load_file
     _, single, double = transformer_runs
     one, two = (json.loads((folder / "result.json").read_text()) for folder in (single, double))
     assert len(one["valid_loss"]) == 3 and one["valid_loss"][-1] < one["valid_loss"][0]
-    assert two["valid_loss"] == pytest.approx(one["valid_loss"], rel=1e-3)
+    assert two["valid_loss"][0] == pytest.approx(one["valid_loss"][0], rel=2e-5)
+    assert two["valid_loss"][1:] == pytest.approx(one["valid_loss"][1:], rel=5e-3)
     np.testing.assert_allclose(two["proba"], one["proba"], atol=2e-3)
     weights = [load_file(str(folder / "clf" / "forward" / "weights.safetensors")) for folder in (single, double)]
     assert max_difference(*weights) < 1e-2

@@ -186,24 +186,38 @@ def test_training_batches_longest_batch_first_and_sorted_within():
 
 def test_processes_split_the_global_batches_of_one_process():
     """Under 3 processes of batch 4, every training batch is one process's batch of 12, split by
-    rows: 50 texts give 4 global batches and a last of 2, fewer rows than processes, left out."""
-    lengths = np.random.RandomState(0).randint(1, 40, size=50).tolist()
-    docs, labels = _class_docs(lengths), np.arange(50)
+    rows: 49 texts give 4 global batches and a last of 1, which joins the batch before it."""
+    lengths = np.random.RandomState(0).randint(1, 40, size=49).tolist()
+    docs, labels = _class_docs(lengths), np.arange(49)
     one = ClassificationLoader(docs, labels, batch_size=12, shuffle=True, seed=3, collate=bpt3c())
     ranks = [ClassificationLoader(docs, labels, batch_size=4, shuffle=True, seed=3, rank=r, world_size=3,
                                   collate=bpt3c()) for r in range(3)]
     for _ in range(2):  # two epochs: the order changes in step
         whole = [y.numpy() for _, y in one]
         shares = [[y.numpy() for _, y in loader] for loader in ranks]
-        assert [len(s) for s in shares] == [len(loader) for loader in ranks] == [4, 4, 4]
-        assert sorted(len(batch) for batch in whole) == [2, 12, 12, 12, 12]
-        kept = [batch for batch in whole if len(batch) >= 3]
-        for k, batch in enumerate(kept):
+        assert [len(s) for s in shares] == [len(loader) for loader in ranks] == [4, 4, 4] and len(one) == 4
+        assert sorted(len(batch) for batch in whole) == [12, 12, 12, 13]
+        for k, batch in enumerate(whole):
             np.testing.assert_array_equal(np.concatenate([s[k] for s in shares]), np.concatenate(
                 [batch[r::3] for r in range(3)]))
     with pytest.raises(ValueError, match="too few for 3 processes"):
         ClassificationLoader(docs[:2], labels[:2], batch_size=4, shuffle=True, rank=0, world_size=3,
                              collate=bpt3c())
+
+
+@pytest.mark.parametrize("n, world_size", [(9, 1), (17, 1), (50, 3), (26, 2)])
+def test_no_training_batch_is_too_small_and_no_row_is_left_out(n, world_size):
+    """A last global batch of one row (batch normalization cannot train on it) or of fewer rows
+    than processes joins the batch before it: every text is read once per epoch, in batches of at
+    least two rows on every process."""
+    docs, labels = _class_docs(np.random.RandomState(1).randint(1, 30, size=n).tolist()), np.arange(n)
+    ranks = [ClassificationLoader(docs, labels, batch_size=8, shuffle=True, seed=0, rank=r, world_size=world_size,
+                                  collate=bpt3c()) for r in range(world_size)]
+    for _ in range(2):
+        shares = [[y.numpy() for _, y in loader] for loader in ranks]
+        assert [len(s) for s in shares] == [len(loader) for loader in ranks]
+        assert sorted(np.concatenate([b for s in shares for b in s]).tolist()) == list(range(n))
+        assert min(sum(len(s[k]) for s in shares) for k in range(len(shares[0]))) >= 2
 
 
 def test_max_tokens_truncates_and_backwards_reverses():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -28,13 +29,17 @@ POS_NEG = (["great fun movie", "a great film", "fun and great"] * 8, ["dull bori
 
 def make_encoder(folder: Path, layers: int = 2, dropout: float = 0.1) -> Path:
     """A randomly initialised 2-layer BERT (hidden 32, ``dropout`` on its hidden states and attention)
-    and a WordPiece tokenizer trained on TEXTS."""
+    and a WordPiece tokenizer for TEXTS."""
     from tokenizers import BertWordPieceTokenizer
     from transformers import BertConfig, BertModel, BertTokenizerFast
     folder.mkdir(parents=True, exist_ok=True)
-    wordpiece = BertWordPieceTokenizer(lowercase=True)
-    wordpiece.train_from_iterator(TEXTS * 3, vocab_size=200, min_frequency=1,
-                                  special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    # A fixed vocabulary, numbered in sorted order (the WordPiece trainer breaks ties in hash order,
+    # which changes from run to run): every word of TEXTS, and every letter on its own and as a
+    # continuation, for other words.
+    words = sorted({word for text in TEXTS for word in re.findall(r"\w+|[^\w\s]", text.lower())})
+    letters = sorted(set("".join(words)))
+    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *letters, *("##" + letter for letter in letters)]
+    wordpiece = BertWordPieceTokenizer({piece: i for i, piece in enumerate(pieces)}, lowercase=True)
     tokenizer = BertTokenizerFast(tokenizer_object=wordpiece._tokenizer, unk_token="[UNK]", pad_token="[PAD]",
                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
     tokenizer.save_pretrained(folder)
@@ -103,6 +108,17 @@ def test_frozen_groups_do_not_move(encoder_dir):
         texts, labels)
     after = clf.models_["forward"].encoder.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_last_batch_of_one_text_trains(encoder_dir):
+    """49 texts in batches of 8 leave one text over: it joins the batch before it (batch
+    normalization cannot train on one row), and every stage trains."""
+    texts, labels = sentiment()
+    texts, labels = texts + texts[:1], labels + labels[:1]
+    assert len(texts) % 8 == 1
+    clf = TextClassifier(small_config(stage_epochs=(1, 1)), encoders=encoder_dir, model_config=TransformerConfig(),
+                         verbose=False).fit(texts, labels)
+    assert [len(h["epoch_values"]) for h in clf.history_["forward"]] == [1, 1]
 
 
 def test_masking_never_touches_special_tokens(tokenizer):

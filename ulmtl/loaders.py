@@ -89,8 +89,9 @@ class ClassificationLoader:
     ``collate`` turns a batch's documents into one array: the backbone's padding (the AWD-LSTM's
     BPT3C chunks, a transformer's right padding). Under ``world_size`` processes, training batches
     are the global batches of ``batch_size * world_size`` documents one process would read, and
-    each process takes every ``world_size``-th row of each (a global batch with fewer rows than
-    processes is left out); evaluation batches are dealt out to the processes in turn.
+    each process takes every ``world_size``-th row of each; a last global batch with fewer than two
+    rows (batch normalization needs two) or fewer rows than processes joins the batch before it, so
+    every document is read once per epoch. Evaluation batches are dealt out to the processes in turn.
     """
 
     def __init__(self, docs: list[np.ndarray], labels: np.ndarray | None, batch_size: int = 64,
@@ -138,20 +139,27 @@ class ClassificationLoader:
         order = np.concatenate([p[np.argsort(-self.lengths[p], kind="stable")]
                                 for p in np.array_split(perm, max(1, math.ceil(n / pool)))])
         batches = [order[i:i + size] for i in range(0, n, size)]
+        if len(batches) > 1 and len(batches[-1]) < self._fewest_rows():
+            batches[-2:] = [np.concatenate(batches[-2:])]
         longest = int(np.argmax([self.lengths[b].max() for b in batches]))
         first = batches.pop(longest)
         rest = [batches[i] for i in rng.permutation(len(batches))]
         # Within a batch, longest first: the sentence encoder relies on it for its
         # real-batch-size shortcut at each chunk (a process's rows of it keep that order).
         batches = [b[np.argsort(-self.lengths[b], kind="stable")] for b in [first] + rest]
-        return [b[self.rank::self.world_size] for b in batches if len(b) >= self.world_size]
+        return [b[self.rank::self.world_size] for b in batches]
+
+    def _fewest_rows(self) -> int:
+        """The fewest rows a training batch may have: two for batch normalization's statistics, and
+        one per process."""
+        return max(2, self.world_size)
 
     def __len__(self) -> int:
         n = len(self.docs)
         if not self.shuffle:
             return len(range(self.rank, math.ceil(n / self.batch_size), self.world_size))
-        size = self.batch_size * self.world_size
-        return n // size + int(n % size >= max(1, self.world_size))
+        full, rest = divmod(n, self.batch_size * self.world_size)
+        return full + int(rest >= self._fewest_rows() or full == 0)
 
     @property
     def order(self) -> np.ndarray:

@@ -486,9 +486,12 @@ def head_on_cached_features(learn, bf16: bool = False):
     from fastai.data.core import DataLoaders
     model, loaders = learn.model, learn.dls
     train, valid = loaders.train, loaders.valid
+    # Batches of twice the global batch: the same batches, so the same features to the last bit,
+    # under any number of processes.
+    size = 2 * train.batch_size * train.world_size
     cached = DataLoaders(
-        feature_loader(pooled_features(model, train, 2 * train.batch_size, bf16), train),
-        feature_loader(pooled_features(model, valid, 2 * valid.batch_size, bf16), valid),
+        feature_loader(pooled_features(model, train, size, bf16), train),
+        feature_loader(pooled_features(model, valid, size, bf16), valid),
         device=loaders.device)
     learn.model, learn.dls = model.head, cached
     try:
