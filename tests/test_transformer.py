@@ -28,8 +28,8 @@ POS_NEG = (["great fun movie", "a great film", "fun and great"] * 8, ["dull bori
 
 
 def make_encoder(folder: Path, layers: int = 2, dropout: float = 0.1) -> Path:
-    """A randomly initialised 2-layer BERT (hidden 32, ``dropout`` on its hidden states and attention)
-    and a WordPiece tokenizer for TEXTS."""
+    """A randomly initialised 2-layer BERT (hidden 32, 512 positions, ``dropout`` on its hidden
+    states and attention) and a WordPiece tokenizer for TEXTS."""
     from tokenizers import BertWordPieceTokenizer
     from transformers import BertConfig, BertModel, BertTokenizerFast
     folder.mkdir(parents=True, exist_ok=True)
@@ -38,14 +38,15 @@ def make_encoder(folder: Path, layers: int = 2, dropout: float = 0.1) -> Path:
     # continuation, for other words.
     words = sorted({word for text in TEXTS for word in re.findall(r"\w+|[^\w\s]", text.lower())})
     letters = sorted(set("".join(words)))
-    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *letters, *("##" + letter for letter in letters)]
+    pieces = list(dict.fromkeys(  # a word of one letter is also a letter
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *letters, *("##" + letter for letter in letters)]))
     wordpiece = BertWordPieceTokenizer({piece: i for i, piece in enumerate(pieces)}, lowercase=True)
     tokenizer = BertTokenizerFast(tokenizer_object=wordpiece._tokenizer, unk_token="[UNK]", pad_token="[PAD]",
                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
     tokenizer.save_pretrained(folder)
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128, hidden_dropout_prob=dropout,
+                        intermediate_size=64, max_position_embeddings=512, hidden_dropout_prob=dropout,
                         attention_probs_dropout_prob=dropout)
     BertModel(config).save_pretrained(folder)
     return folder
