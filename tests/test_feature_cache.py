@@ -101,3 +101,16 @@ def test_the_log_of_a_cached_stage_counts_batches_not_feature_values(encoder_dir
     clf.fit(texts, labels)
     records = [json.loads(line) for line in log.read_text().splitlines() if '"batch"' in line]
     assert records and all("batches_per_s" in r and "tokens_per_s" not in r for r in records)
+
+
+def test_logging_the_training_loss_warns_of_nothing(encoder_dir, tmp_path):
+    import warnings
+    texts, labels = sentiment()
+    # 48 texts in batches of 2 for 3 epochs: past the classifier log's 50th batch.
+    clf = TextClassifier(small_config(stage_epochs=(1, 3), batch_size=2), encoders=encoder_dir,
+                         model_config=TransformerConfig(), log_path=tmp_path / "log.jsonl", verbose=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf.fit(texts, labels)
+    assert '"batch": 50' in (tmp_path / "log.jsonl").read_text()
+    assert not [w for w in caught if "requires_grad" in str(w.message)]

@@ -316,7 +316,7 @@ class TrainingLog(Callback):
             elapsed = time.time() - self.window_start
             # Every process reaches this batch (equal batch counts per process): the logged loss
             # is the mean over processes, i.e. the loss of the global batch.
-            loss = mean_across_processes(float(self.loss))
+            loss = mean_across_processes(float(self.loss.detach()))
             record = {"batch": self.batches, "epoch": self.epoch, "loss": round(loss, 4),
                       "lr_top": float(f"{self.opt.hypers[-1]['lr']:.3g}")}
             if inputs.is_floating_point():
