@@ -105,6 +105,60 @@ def test_every_tuning_candidate_is_a_valid_config(name):
         assert clf.unfreeze_plan == (0,) and clf.stage_epochs == (5,)
 
 
+@pytest.mark.parametrize("name", sorted(bench("tuning").TRANSFORMER_CANDIDATES))
+def test_every_transformer_tuning_candidate_is_a_valid_config_on_the_transformer(name):
+    from ulmtl.cli import parse_args
+    tuning = bench("tuning")
+    strategy, overrides = tuning.TRANSFORMER_CANDIDATES[name]
+    config = parse_args(RecipeConfig(dataset="trec"), tuning.stage1_overrides("transformer", None) + overrides
+                        + [f"--classifier.strategy={strategy}", "--valid_fraction=0.1"])
+    assert config.backbone == "transformer" and config.pretrained == ""
+    assert len(config.classifier.stage_epochs) == len(config.classifier.stage_lr_mult)
+    assert config.finetune_lm == ("--finetune_lm=false" not in overrides)
+
+
+def test_transformer_tuning_shares_one_masked_lm_and_runs_the_valid_best_candidate_on_test(tmp_path, monkeypatch):
+    tuning = bench("tuning")
+    made, ran = [], []
+    valid_scores = {"transformer-default": 0.95, "transformer-no-lm": 0.97, "transformer-8-epochs": 0.96}
+
+    def fake_lm(config, target, direction):
+        made.append((Path(target).name, direction, config.backbone))
+        return Path(target)
+
+    def fake_recipe(config):
+        ran.append(config)
+        name = Path(config.output).name.rsplit("-", 2)[0][len("trec-"):]
+        valid = {"accuracy": valid_scores[name]} if config.valid_fraction else None
+        return {"directions": ["forward"], "valid": valid, "test": {"accuracy": 0.9, "macro_f1": 0.9},
+                "per_direction": {"forward": {"accuracy": 0.9}}, "n_train": 100, "seconds": 1.0}
+
+    monkeypatch.setattr(tuning, "finetuned_lm_for", fake_lm)
+    monkeypatch.setattr(tuning, "run_recipe", fake_recipe)
+    rows = tuning.main(["--backbone", "transformer", "--datasets", "trec", "--candidates", ",".join(valid_scores),
+                        "--results", str(tmp_path / "results.jsonl"), "--output", str(tmp_path / "runs")])
+    assert [c.backbone for c in ran] == ["transformer"] * 4
+    # one masked LM, for the two candidates with stage 2; none for the one without
+    assert set(made) == {("trec-transformer-lm-s0", "forward", "transformer")}
+    lm = str(tmp_path / "runs" / "trec-transformer-lm-s0")
+    assert [(c.pretrained, c.finetune_lm) for c in ran[:3]] == [(lm, False), ("", False), (lm, False)]
+    assert ran[2].classifier.stage_epochs == (1, 8)
+    final = rows[-1]  # the valid-best candidate, on all training texts and the test split
+    assert final["phase"] == "final" and final["candidate"] == "transformer-no-lm" and ran[3].valid_fraction == 0
+    assert all(r["backbone"] == "transformer" for r in rows)
+
+
+def test_tuning_refuses_what_a_backbone_cannot_do(capsys):
+    tuning = bench("tuning")
+    for argv, message in [(["--datasets", "trec"], "need --pretrained"),
+                          (["--backbone", "transformer", "--ensemble"], "both directions at once"),
+                          (["--backbone", "transformer", "--candidates", "finetune-paper"],
+                           "unknown transformer candidates")]:
+        with pytest.raises(SystemExit):
+            tuning.main(argv)
+        assert message in capsys.readouterr().err
+
+
 def test_tfidf_baseline_learns_an_easy_task():
     baselines = bench("baselines")
     texts = [f"{w} movie {i}" for i, w in enumerate(["great", "awful"] * 40)]
