@@ -179,6 +179,62 @@ def test_long_documents_are_read_in_overlapping_windows(encoder_dir, tokenizer):
         assert model.eval()(ids).shape == (2, 2)
 
 
+def long_batch(tokenizer) -> torch.Tensor:
+    """Two long documents and a short one: several windows of 6 tokens (overlap 1) each, and one."""
+    ids = tokenizer(["great fun movie a great film fun and great", "dull boring film a boring plot dull",
+                     "fun"], add_special_tokens=False)["input_ids"]
+    width = max(map(len, ids))
+    return torch.tensor([row + [tokenizer.pad_token_id] * (width - len(row)) for row in ids])
+
+
+@pytest.mark.parametrize("windows_at_once", [1, 2, 3])
+def test_windows_encoded_in_checkpointed_chunks_give_the_gradient_of_one_pass(encoder_dir, tokenizer,
+                                                                              windows_at_once):
+    ids, target = long_batch(tokenizer), torch.tensor([1, 0, 1])
+
+    def gradients(chunk: int) -> tuple[float, dict, int]:
+        torch.manual_seed(0)
+        model = transformer.build_classifier(str(encoder_dir), tokenizer, 2,
+                                             TransformerConfig(window=6, overlap=1, windows_at_once=chunk), 50, 0.1)
+        calls = []
+        # a pre-hook: the recomputation stops once it has what backward needs, before forward hooks
+        model.encoder.register_forward_pre_hook(lambda module, args: calls.append(1))
+        model.double().train()  # float64: the two runs sum in different orders, exact to 1e-9 here
+        for module in model.modules():  # dropout off: the two runs draw their masks in different shapes
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+        loss = torch.nn.functional.cross_entropy(model(ids), target)
+        loss.backward()
+        return float(loss), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}, len(calls)
+
+    windows = len(transformer.build_classifier(str(encoder_dir), tokenizer, 2, TransformerConfig(window=6, overlap=1),
+                                               50, 0.1).windows(ids)[0])
+    assert windows > 3
+    loss, grads, calls = gradients(0)
+    chunked_loss, chunked_grads, chunked_calls = gradients(windows_at_once)
+    assert calls == 1  # one pass over every window
+    # each chunk is encoded in the forward pass and again in backward: the checkpointing acts
+    chunks = -(-windows // windows_at_once)
+    assert chunked_calls == 2 * chunks
+    assert chunked_loss == pytest.approx(loss, rel=1e-6)
+    assert grads.keys() == chunked_grads.keys() and any("encoder.embeddings" in n for n in grads)
+    for name, grad in grads.items():
+        torch.testing.assert_close(chunked_grads[name], grad, rtol=1e-7, atol=1e-9)
+
+
+def test_a_frozen_encoder_and_prediction_read_every_window_in_one_pass(encoder_dir, tokenizer):
+    model = transformer.build_classifier(str(encoder_dir), tokenizer, 2,
+                                         TransformerConfig(window=6, overlap=1, windows_at_once=2), 50, 0.1)
+    calls = []
+    model.encoder.register_forward_pre_hook(lambda module, args: calls.append(1))
+    with torch.no_grad():
+        model.eval()(long_batch(tokenizer))
+    for parameter in model.encoder.parameters():
+        parameter.requires_grad_(False)
+    model.train()(long_batch(tokenizer)).sum().backward()
+    assert len(calls) == 2  # nothing to recompute for: no chunks, no checkpoint
+
+
 def test_save_and_load_give_identical_predictions(encoder_dir, tmp_path):
     texts, labels = sentiment()
     clf = TextClassifier(small_config(stage_epochs=(1, 1)), encoders=encoder_dir,

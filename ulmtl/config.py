@@ -146,6 +146,11 @@ class TransformerConfig:
     # overlap by ``overlap`` tokens; ClassifierConfig.max_len caps the tokens read per document.
     window: int = limited(256, Limit(3, why="two special tokens and one of text"))
     overlap: int = limited(64, NON_NEGATIVE)
+    # A training batch with more windows than this (long documents: a batch of 32 polarity reviews
+    # has about 170) runs the encoder on chunks of this many windows under activation checkpointing
+    # (each chunk's activations are recomputed in backward, one more forward pass): memory is then
+    # bounded by one chunk instead of growing with the documents' length. 0: every window at once.
+    windows_at_once: int = limited(32, NON_NEGATIVE)
     # Layer groups: the embeddings, the blocks in this many groups of consecutive layers, the head.
     block_groups: int = limited(3, AT_LEAST_1)
     # The head's input: "concat" (ULMFiT's [first token of the first window, max and mean over the

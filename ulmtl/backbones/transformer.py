@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from fastai.layers import LinBnDrop
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ulmtl.checkpoint import CheckpointError, CheckpointRecord, check_no_pickle
 from ulmtl.config import TRANSFORMER_CLASSIFIER, ClassifierConfig, ConfigError, TokenizerConfig, TransformerConfig
@@ -258,7 +259,7 @@ class TransformerClassifier(nn.Module):
 
     def __init__(self, encoder: nn.Module, n_classes: int, special_ids: tuple[int, int, int],
                  window: int = 256, overlap: int = 64, hidden: int = 50,
-                 dropouts: tuple[float, float] = (0.4, 0.1), pooling: str = "concat"):
+                 dropouts: tuple[float, float] = (0.4, 0.1), pooling: str = "concat", windows_at_once: int = 0):
         super().__init__()
         if window < 3 or not 0 <= overlap < window - 2:
             raise ValueError(f"window must be at least 3 and overlap in [0, window - 2), "
@@ -268,6 +269,7 @@ class TransformerClassifier(nn.Module):
         self.encoder = encoder
         self.cls_id, self.sep_id, self.pad_id = special_ids
         self.window, self.overlap, self.pooling = window, overlap, pooling
+        self.windows_at_once = windows_at_once
         size = encoder.config.hidden_size
         self.head = nn.Sequential(
             LinBnDrop(POOLED_VECTORS[pooling] * size, hidden, bn=True, p=dropouts[0],
@@ -303,8 +305,22 @@ class TransformerClassifier(nn.Module):
         if self.pooling == "first":  # the other windows would be encoded for nothing
             keep = first_windows(documents)
             windows, mask, documents = windows[keep], mask[keep], documents[keep]
-        states = self.encoder(input_ids=windows, attention_mask=mask).last_hidden_state
-        return pool(states, mask, documents, len(ids), self.pooling)
+        return pool(self.encode(windows, mask), mask, documents, len(ids), self.pooling)
+
+    def encode(self, windows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The encoder's last hidden states of ``windows``. When gradients reach the encoder and there
+        are more than ``windows_at_once`` windows, in chunks of that many under activation
+        checkpointing (dropout replays the same masks in the recomputation)."""
+        chunk = self.windows_at_once
+        trains = torch.is_grad_enabled() and any(p.requires_grad for p in self.encoder.parameters())
+        if not trains or not chunk or len(windows) <= chunk:
+            return self.encoder(input_ids=windows, attention_mask=mask).last_hidden_state
+        return torch.cat([checkpoint(self._last_hidden_state, windows[i:i + chunk], mask[i:i + chunk],
+                                     use_reentrant=False, preserve_rng_state=True)
+                          for i in range(0, len(windows), chunk)])
+
+    def _last_hidden_state(self, windows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.encoder(input_ids=windows, attention_mask=mask).last_hidden_state
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(ids))
@@ -517,7 +533,8 @@ def build_classifier(source: str, tokenizer, n_classes: int, settings, hidden: i
         if getattr(encoder, "pooler", None) is not None:
             encoder.pooler = None
     return TransformerClassifier(encoder, n_classes, special_ids(tokenizer), settings.window, settings.overlap,
-                                 hidden, (settings.pooled_dropout, head_dropout), settings.pooling)
+                                 hidden, (settings.pooled_dropout, head_dropout), settings.pooling,
+                                 settings.windows_at_once)
 
 
 def save_classifier(folder: str | Path, model: TransformerClassifier, tokenizer, record: CheckpointRecord) -> Path:
