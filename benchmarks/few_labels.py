@@ -92,18 +92,33 @@ def main(argv=None) -> list[dict]:
     return rows
 
 
+def runs(rows: list[dict]) -> dict[tuple[str, int, int], dict[str, dict]]:
+    """(dataset, size, seed) -> variant -> its latest row."""
+    by_run: dict = {}
+    for row in rows:
+        by_run.setdefault((row["dataset"], row["size"], row["seed"]), {})[row["variant"]] = row
+    return by_run
+
+
+def chosen_variant(variants: dict[str, dict]) -> str:
+    """The variant with the better validation accuracy (a tie: off, the cheaper)."""
+    return max(VARIANTS, key=lambda v: (variants[v]["valid_accuracy"] if v in variants else -1, -VARIANTS.index(v)))
+
+
+def chosen_rows(rows: list[dict]) -> list[dict]:
+    """Per dataset, size and seed, the row of the variant chosen on validation."""
+    return [variants[chosen_variant(variants)] for variants in runs(rows).values()]
+
+
 def report(rows: list[dict]) -> str:
     """A Markdown table: per size and seed, each variant's validation and test accuracy and seconds,
     the variant chosen on validation; per size, the chosen variants' mean test accuracy."""
-    by_run = {}
-    for row in rows:
-        by_run.setdefault((row["dataset"], row["size"], row["seed"]), {})[row["variant"]] = row
+    by_run = runs(rows)
     lines = ["| dataset | labels | seed | contrastive off: valid / test (s) | on: valid / test (s) | chosen on valid "
              "| its test |", "|---|---|---|---|---|---|---|"]
     chosen = {}
     for (dataset, size, seed), variants in sorted(by_run.items()):
-        best = max(VARIANTS, key=lambda v: (variants[v]["valid_accuracy"] if v in variants else -1,
-                                            -VARIANTS.index(v)))
+        best = chosen_variant(variants)
         chosen.setdefault((dataset, size), []).append(variants[best]["test_accuracy"])
         cells = [f"{variants[v]['valid_accuracy']:.3f} / {variants[v]['test_accuracy']:.3f} ({variants[v]['seconds']:.0f})"
                  if v in variants else "" for v in VARIANTS]

@@ -13,12 +13,13 @@ The transformer's variants run the recipe with the transformer's defaults on the
 all-MiniLM-L6-v2 (or the encoder --pretrained names); they are plotted and tabled as
 "transformer <variant>". Rows go to benchmarks/results.jsonl (benchmark "learning_curve"); a run
 already there (same backbone, dataset, size, variant, seed, mode, stage-1 LM and extra settings) is
-skipped, so an interrupted grid resumes
-when the same command is run again. Extra ``--classifier.*`` / ``--finetune.*`` settings make a
-separate curve (its own output folders and shared LM, its own table, marked #1, #2... in the plot);
-the baselines do not read them, so their rows are shared by every curve. --plot writes
-benchmarks/learning_curves.png and prints the markdown tables (mean error and std over seeds), with
-the rows of the baselines on the pretrained encoder that benchmarks/encoder_baselines.py writes.
+skipped, so an interrupted grid resumes when the same command is run again. Extra
+``--classifier.*`` / ``--finetune.*`` settings make a separate curve (its own output folders and
+shared LM, its own table marked #1, #2...); the baselines do not read them, so their rows are shared
+by every curve. --plot prints the markdown tables (mean error and std over seeds), with the rows of
+the baselines on the pretrained encoder that benchmarks/encoder_baselines.py writes and the choices
+of benchmarks/few_labels.py, and writes benchmarks/learning_curves.png: the default
+settings' curves of every transformer variant and baseline, and the best AWD-LSTM variant.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ import numpy as np
 
 from baselines import METHODS
 from encoder_baselines import ENCODER_VARIANTS
+from few_labels import chosen_rows
 from common import (
     QUICK_TRAINING, RESULTS, add_outputs, append_result, finetuned_lm_for, finished_row, hardware, latest_per_run,
     parser as common_parser, read_results, run_tag, same_run_row, training_settings, write_block,
@@ -126,8 +128,11 @@ def run(args, overrides: list[str]) -> None:
                     print(f"== {dataset} n={n_train} {prefix}{variant} seed {seed}: error {row['error']}", flush=True)
 
 
+# benchmarks/few_labels.py's runs: the transformer's classifier with the contrastive stage on or
+# off, chosen on validation (no stage 2), on the same subsets.
+FEW_LABELS_CURVE = "transformer contrastive on/off, chosen on validation"
 VARIANT_ORDER = ["finetune", "semi_supervised", "feature_extraction", "scratch", "tfidf_logreg", "fasttext",
-                 *ENCODER_VARIANTS, *(f"transformer {v}" for v in ULMFIT_VARIANTS)]
+                 *ENCODER_VARIANTS, *(f"transformer {v}" for v in ULMFIT_VARIANTS), FEW_LABELS_CURVE]
 
 
 def curve_variant(row: dict) -> str:
@@ -145,10 +150,29 @@ def curve_names(rows: list[dict]) -> dict[tuple[str, ...], str]:
     return names
 
 
+def plotted_curves(errors: dict[tuple[str, int], list[float]]) -> list[tuple[str, str]]:
+    """(variant, legend label) of the curves one panel draws, from its (variant, size) -> errors with
+    the default settings: every transformer variant and baseline, and of the AWD-LSTM's variants only
+    the one with the lowest error averaged over the sizes it ran (the table keeps all of them)."""
+    variants = [v for v in VARIANT_ORDER if any(key[0] == v for key in errors)]
+    awd_lstm = [v for v in variants if v in ULMFIT_VARIANTS]
+    best = min(awd_lstm, key=lambda v: np.mean([np.mean(e) for (w, _), e in errors.items() if w == v]),
+               default=None)
+    curves = []
+    for variant in variants:
+        if variant in ULMFIT_VARIANTS:
+            if variant == best:
+                curves.append((variant, f"AWD-LSTM {variant} (best of {len(awd_lstm)} AWD-LSTM variants)"))
+        else:
+            curves.append((variant, variant))
+    return curves
+
+
 def plot(results: Path, quick: bool) -> str:
     """Mean (std) error per dataset, curve (variant and training settings) and training size: one
     markdown table per dataset and settings (the baselines, which ignore training settings, in
-    every one), and a PNG with one panel per dataset."""
+    every one; few_labels.py's choices as one more curve), and a PNG with one panel per dataset
+    (the curves :func:`plotted_curves` picks)."""
     rows = read_results(results, "learning_curve", quick)
     for row in rows:
         row["_settings"] = tuple(training_settings(row.get("settings", [])))
@@ -158,6 +182,8 @@ def plot(results: Path, quick: bool) -> str:
     groups: dict = defaultdict(list)  # (dataset, settings, variant, n_train) -> errors
     for row in rows:
         groups[(row["dataset"], row["_settings"], row["_variant"], row["n_train"])].append(row["error"])
+    for row in chosen_rows(read_results(results, "few_labels", quick)):
+        groups[(row["dataset"], (), FEW_LABELS_CURVE, row["n_train"])].append(round(1 - row["test_accuracy"], 4))
     datasets = sorted({k[0] for k in groups})
     lines = []
     for dataset in datasets:  # one table per dataset and settings: sizes down, variants across
@@ -183,22 +209,26 @@ def plot(results: Path, quick: bool) -> str:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, max(len(datasets), 1), figsize=(6 * max(len(datasets), 1), 4), squeeze=False)
+    colours = [*(f"C{i}" for i in range(10)), "black", "teal", "navy", "olive", "crimson", "gold"]
+    fig, axes = plt.subplots(1, max(len(datasets), 1), figsize=(7 * max(len(datasets), 1), 7), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
-        for settings, name in names.items():
-            for variant in [v for v in VARIANT_ORDER if any(k[:3] == (dataset, settings, v) for k in groups)]:
-                sizes = sorted(k[3] for k in groups if k[:3] == (dataset, settings, variant))
-                means = [np.mean(groups[(dataset, settings, variant, n)]) for n in sizes]
-                stds = [np.std(groups[(dataset, settings, variant, n)]) for n in sizes]
-                ax.errorbar(sizes, means, yerr=stds, marker="o", capsize=3, label=variant + name,
-                            color=f"C{VARIANT_ORDER.index(variant)}", linestyle="--" if settings else "-")
+        errors = {(variant, n): values for (d, settings, variant, n), values in groups.items()
+                  if d == dataset and not settings}
+        for variant, label in plotted_curves(errors):
+            index = VARIANT_ORDER.index(variant)
+            sizes = sorted(n for v, n in errors if v == variant)
+            means = [np.mean(errors[(variant, n)]) for n in sizes]
+            stds = [np.std(errors[(variant, n)]) for n in sizes]
+            style = "-" if variant.startswith("transformer ") else ":" if variant in ULMFIT_VARIANTS else "--"
+            ax.errorbar(sizes, means, yerr=stds, marker="os^vD<>ph*"[index % 10], capsize=3, label=label,
+                        color=colours[index % len(colours)], linestyle=style)
         ax.set_xscale("log")
         ax.set_xlabel("labelled training examples")
         ax.set_ylabel("test error")
-        ax.set_title(dataset)
-        ax.legend(fontsize=8)
+        ax.set_title(f"{dataset} (mean and std over seeds)")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12))
     fig.tight_layout()
-    fig.savefig(PLOT, dpi=100)
+    fig.savefig(PLOT, dpi=100, bbox_inches="tight")
     return "\n".join(lines)
 
 

@@ -182,6 +182,33 @@ def test_learning_curve_table_and_plot(tmp_path, monkeypatch):
     assert "#1" not in table
 
 
+def test_the_plot_draws_every_transformer_curve_and_baseline_but_only_the_best_awd_lstm_variant():
+    curves = bench("learning_curves")
+    errors = {("finetune", 100): [0.5, 0.7], ("finetune", 500): [0.4],  # mean over sizes 0.5
+              ("scratch", 100): [0.45], ("scratch", 500): [0.35],  # 0.4: the best AWD-LSTM variant
+              ("transformer finetune", 100): [0.1], ("tfidf_logreg", 100): [0.4], ("setfit", 100): [0.2]}
+    drawn = curves.plotted_curves(errors)
+    assert [variant for variant, _ in drawn] == ["scratch", "tfidf_logreg", "setfit", "transformer finetune"]
+    assert drawn[0][1] == "AWD-LSTM scratch (best of 2 AWD-LSTM variants)"
+    assert curves.plotted_curves({("fasttext", 50): [0.3]}) == [("fasttext", "fasttext")]
+
+
+def test_the_few_labels_runs_join_the_curves_as_the_variant_validation_chose(tmp_path, monkeypatch):
+    curves = bench("learning_curves")
+    monkeypatch.setattr(curves, "PLOT", tmp_path / "curves.png")
+    rows = [{"benchmark": "learning_curve", "dataset": "trec", "variant": "tfidf_logreg", "n_train": 99, "seed": 0,
+             "error": 0.4, "quick": False}]
+    rows += [{"benchmark": "few_labels", "dataset": "trec", "size": 100, "n_train": 99, "seed": seed,
+              "variant": variant, "valid_accuracy": valid, "test_accuracy": test, "quick": False}
+             for seed, variant, valid, test in [(0, "off", 0.5, 0.95), (0, "on", 0.8, 0.9),  # on: better valid
+                                                (1, "off", 0.7, 0.6), (1, "on", 0.7, 0.99)]]  # tie: off
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = curves.plot(results, quick=False)
+    assert f"| labelled examples | tfidf_logreg | {curves.FEW_LABELS_CURVE} |" in table
+    assert "| 99 | 0.400 (0.000) [1] | 0.250 (0.150) [2] |" in table  # errors 0.1 and 0.4: test never chose
+
+
 def test_a_curve_with_other_training_settings_gets_its_own_table_beside_the_baselines(tmp_path, monkeypatch):
     curves = bench("learning_curves")
     monkeypatch.setattr(curves, "PLOT", tmp_path / "curves.png")
