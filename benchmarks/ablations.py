@@ -31,7 +31,7 @@ import numpy as np
 
 from common import (
     QUICK_TRAINING, finetuned_lm_for, add_outputs, append_result, finished_row, hardware, latest_per_run, parser as
-                    common_parser, read_results, run_tag, same_run_row, training_settings)
+                    common_parser, read_results, run_tag, same_run_row, run_settings)
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
 from ulmtl.recipe import architecture_overrides, run_recipe
@@ -150,13 +150,13 @@ def run(args, overrides: list[str]) -> None:
 
 def table(results: Path, quick: bool, backbone: str = "awd_lstm") -> str:
     """Mean (std) [seeds] test error per variant of ``backbone`` (its table's order) and dataset; a
-    run with other ``--classifier.*`` / ``--finetune.*`` / ``--transformer.*`` settings is its own
-    row, never mixed into the defaults."""
+    run with other training settings or texts (``--classifier.*``, ``--max_train``... :
+    :func:`common.run_settings`) is its own row, never mixed into the defaults."""
     groups: dict = defaultdict(lambda: defaultdict(list))
     rows = [r for r in read_results(results, "ablation", quick)
             if r.get("backbone", ROW_DEFAULTS["backbone"]) == backbone]
     for row in rows:
-        row["_settings"] = " ".join(training_settings(row.get("settings", []))) or "defaults"
+        row["_settings"] = " ".join(run_settings(row.get("settings", []))) or "defaults"
     for row in latest_per_run(rows, ("dataset", "variant", "_settings", "seed")):
         groups[(row["_settings"], row["variant"])][row["dataset"]].append(row["error"])
     datasets = sorted({row["dataset"] for row in rows}, key=lambda d: (d != "trec", d))

@@ -109,18 +109,26 @@ def latest_per_run(rows: list[dict], fields: tuple[str, ...]) -> list[dict]:
     return list(latest.values())
 
 
-TRAINING_PREFIXES = ("--classifier.", "--finetune.", "--transformer.")
+TRAINING_PREFIXES = ("--classifier.", "--finetune.", "--transformer.", "--finetune_lm=", "--lm_texts=",
+                     "--valid_fraction=")
+DATA_PREFIXES = ("--max_train=", "--max_test=", "--fold=")  # which labelled and test texts
 
 
 def training_settings(overrides: list[str]) -> list[str]:
-    """The overrides that change how the LM or the classifier trains (not where data is read from)."""
+    """The overrides that change how ulmtl's LM or classifier trains (the baselines read none of them)."""
     return [o for o in overrides if o.startswith(TRAINING_PREFIXES)]
 
 
+def run_settings(overrides: list[str]) -> list[str]:
+    """The overrides that change a run's result: its training settings and the texts it trains and is
+    tested on (not where the data is read from)."""
+    return [o for o in overrides if o.startswith(TRAINING_PREFIXES + DATA_PREFIXES)]
+
+
 def run_tag(overrides: list[str], quick: bool) -> str:
-    """A folder suffix naming a grid's mode and training settings ("" for the full mode's defaults),
-    so that grids with other settings never reuse each other's outputs or shared LMs."""
-    settings = training_settings(overrides)
+    """A folder suffix naming a grid's mode and run settings ("" for the full mode's defaults), so
+    that grids with other settings or other texts never reuse each other's outputs or shared LMs."""
+    settings = run_settings(overrides)
     return ("-quick" if quick else "") + \
         ("-" + hashlib.sha1(" ".join(settings).encode()).hexdigest()[:8] if settings else "")
 

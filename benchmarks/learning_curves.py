@@ -35,7 +35,7 @@ from encoder_baselines import ENCODER_VARIANTS
 from few_labels import chosen_rows
 from common import (
     QUICK_TRAINING, RESULTS, add_outputs, append_result, finetuned_lm_for, finished_row, hardware, latest_per_run,
-    parser as common_parser, read_results, run_tag, same_run_row, training_settings, write_block,
+    parser as common_parser, read_results, run_tag, same_run_row, run_settings, training_settings, write_block,
 )
 from ulmtl.cli import parse_args
 from ulmtl.config import RecipeConfig
@@ -145,7 +145,7 @@ def curve_names(rows: list[dict]) -> dict[tuple[str, ...], str]:
     """Training settings -> curve suffix: "" for the defaults, then " #1", " #2"... in order of appearance."""
     names: dict[tuple[str, ...], str] = {(): ""}
     for row in rows:
-        settings = tuple(training_settings(row.get("settings", [])))
+        settings = tuple(run_settings(row.get("settings", [])))
         names.setdefault(settings, f" #{len(names)}")
     return names
 
@@ -175,7 +175,7 @@ def plot(results: Path, quick: bool) -> str:
     (the curves :func:`plotted_curves` picks)."""
     rows = read_results(results, "learning_curve", quick)
     for row in rows:
-        row["_settings"] = tuple(training_settings(row.get("settings", [])))
+        row["_settings"] = tuple(run_settings(row.get("settings", [])))
         row["_variant"] = curve_variant(row)
     rows = latest_per_run(rows, ("dataset", "_variant", "_settings", "n_train", "seed"))
     names = curve_names(rows)

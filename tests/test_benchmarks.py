@@ -233,6 +233,9 @@ def test_grids_with_other_modes_or_settings_use_other_folders():
     tags = {run_tag(["--classifier.stage_epochs=5"], False), run_tag(["--classifier.stage_epochs=4"], False),
             run_tag(["--finetune.epochs=4"], False), run_tag(["--finetune.epochs=4"], True)}
     assert len(tags) == 4 and "" not in tags
+    # Fewer labelled texts or another fold: other runs, whose shared LM reads other texts.
+    data_tags = {run_tag(["--max_train=500"], False), run_tag(["--fold=3"], False), run_tag(["--lm_texts=all"], False)}
+    assert len(data_tags) == 3 and "" not in data_tags
 
 
 def test_generated_blocks_rewrite_only_their_own_markers(tmp_path):
@@ -275,7 +278,8 @@ def test_ablation_table_keeps_runs_with_other_settings_apart(tmp_path):
     ablations = bench("ablations")
     rows = [{"benchmark": "ablation", "dataset": "trec", "variant": "lm_none", "seed": s, "error": e, "quick": False,
              "settings": settings} for s, e, settings in
-            [(0, 0.2, []), (1, 0.4, ["--data_dir=/x"]), (0, 0.9, ["--finetune.epochs=4"])]]
+            [(0, 0.2, []), (1, 0.4, ["--data_dir=/x"]), (0, 0.9, ["--finetune.epochs=4"]),
+             (0, 0.1, ["--max_train=500"])]]
     rows += [{"benchmark": "ablation", "dataset": "mr", "variant": v, "seed": 0, "error": e, "quick": False,
               "settings": []} for v, e in [("clas_chain_thaw", 0.3), ("lm_none", 0.5)]]
     results = tmp_path / "results.jsonl"
@@ -284,7 +288,8 @@ def test_ablation_table_keeps_runs_with_other_settings_apart(tmp_path):
     assert lines[0] == "| variant | settings | trec | mr |"
     assert lines[2:] == ["| lm_none | defaults | 0.300 (0.100) [2] | 0.500 (0.000) [1] |",
                          "| clas_chain_thaw | defaults |  | 0.300 (0.000) [1] |",
-                         "| lm_none | --finetune.epochs=4 | 0.900 (0.000) [1] |  |"]
+                         "| lm_none | --finetune.epochs=4 | 0.900 (0.000) [1] |  |",
+                         "| lm_none | --max_train=500 | 0.100 (0.000) [1] |  |"]
 
 
 def test_with_all_labels_semi_supervised_reuses_the_finetune_run(shared_data, tmp_path, monkeypatch):
