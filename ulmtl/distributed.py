@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+import atexit
 import os
 
 import torch
@@ -42,7 +43,16 @@ def setup() -> tuple[int, int]:
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         dist.init_process_group(backend=backend)
+        atexit.register(leave_process_group)
     return world()
+
+
+def leave_process_group() -> None:
+    """Leave the process group (registered at exit by :func:`setup`): left to the interpreter's
+    teardown, gloo's threads can abort a finished run ('terminate called without an active
+    exception', exit code -6)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def is_main() -> bool:
