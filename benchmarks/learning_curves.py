@@ -158,14 +158,8 @@ def plotted_curves(errors: dict[tuple[str, int], list[float]]) -> list[tuple[str
     awd_lstm = [v for v in variants if v in ULMFIT_VARIANTS]
     best = min(awd_lstm, key=lambda v: np.mean([np.mean(e) for (w, _), e in errors.items() if w == v]),
                default=None)
-    curves = []
-    for variant in variants:
-        if variant in ULMFIT_VARIANTS:
-            if variant == best:
-                curves.append((variant, f"AWD-LSTM {variant} (best of {len(awd_lstm)} AWD-LSTM variants)"))
-        else:
-            curves.append((variant, variant))
-    return curves
+    return [(v, f"AWD-LSTM {v} (best of {len(awd_lstm)} AWD-LSTM variants)" if v == best else v)
+            for v in variants if v not in awd_lstm or v == best]
 
 
 def plot(results: Path, quick: bool) -> str:
