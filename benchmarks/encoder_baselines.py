@@ -16,7 +16,8 @@ all-MiniLM-L6-v2 unless --encoder names another folder): what a user would run i
 
     python benchmarks/encoder_baselines.py --datasets trec,mr --seeds 0,1,2 \
         --sizes 50,100,250,500,1000,2000,all [--variants plain_finetune,setfit,frozen_embeddings] [--quick]
-    python benchmarks/encoder_baselines.py --plain-lr 1e-4 --plain-epochs 5 --plain-batch 32  # issue 17
+    python benchmarks/encoder_baselines.py --variants plain_finetune_lr1e-4  # issue 17's settings
+    python benchmarks/encoder_baselines.py --plain-lr 1e-4 --plain-epochs 5  # the same run, spelled out
 
 Training subsets are ulmtl's (``--max_train`` and ``--seed`` of the recipes: the learning curves'
 splits). Rows go to benchmarks/results.jsonl as benchmark "learning_curve", so that
@@ -226,6 +227,10 @@ def variant_runs(args, dataset: str) -> dict[str, tuple]:
             "setfit": (setfit_name, setfit, pairs),
             "frozen_embeddings": ("frozen_embeddings", frozen_embeddings,
                                   FrozenEmbeddingSettings(max_len=max_len))}
+    for name, named in PLAIN_SETTINGS.items():
+        if name != "plain_finetune":
+            named = replace(named, max_len=max_len)
+            runs[name] = (name, plain_finetune, replace(named, epochs=QUICK_PLAIN_EPOCHS) if args.quick else named)
     return {runs[base][0]: runs[base][1:] for base in args.variants.split(",")}
 
 
@@ -258,9 +263,18 @@ def run(argv: list[str]) -> list[dict]:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--results", default=str(RESULTS))
     args = parser.parse_args(argv)
-    unknown = set(args.variants.split(",")) - set(BASELINES)
+    variants = args.variants.split(",")
+    known = [*BASELINES, *(name for name in PLAIN_SETTINGS if name not in BASELINES)]
+    unknown = set(variants) - set(known)
     if unknown:
-        parser.error(f"--variants: unknown {', '.join(sorted(unknown))} (choose from {', '.join(BASELINES)})")
+        parser.error(f"--variants: unknown {', '.join(sorted(unknown))} (choose from {', '.join(known)})")
+    plain_flags = {"--plain-lr": args.plain_lr, "--plain-epochs": args.plain_epochs,
+                   "--plain-batch": args.plain_batch, "--plain-warmup": args.plain_warmup}
+    given = [flag for flag, value in plain_flags.items() if value != parser.get_default(flag[2:].replace("-", "_"))]
+    named = [name for name in variants if name in PLAIN_SETTINGS and name != "plain_finetune"]
+    if given and named:
+        parser.error(f"{', '.join(given)} set the plain_finetune variant; {', '.join(named)} has settings "
+                     "of its own (run it without them, or use --variants plain_finetune)")
     encoder = args.encoder or str(bundled_encoder())
     encoder_name = args.encoder or "bundled"
     rows = []

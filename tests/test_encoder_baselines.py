@@ -1,6 +1,7 @@
 """The baselines on the pretrained encoder (benchmarks/encoder_baselines.py), on a tiny random BERT."""
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import sys
@@ -78,6 +79,30 @@ def test_the_plain_fine_tunes_settings_name_their_rows():
     assert baselines.plain_variant(issue_17) == "plain_finetune_lr1e-4"
     other = replace(issue_17, warmup_ratio=0.06)
     assert baselines.plain_variant(other) == "plain_finetune_lr0.0001_b32_e5_w0.06"
+
+
+def test_a_named_plain_fine_tune_runs_by_its_rows_name():
+    args = argparse.Namespace(variants="plain_finetune,plain_finetune_lr1e-4", plain_lr=2e-5, plain_epochs=3,
+                              plain_batch=32, plain_warmup=0.1, setfit_iterations=20, quick=False)
+    runs = baselines.variant_runs(args, "polarity")
+    assert list(runs) == ["plain_finetune", "plain_finetune_lr1e-4"]
+    fit_predict, settings = runs["plain_finetune_lr1e-4"]
+    assert fit_predict is baselines.plain_finetune
+    assert settings == baselines.PlainFinetuneSettings(lr=1e-4, epochs=5, max_len=512)
+    assert runs["plain_finetune"][1] == baselines.PlainFinetuneSettings(max_len=512)
+    quick = baselines.variant_runs(argparse.Namespace(**{**vars(args), "quick": True}), "trec")
+    assert quick["plain_finetune_lr1e-4"][1].epochs == baselines.QUICK_PLAIN_EPOCHS
+
+
+def test_plain_flags_beside_a_named_plain_fine_tune_are_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        baselines.main(["--variants", "plain_finetune_lr1e-4", "--plain-lr", "3e-5",
+                        "--results", str(tmp_path / "results.jsonl")])
+    assert "--plain-lr set the plain_finetune variant" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        baselines.main(["--variants", "plain_finetune_lr2e-4", "--results", str(tmp_path / "results.jsonl")])
+    assert "unknown plain_finetune_lr2e-4" in capsys.readouterr().err
+    assert not (tmp_path / "results.jsonl").exists()
 
 
 def test_rows_record_command_date_seed_and_hardware_and_a_rerun_skips_them(shared_data, encoder_dir,
