@@ -86,10 +86,17 @@ def main(argv=None) -> list[dict]:
                     rows.append(row)
     print(report(rows))
     if Path(args.results) == RESULTS and not args.quick:  # the block shows every dataset's runs so far
-        table = report(read_results(args.results, "few_labels", quick=False))
-        write_block("few_labels", table,
-                    "python benchmarks/few_labels.py --datasets trec,mr --sizes 100,500 --seeds 0,1,2")
+        done = read_results(args.results, "few_labels", quick=False)
+        write_block("few_labels", report(done), grid_command(done))
     return rows
+
+
+def grid_command(rows: list[dict]) -> str:
+    """The one command that reruns (or, with every row finished, re-renders) the grid of ``rows``."""
+    spelled = {field: ",".join(str(value) for value in sorted({row[field] for row in rows}))
+               for field in ("dataset", "size", "seed")}
+    return (f"python benchmarks/few_labels.py --datasets {spelled['dataset']} --sizes {spelled['size']} "
+            f"--seeds {spelled['seed']}")
 
 
 def runs(rows: list[dict]) -> dict[tuple[str, int, int], dict[str, dict]]:

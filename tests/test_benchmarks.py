@@ -209,6 +209,13 @@ def test_the_few_labels_runs_join_the_curves_as_the_variant_validation_chose(tmp
     assert "| 99 | 0.400 (0.000) [1] | 0.250 (0.150) [2] |" in table  # errors 0.1 and 0.4: test never chose
 
 
+def test_the_few_labels_block_names_the_command_of_every_grid_it_shows():
+    rows = [{"dataset": dataset, "size": size, "seed": seed} for dataset, size, seed in
+            [("trec", 500, 2), ("trec", 50, 0), ("mr", 100, 1), ("trec", 250, 0)]]
+    assert bench("few_labels").grid_command(rows) == \
+        "python benchmarks/few_labels.py --datasets mr,trec --sizes 50,100,250,500 --seeds 0,1,2"
+
+
 def test_a_curve_with_other_training_settings_gets_its_own_table_beside_the_baselines(tmp_path, monkeypatch):
     curves = bench("learning_curves")
     monkeypatch.setattr(curves, "PLOT", tmp_path / "curves.png")
