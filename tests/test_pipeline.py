@@ -390,3 +390,82 @@ def test_pipeline_and_cross_val_score():
         clf = _tiny_scratch().fit([texts[i] for i in train], [labels[i] for i in train])
         by_hand.append(clf.score([texts[i] for i in test], [labels[i] for i in test]))
     assert scores.tolist() == pytest.approx(by_hand)
+
+
+def test_a_failed_refit_leaves_an_unfitted_classifier():
+    from ulmtl.config import ConfigError
+    from ulmtl.datasets import DataError
+    texts, labels = synthetic(40, seed=6)
+    clf = _tiny_scratch().fit(texts, labels)
+    with pytest.raises(DataError, match="only one class"):
+        clf.fit(texts[:4], ["x"] * 4)
+    assert not [key for key in vars(clf) if key.endswith("_")]
+    with pytest.raises(RuntimeError, match="not fitted"):
+        clf.predict(texts[:2])
+    clf.fit(texts, labels)
+    three = [label if i % 3 else "neutral" for i, label in enumerate(labels)]
+    with pytest.raises(ConfigError, match="threshold"):  # a setting for multi-label data only
+        clf.set_params(config=small_classifier_config(strategy="scratch", threshold=0.3)).fit(texts, three)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        clf.predict(texts[:2])
+
+
+def test_log_path_is_written_when_not_verbose_and_nothing_is_printed(tmp_path, capsys):
+    texts, labels = synthetic(40, seed=6)
+    clf = _tiny_scratch().set_params(log_path=tmp_path / "log.jsonl")
+    assert clf.verbose is False
+    capsys.readouterr()
+    clf.fit(texts, labels)
+    assert capsys.readouterr().out == ""
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert records and {r["stage"] for r in records} == {"classifier-forward"}
+    assert any("epoch_done" in r for r in records)
+
+
+def test_encoders_of_directions_not_trained_are_refused(tmp_path):
+    from ulmtl.config import ConfigError
+    texts, labels = synthetic(20, seed=6)
+    clf = TextClassifier(small_classifier_config(directions=("forward",)), verbose=False,
+                         encoders={"forward": tmp_path / "fwd", "backward": tmp_path / "bwd"})
+    with pytest.raises(ConfigError, match=r"encoders has key\(s\) \['backward'\], but the directions trained "
+                                          r"are \['forward'\]"):
+        clf.fit(texts, labels)
+    assert not hasattr(clf, "models_")
+
+
+def test_class_label_ids_are_names_in_fit_validation_and_score():
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    from ulmtl.datasets import DataError
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["neg", "pos"])})
+    texts, labels = synthetic(50, seed=6)
+    ids = [["neg", "pos"].index(label) for label in labels]
+    train = Dataset.from_dict({"text": texts[:40], "label": ids[:40]}, features=features)
+    valid = Dataset.from_dict({"text": texts[40:], "label": ids[40:]}, features=features)
+    clf = _tiny_scratch().fit(train, valid=(valid, None))
+    assert clf.classes_.tolist() == ["neg", "pos"]
+    assert clf.history_["forward"][0]["epoch_values"][0]["valid_loss"] > 0  # validated on the names
+    predicted = clf.predict(valid)
+    assert clf.score(valid) == pytest.approx(np.mean(predicted == np.array(labels[40:])))
+    assert clf.score(valid["text"], valid["label"]) == clf.score(texts[40:], labels[40:])
+    _tiny_scratch().fit(train, valid=(valid["text"], valid["label"]))
+    with pytest.raises(DataError, match=r"the validation labels are numbers \(1\), but the training labels "
+                                        r"are strings \(\['neg', 'pos'\]\)"):
+        _tiny_scratch().fit(train, valid=(valid["text"], ids[40:]))
+    unlabelled = Dataset.from_dict({"text": texts[40:], "label": [-1] * 10}, features=features)
+    with pytest.raises(DataError, match="label 0 is -1, not a class id.*-1 marks an unlabelled text"):
+        clf.score(unlabelled)
+
+
+def test_score_counts_a_label_never_seen_in_training_as_wrong():
+    from sklearn.metrics import accuracy_score
+
+    from ulmtl.datasets import DataError
+    texts, labels = synthetic(40, seed=6)
+    clf = _tiny_scratch().fit(texts[:30], labels[:30])
+    truth = labels[30:36] + ["neutral"] * 4
+    assert clf.score(texts[30:], truth) == pytest.approx(accuracy_score(truth, clf.predict(texts[30:])))
+    assert clf.score(texts[30:], truth) <= 0.6
+    with pytest.raises(DataError, match=r"the scored labels are numbers \(1\), but the training labels are "
+                                        r"strings"):
+        clf.score(texts[30:32], [1, 0])

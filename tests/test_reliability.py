@@ -549,9 +549,13 @@ def test_api_fit_and_score_reject_bad_labels(tiny_lm, fitted, labels, message):
         fitted.score(["good film", "bad film"], labels)
 
 
-def test_api_score_rejects_labels_never_seen_in_training(fitted):
-    with pytest.raises(DataError, match=r"scored labels \['neutral'\] never appear in the training labels"):
-        fitted.score(["good film", "so so"], ["pos", "neutral"])
+def test_api_score_counts_labels_never_seen_in_training_as_wrong(fitted):
+    first_right = float(fitted.predict(["good film"])[0] == "pos")
+    assert fitted.score(["good film", "so so"], ["pos", "neutral"]) == first_right / 2
+    assert fitted.score(["so so"], ["neutral"]) == 0.0
+    with pytest.raises(DataError, match=r"the scored labels are numbers \(1\), but the training labels are "
+                                        r"strings \(\['neg', 'pos'\]\)"):
+        fitted.score(["good film", "so so"], [1, 0])
 
 
 def test_api_use_before_fit_is_a_runtime_error(tmp_path):

@@ -1,6 +1,8 @@
 """make_learner builds the optimizer and callbacks from a stage's OptimizerSettings."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import torch
 from fastai.callback.rnn import ModelResetter, RNNCallback
@@ -13,7 +15,9 @@ from ulmtl.backbones.awd_lstm import Regularizer, build_language_model, lm_layer
 from ulmtl.checkpoint import CheckpointError
 from ulmtl.config import TRANSFORMER_CLASSIFIER, TRANSFORMER_FINETUNE, ClassifierConfig, FinetuneConfig, OptimizerSettings
 from ulmtl.loaders import LanguageModelLoader
-from ulmtl.training import group_lrs, make_learner, optimizer_tensors, restore_optimizer, train_only_groups
+from ulmtl.training import (
+    TrainingLog, group_lrs, make_learner, optimizer_tensors, restore_optimizer, train_only_groups,
+)
 
 
 def lm_learner(settings: OptimizerSettings):
@@ -131,3 +135,12 @@ def test_optimizer_state_of_the_other_optimizer_is_refused():
     tensors, values = optimizer_tensors(learn)
     with pytest.raises(CheckpointError, match="optimizer setting the run started with"):
         restore_optimizer(two_group_learner("fused_adamw"), tensors, values)
+
+
+def test_training_log_without_echo_writes_its_file_and_prints_nothing(tmp_path, capsys):
+    TrainingLog(tmp_path / "quiet.jsonl", label="quiet", echo=False).write({"loss": 1.5})
+    TrainingLog(tmp_path / "loud.jsonl", label="loud").write({"loss": 2.5})
+    assert capsys.readouterr().out == "[loud] loss=2.5\n"
+    record = json.loads((tmp_path / "quiet.jsonl").read_text())
+    assert record["stage"] == "quiet" and record["loss"] == 1.5
+    assert json.loads((tmp_path / "loud.jsonl").read_text())["loss"] == 2.5

@@ -327,6 +327,26 @@ def test_lstm_only_settings_are_refused(encoder_dir):
                        model_config=TransformerConfig()).fit(texts, labels)
 
 
+def test_encoders_keys_other_than_forward_are_refused(encoder_dir):
+    texts, labels = sentiment()
+    for encoders in ({"fwd": encoder_dir}, {"forward": encoder_dir, "backward": encoder_dir}):
+        clf = TextClassifier(small_config(), encoders=encoders, model_config=TransformerConfig(),
+                             verbose=False)
+        with pytest.raises(ConfigError, match=r"encoders has key\(s\) \['(fwd|backward)'\], but the "
+                                              r"directions trained are \['forward'\]"):
+            clf.fit(texts, labels)
+
+
+def test_without_a_config_the_transformer_gets_its_classifier_defaults():
+    from sklearn.base import clone
+
+    from ulmtl.config import ClassifierConfig
+    clf = TextClassifier(model_config=TransformerConfig())
+    assert clf.config is TRANSFORMER_CLASSIFIER and clone(clf).config == TRANSFORMER_CLASSIFIER
+    assert TextClassifier().config == ClassifierConfig()
+    assert TextClassifier(small_config(lr=5e-4), model_config=TransformerConfig()).config.lr == 5e-4
+
+
 def test_masked_lm_fine_tuning_adds_a_tied_head_and_lowers_perplexity(encoder_dir, tmp_path):
     config = replace(TRANSFORMER_FINETUNE, epochs=3, lr=2e-3, batch_size=4)
     metrics = finetune_lm(TEXTS * 6, str(encoder_dir), tmp_path / "lm", config,

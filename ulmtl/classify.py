@@ -35,7 +35,7 @@ from ulmtl.config import (
     ClassifierConfig, ConfigError, ModelConfig, TokenizerConfig, TransformerConfig,
 )
 from ulmtl.datasets import DataError
-from ulmtl.labels import best_threshold, check_label_mode, texts_and_labels
+from ulmtl.labels import best_threshold, check_label_mode, label_kind, texts_and_labels
 from ulmtl.distributed import is_main, world
 from ulmtl.loaders import ClassificationLoader
 from ulmtl.precision import autocast, resolve_precision
@@ -45,6 +45,15 @@ from ulmtl.training import (
     ScheduledLR, TrainingLog, group_lrs, train_only_groups, make_learner, prepare_torch, set_seed,
 )
 
+
+def _check_encoder_keys(encoders, directions) -> None:
+    """A ConfigError when ``encoders`` (a dict) names a direction that is not trained."""
+    if isinstance(encoders, dict):
+        extra = [key for key in encoders if key not in directions]
+        if extra:
+            raise ConfigError(f"encoders has key(s) {extra}, but the directions trained are "
+                              f"{list(directions)} (classifier.directions): drop those keys, or train those "
+                              f"directions")
 
 
 class SkipValidation(Callback):
@@ -84,6 +93,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
     ``model_config`` chooses the backbone: a :class:`ModelConfig` (AWD-LSTM, the default) or a
     :class:`TransformerConfig` (a Hugging Face encoder: ``encoders`` is its folder or hub id, and
     empty means the bundled all-MiniLM-L6-v2; ``scratch`` takes its architecture, not its weights).
+    Without ``config``, the backbone's classifier defaults (``TRANSFORMER_CLASSIFIER`` for the transformer).
+    ``log_path`` always gets the training log (JSON lines); ``verbose`` prints progress too.
 
     Fitted, it has ``classes_`` and ``multilabel_``; a multi-label one (fitted on sets of labels) also
     ``threshold_``, the decision threshold ``predict`` uses (``config.threshold``, or the one tuned on
@@ -93,9 +104,9 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, config: ClassifierConfig | None = None, encoders: dict | str | Path | None = None,
                  model_config: ModelConfig | TransformerConfig | None = None, tokenizer: TokenizerConfig | None = None,
                  log_path: str | Path | None = None, verbose: bool = True):
-        self.config = config or ClassifierConfig()
-        self.encoders = encoders
         self.model_config = model_config or ModelConfig()
+        self.config = config or self.backbone.classifier_defaults
+        self.encoders = encoders
         self.tokenizer = tokenizer or TokenizerConfig()
         self.log_path = log_path
         self.verbose = verbose
@@ -123,32 +134,43 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         return backbone_for(next(iter(self.model_configs_.values())))
 
     def fit(self, X, y=None, valid: tuple | None = None) -> "TextClassifier":
-        """Train on texts ``X`` with labels ``y`` (or a Dataset / DatasetDict with text and label).
+        """Train on texts ``X`` with labels ``y`` (or one split of a Dataset: its text and label columns,
+        ClassLabel ids as their names).
 
         ``valid``: optional ``(texts, labels)`` evaluated after every epoch (and, for multi-label
         data with ``config.tune_threshold``, the split the threshold is chosen on).
         Labels that are sets (see the module) make a multi-label classifier. With strategy "auto"
         the strategy is chosen on a split of ``X`` alone (:func:`ulmtl.selection.fit_auto`); ``valid``
         serves the refit's per-epoch reports only, so it stays an independent check of the choice.
+        A fit that fails leaves the classifier unfitted (nothing of an earlier fit either).
         """
+        self._forget_fit()
+        try:
+            return self._fit(X, y, valid)
+        except BaseException:
+            self._forget_fit()
+            raise
+
+    def _forget_fit(self) -> None:
+        """Drop every learned attribute (the names ending in ``_``): the classifier is unfitted."""
+        for key in [key for key in vars(self) if key.endswith("_") and not key.startswith("_")]:
+            delattr(self, key)
+
+    def _fit(self, X, y, valid: tuple | None) -> "TextClassifier":
+        """:meth:`fit` on an unfitted classifier."""
         texts, labels, names = texts_and_labels(X, y)
         if labels is None:
             raise DataError("fit needs labels: pass y, or a dataset with a 'label' column")
+        _check_encoder_keys(self.encoders, self.config.directions)
         self.multilabel_ = isinstance(labels[0], tuple)
         check_label_mode(self.config, self.multilabel_, valid is not None)
-        if self.multilabel_:
-            self.classes_ = np.array(names if names is not None else sorted({v for s in labels for v in s}))
-            if len(self.classes_) < 2:
-                raise DataError(f"the training labels hold {len(self.classes_)} distinct label(s) "
-                                f"({self.classes_.tolist()}); a multi-label classifier needs two or more")
-            label_ids = self._encode_labels(labels, where="training")
-        elif names is not None:
-            self.classes_ = np.array(names)
-            label_ids = np.asarray(labels, dtype=np.int64)
-        else:
-            self.classes_ = np.array(sorted(set(labels)))
-            index = {c: i for i, c in enumerate(self.classes_.tolist())}
-            label_ids = np.array([index[v] for v in labels], dtype=np.int64)
+        if names is None:
+            names = sorted({v for s in labels for v in s} if self.multilabel_ else set(labels))
+        self.classes_ = np.array(names)
+        if self.multilabel_ and len(self.classes_) < 2:
+            raise DataError(f"the training labels hold {len(self.classes_)} distinct label(s) "
+                            f"({self.classes_.tolist()}); a multi-label classifier needs two or more")
+        label_ids = self._encode_labels(labels, where="training")
         if not self.multilabel_ and len(set(label_ids.tolist())) < 2:
             raise DataError(f"only one class ({self.classes_[label_ids[0]]!r}) in the training labels; "
                             f"a classifier needs two or more")
@@ -188,23 +210,29 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                       flush=True)
         return self
 
-    def _encode_labels(self, labels, where: str) -> np.ndarray:
-        """Class ids (single-label), or a float 0/1 matrix, one column per class (multi-label)."""
-        index = {c: i for i, c in enumerate(self.classes_.tolist())}
+    def _encode_labels(self, labels, where: str, unseen_ok: bool = False) -> np.ndarray:
+        """Class ids (single-label), or a float 0/1 matrix, one column per class (multi-label). A
+        label never seen in training is a DataError, or with ``unseen_ok`` id -1 (multi-label: no
+        column); labels of another mode or type than the classes are always a DataError."""
+        classes = self.classes_.tolist()
+        index = {c: i for i, c in enumerate(classes)}
         if self.multilabel_ != isinstance(labels[0], tuple):
             kinds = ("a set of labels per text", "one label per text")
             raise DataError(f"the {where} labels are {kinds[self.multilabel_]}, but this classifier was "
                             f"trained on {kinds[not self.multilabel_]}")
         given = [v for s in labels for v in s] if self.multilabel_ else labels
+        kind, trained = (label_kind(given[0]) if given else None), label_kind(classes[0])
+        if kind is not None and kind != trained:
+            raise DataError(f"the {where} labels are {kind}s ({given[0]!r}), but the training labels are "
+                            f"{trained}s ({classes})")
         unseen = sorted({str(v) for v in given if v not in index})
-        if unseen:
-            raise DataError(f"{where} labels {unseen} never appear in the training labels "
-                            f"{self.classes_.tolist()}")
+        if unseen and not unseen_ok:
+            raise DataError(f"{where} labels {unseen} never appear in the training labels {classes}")
         if not self.multilabel_:
-            return np.array([index[v] for v in labels], dtype=np.int64)
+            return np.array([index.get(v, -1) for v in labels], dtype=np.int64)
         matrix = np.zeros((len(labels), len(index)), dtype=np.float32)
         for row, label_set in enumerate(labels):
-            matrix[row, [index[v] for v in label_set]] = 1
+            matrix[row, [index[v] for v in label_set if v in index]] = 1
         return matrix
 
     def _loss_and_metrics(self) -> tuple:
@@ -246,8 +274,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         return vocab, model, before + history, settings
 
     def _stage_log(self, label: str):
-        """The progress writer of a stage before the classifier's (None when not verbose)."""
-        return TrainingLog(self.log_path, label=label).write if self.verbose else None
+        """The progress writer of a stage before the classifier's (printing only when verbose)."""
+        return TrainingLog(self.log_path, label=label, echo=self.verbose).write
 
     def _train(self, learn, direction: str, has_valid: bool, head_features=None) -> tuple:
         """Run the training plan on ``learn``: (the trained model, what each stage trained and how).
@@ -262,9 +290,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         for trainable, epochs, max_lrs in training_plan(config, n_groups):
             train_only_groups(learn, trainable)
             schedule = ScheduledLR(max_lrs, config.schedule, config.cut_frac, config.ratio)
-            log = TrainingLog(self.log_path, every=50, label=f"classifier-{direction}")
-            if not self.verbose:
-                log.write = lambda record: None
+            log = TrainingLog(self.log_path, every=50, label=f"classifier-{direction}", echo=self.verbose)
             cache = head_features is not None and tuple(trainable) == (n_groups - 1,)
             with head_features() if cache else nullcontext():
                 learn.fit(epochs, cbs=[schedule, log])
@@ -347,18 +373,19 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
 
     def score(self, X, y=None) -> float:
         """Accuracy on texts ``X`` with labels ``y`` (or a labelled Dataset); multi-label: subset
-        accuracy, the share of texts whose predicted set of labels is exactly theirs."""
+        accuracy, the share of texts whose predicted set of labels is exactly theirs. A text whose
+        label (multi-label: one of whose labels) never appears in training counts as wrong."""
         self._check_fitted()
-        texts, labels, names = texts_and_labels(X, y)
+        texts, labels, _ = texts_and_labels(X, y)
         if labels is None:
             raise DataError("score needs labels")
+        truth = self._encode_labels(labels, where="scored", unseen_ok=True)
         if self.multilabel_:
-            truth = self._encode_labels(labels, where="scored") == 1
-            return float(np.mean(np.all((self.predict_proba(texts) >= self.threshold_) == truth, axis=1)))
-        if names is not None:
-            labels = [names[i] for i in labels]
-        truth = self.classes_[self._encode_labels(labels, where="scored")]
-        return float(np.mean(self.predict(texts) == truth))
+            known = set(self.classes_.tolist())
+            seen = np.array([known.issuperset(label_set) for label_set in labels])
+            exact = np.all((self.predict_proba(texts) >= self.threshold_) == (truth == 1), axis=1)
+            return float(np.mean(seen & exact))
+        return float(np.mean(self.predict_proba(texts).argmax(axis=1) == truth))
 
     # ------------------------------------------------------------------ saving
 

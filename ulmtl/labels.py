@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from datasets import Dataset, DatasetDict, List
+from datasets import ClassLabel, Column, Dataset, DatasetDict, LargeList, List
 
 from ulmtl.config import DEFAULT_THRESHOLD, ClassifierConfig, ConfigError
 from ulmtl.datasets import DataError
 
 
 def texts_and_labels(X, y) -> tuple[list[str], list | None, list[str] | None]:
-    """Texts, labels and (for a ClassLabel column) the class names, from lists or a Dataset."""
+    """Texts, labels and (for a ClassLabel column) the class names, from lists or a Dataset; a
+    ClassLabel column's ids become their names."""
     names = None
     if isinstance(X, pd.DataFrame):
         if "text" not in X.columns:
@@ -20,26 +21,20 @@ def texts_and_labels(X, y) -> tuple[list[str], list | None, list[str] | None]:
         if y is None and "label" in X.columns:
             y = X["label"]
         X = X["text"]
+    if isinstance(X, DatasetDict):
+        raise DataError(f"a DatasetDict holds several splits ({list(X)}); pass one, e.g. data['train']")
     if isinstance(X, (dict, set, frozenset)):
         raise DataError(f"expected a list of texts, got a {type(X).__name__} (its order and its keys are not "
                         f"a list of texts); pass a list, a pandas Series, or a DataFrame / Dataset with a "
                         f"'text' column")
-    if isinstance(X, DatasetDict):
-        if "train" not in X:
-            raise DataError("a DatasetDict passed to fit needs a 'train' split")
-        X = X["train"]
     if isinstance(X, Dataset):
         if "text" not in X.column_names:
             raise DataError(f"dataset has no 'text' column (columns: {X.column_names})")
         if y is None and "label" in X.column_names:
             y = X["label"]
-            feature = X.features["label"]
-            if isinstance(feature, List):  # multi-label: each text's class ids -> its tuple of names
-                names = list(feature.feature.names)
-                y = [tuple(names[i] for i in ids) for ids in y]
-            else:
-                names = list(getattr(feature, "names", None) or []) or None
         X = X["text"]
+    if isinstance(y, Column):
+        y, names = _class_names(list(y), y.features)
     if isinstance(X, str):
         raise DataError("expected a list of texts, got a single string")
     if X is None or not hasattr(X, "__iter__"):
@@ -73,6 +68,28 @@ def texts_and_labels(X, y) -> tuple[list[str], list | None, list[str] | None]:
 LABEL_SETS = (list, tuple, set, frozenset, np.ndarray)  # what a text's labels are in multi-label data
 
 
+def _class_names(labels: list, feature) -> tuple[list, list[str] | None]:
+    """The labels of a Dataset column of type ``feature`` and its class names: ClassLabel ids (a list
+    of them per text: multi-label) as their names, each id checked; other labels as they are (names
+    None)."""
+    inner = feature.feature if isinstance(feature, (List, LargeList)) else feature
+    if not isinstance(inner, ClassLabel):
+        return labels, None
+    names = list(inner.names)
+    multilabel = inner is not feature
+    named = []
+    for row, ids in enumerate(labels):
+        if ids is None:
+            raise DataError(f"label {row} is missing")
+        for i in ids if multilabel else [ids]:
+            if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < len(names):
+                raise DataError(f"label {row} {'holds' if multilabel else 'is'} {i!r}, not a class id of "
+                                f"{names} (0 to {len(names) - 1}); -1 marks an unlabelled text, as in the "
+                                f"test splits of some hub datasets: use a labelled split")
+        named.append(tuple(names[i] for i in ids) if multilabel else names[ids])
+    return named, names
+
+
 def _refuse_mixed_kinds(kinds: dict, what: str) -> None:
     """A DataError when the labels (``kinds``: each kind's first (index, label)) are of several types."""
     if len(kinds) > 1:
@@ -82,11 +99,11 @@ def _refuse_mixed_kinds(kinds: dict, what: str) -> None:
 
 
 def _checked_kind(label, where: str) -> str:
-    """The kind of one label (see :func:`_label_kind`); a DataError naming ``where`` when it is
+    """The kind of one label (see :func:`label_kind`); a DataError naming ``where`` when it is
     missing or of no label type."""
     if label is None or (isinstance(label, float) and np.isnan(label)):
         raise DataError(f"{where} is missing")
-    kind = _label_kind(label)
+    kind = label_kind(label)
     if kind is None:
         raise DataError(f"{where} is a {type(label).__name__} ({label!r}); labels must be strings, numbers or "
                         f"booleans")
@@ -153,7 +170,7 @@ def best_threshold(truth: np.ndarray, proba: np.ndarray, start: float) -> tuple[
     return float(THRESHOLDS[best]), scores[best]
 
 
-def _label_kind(label) -> str | None:
+def label_kind(label) -> str | None:
     """'bool', 'number' or 'string' (ints and floats mix: equal numbers are one class); None for others."""
     if isinstance(label, bool):
         return "bool"

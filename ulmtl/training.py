@@ -273,14 +273,15 @@ class StopAfter(Callback):
 
 
 class TrainingLog(Callback):
-    """Every ``every`` batches: loss, LRs, tokens/s; per epoch: validation results. JSON lines."""
+    """Every ``every`` batches: loss, LRs, tokens/s; per epoch: validation results. JSON lines to
+    ``path``, printed too when ``echo``."""
 
     order = 80
 
     def __init__(self, path: str | Path | None = None, every: int = 20, label: str = "train",
-                 tokens_before: int = 0):
+                 tokens_before: int = 0, echo: bool = True):
         self.path = Path(path) if path else None
-        self.every, self.label = every, label
+        self.every, self.label, self.echo = every, label, echo
         self.tokens = tokens_before
         # Under torchrun every process reads the same number of tokens: report the global count.
         self.processes = world()[1]
@@ -290,8 +291,9 @@ class TrainingLog(Callback):
             return
         record = {"stage": self.label, "time": round(time.time(), 1), **record}
         line = json.dumps(record)
-        print(f"[{self.label}] " + " ".join(f"{k}={v}" for k, v in record.items() if k not in ("stage", "time")),
-              flush=True)
+        if self.echo:
+            print(f"[{self.label}] " + " ".join(f"{k}={v}" for k, v in record.items()
+                                                if k not in ("stage", "time")), flush=True)
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a") as handle:
