@@ -209,6 +209,49 @@ def test_text_stream_skips_empty_texts_when_asked(tmp_path):
     assert list(stream) == ["one", "two", "three"] and stream.skipped == 2
 
 
+def test_text_stream_refuses_a_csv_field_that_swallowed_rows(tmp_path):
+    """A quote left open takes the rows up to the next quote (or the end of the file) into one text."""
+    took = tmp_path / "took.csv"
+    took.write_text('id,text\n1,"Bad quote here\n2,second\n3,third" more\n4,fourth\n')
+    with pytest.raises(DataError) as info:
+        list(TextStream(took))
+    assert str(info.value).startswith(f"{took}, line 2: field 'text' runs on to line 4 and holds lines "
+                                      f"shaped like rows (line 3: '2,second'): a field that begins with")
+    to_the_end = tmp_path / "to_the_end.csv"
+    to_the_end.write_text('text\nfirst\n"open quote\nrow three\nrow four\n')
+    stream = iter(TextStream(to_the_end))
+    assert next(stream) == "first"
+    with pytest.raises(DataError) as info:
+        next(stream)
+    assert str(info.value) == (f"{to_the_end}, line 3: the row runs on to the end of the file (line 5): is a "
+                               f"quote left open?")
+    # Texts quoted over several lines, with commas as prose has them, are read as written.
+    fine = write_csv(tmp_path / "fine.csv", [(1, "Hi,\nI loved it, really\nthanks"),
+                                             (2, "Great.\nActing, superb.")], header=("id", "text"))
+    assert list(TextStream(fine)) == ["Hi,\nI loved it, really\nthanks", "Great.\nActing, superb."]
+
+
+@pytest.mark.parametrize("input_name", ["in.txt", "in.csv", "in.jsonl"])
+def test_text_stream_reads_utf16_and_names_the_line_of_bad_bytes(tmp_path, input_name):
+    """UTF-16 holds 0x0A bytes inside characters ('\u0a0a'): lines are split after decoding."""
+    texts = [f"caf\u00e9 \u0a0a number {i}" for i in range(40)]
+    (tmp_path / "plain").mkdir()
+    plain = write_input(tmp_path / "plain" / input_name, texts)
+    path = tmp_path / input_name
+    path.write_bytes(plain.read_text().replace("\n", "\r\n").encode("utf-16"))  # as Excel's "Unicode Text"
+    assert list(TextStream(path, encoding="utf-16")) == texts
+    with pytest.raises(DataError) as info:
+        list(TextStream(path))
+    assert str(info.value) == (f"{path}, line 1, byte 0: bytes are not valid utf-8 (invalid start byte); "
+                               f"the file starts with a UTF-16 byte-order mark: pass encoding='utf-16' (a "
+                               f"recipe: --encoding=utf-16)")
+    lines = path.read_bytes().decode("utf-16").split("\n")
+    bad = len("\n".join(lines[:30]).encode("utf-16")) + 2  # the first character of line 31
+    path.write_bytes(path.read_bytes()[:bad] + b"\x00\xdc" + path.read_bytes()[bad + 2:])  # a lone surrogate
+    with pytest.raises(DataError, match=rf"{input_name}, line 31, byte {bad}: bytes are not valid utf-16"):
+        list(TextStream(path, encoding="utf-16"))
+
+
 # --------------------------------------------------------------------------- evaluate, info
 
 def test_evaluate_reproduces_the_runs_test_metrics(awd_run, tmp_path, capsys):
@@ -240,6 +283,53 @@ def test_evaluate_on_another_labelled_file(awd_run, tmp_path, capsys):
     expected = classification_metrics(truth, predicted, classes)
     assert printed["confusion_matrix"] == expected["confusion_matrix"]
     assert printed["n_test"] == 30
+
+
+def test_evaluate_shows_the_load_report_and_keeps_its_warnings(awd_run, tmp_path, capsys):
+    folder = tmp_path / "labelled"
+    for i, (text, label) in enumerate(reviews(8)):
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        (folder / label / f"{i}.txt").write_text(text)
+    (folder / "c.txt").write_text("a loose file")
+    (folder / "5" / ".DS_Store").write_bytes(b"\0")
+    main(["evaluate", str(awd_run), str(folder), "--output", str(tmp_path / "metrics.json")])
+    captured = capsys.readouterr()
+    warning = f"{folder}: 1 files outside the class folders are not read (c.txt)"
+    assert f"ulmtl: read 8 rows from {folder} (test)\n" in captured.err
+    assert f"ulmtl: skipped 1 hidden files or folders in {folder}" in captured.err
+    assert f"ulmtl: warning: {warning}\n" in captured.err
+    printed = json.loads(captured.out)
+    assert printed["data"]["warnings"] == [warning] and printed["data"]["skipped_hidden"] == 1
+    assert printed["data"]["rows_read"] == printed["data"]["rows_kept"] == 8
+    assert json.loads((tmp_path / "metrics.json").read_text()) == printed
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["predict", "{run}", "{tmp}/in.csv", "--encoding", "bogus"],
+     "error: {tmp}/in.csv: encoding is not a text encoding Python knows (e.g. 'utf-8', 'latin-1'); "
+     "got 'bogus'"),
+    (["evaluate", "{run}", "{tmp}/in.csv", "--encoding", "base64"],
+     "error: {tmp}/in.csv: encoding is not a text encoding Python knows (e.g. 'utf-8', 'latin-1'); "
+     "got 'base64'"),
+    (["evaluate", "{run}", "{tmp}/in.csv", "--output", "{tmp}/nodir/m.json"],
+     "error: --output {tmp}/nodir/m.json: no folder {tmp}/nodir; make it first or give another path"),
+    (["evaluate", "{run}", "{tmp}/in.csv", "--output", "{tmp}"],
+     "error: --output {tmp} is a folder; give a file name"),
+    (["predict", "{run}", "{tmp}/in.csv", "--output", "{tmp}/nodir/out.csv"],
+     "error: --output {tmp}/nodir/out.csv: no folder {tmp}/nodir; make it first or give another path"),
+    (["evaluate", "{run}", "{tmp}/bad.parquet"], "error: {tmp}/bad.parquet: not a readable parquet file ("),
+])
+def test_bad_input_is_refused_before_the_classifier_is_loaded(awd_run, tmp_path, capsys, monkeypatch, argv,
+                                                               message):
+    write_csv(tmp_path / "in.csv", reviews(4), header=("text", "label"))
+    (tmp_path / "bad.parquet").write_text("not parquet at all")
+    monkeypatch.setattr("ulmtl.command.load_classifier", lambda path: pytest.fail("loaded the classifier"))
+    fill = {"tmp": tmp_path, "run": awd_run}
+    with pytest.raises(SystemExit) as exit_info:
+        main([a.format(**fill) for a in argv])
+    assert exit_info.value.code == 2
+    assert one_error_line(capsys.readouterr().err).startswith(message.format(**fill))
+    assert not (tmp_path / "nodir").exists()
 
 
 def test_info_prints_the_model_card(awd_run, capsys):

@@ -905,3 +905,73 @@ def test_api_fitted_classifier_refuses_pickling_unfitted_one_pickles(fitted):
         pickle.dumps(fitted)
     unfitted = pickle.loads(pickle.dumps(TextClassifier(tiny_config(), verbose=False)))
     assert unfitted.config == tiny_config()
+
+
+# =========================================================================== H. encodings, damaged parquet
+
+# '\u0a0a' is 0x0A 0x0A in UTF-16: a file split at 0x0A bytes before decoding cuts it in two
+UTF16_ROWS = [(f"caf\u00e9 \u0a0a film {i}", "pos" if i % 2 else "neg") for i in range(20)]
+
+
+def write_utf16(path: Path) -> Path:
+    """UTF-16 with a byte-order mark and CRLF line ends, as Excel's "Unicode Text" export."""
+    rows = UTF16_ROWS
+    if not path.suffix:  # a folder with one sub-folder per class
+        for i, (text, label) in enumerate(rows):
+            (path / label).mkdir(parents=True, exist_ok=True)
+            write(path / label / f"{i:02d}.txt", text.encode("utf-16"))
+        return path
+    records = [{"text": t, "label": y} for t, y in rows]
+    content = {".csv": "text,label\r\n" + "".join(f"{t},{y}\r\n" for t, y in rows),
+               ".tsv": "text\tlabel\r\n" + "".join(f"{t}\t{y}\r\n" for t, y in rows),
+               ".jsonl": "".join(json.dumps(r, ensure_ascii=False) + "\r\n" for r in records),
+               ".json": json.dumps(records, ensure_ascii=False, indent=1)}
+    return write(path, content[path.suffix].encode("utf-16"))
+
+
+@pytest.mark.parametrize("name", ["d.csv", "d.tsv", "d.jsonl", "d.json", "folder"])
+def test_utf16_files_are_read_with_their_encoding_and_named_without_it(tmp_path, name):
+    path = write_utf16(tmp_path / name)
+    data, report = read_files(path, encoding="utf-16")
+    texts = list(data["train"]["text"]) + list(data["test"]["text"])
+    assert sorted(texts) == sorted(t for t, _ in UTF16_ROWS)
+    assert report.files[0].rows_read == len(UTF16_ROWS)
+    with pytest.raises(DataError) as info:
+        read_files(path)
+    first = path / "neg" / "00.txt" if name == "folder" else path
+    assert str(info.value) == (f"{first}, line 1, byte 0: bytes are not valid utf-8 (invalid start byte); "
+                               f"the file starts with a UTF-16 byte-order mark: pass encoding='utf-16' (a "
+                               f"recipe: --encoding=utf-16)")
+
+
+def test_bad_bytes_in_a_utf16_file_name_their_line_and_byte(tmp_path):
+    path = write_utf16(tmp_path / "d.jsonl")
+    lines = path.read_bytes().decode("utf-16").split("\n")
+    bad = len("\n".join(lines[:11]).encode("utf-16")) + 2  # the first character of line 12
+    write(path, path.read_bytes()[:bad] + b"\x00\xdc" + path.read_bytes()[bad + 2:])  # a lone surrogate
+    with pytest.raises(DataError) as info:
+        read_files(path, encoding="utf-16")
+    assert str(info.value) == (f"{path}, line 12, byte {bad}: bytes are not valid utf-16 (illegal "
+                               f"encoding); pass encoding='latin-1' (a recipe: --encoding=latin-1) if the "
+                               f"file is Latin-1")
+
+
+@pytest.mark.parametrize("content", [b"not parquet at all", b"PAR1" + b"\0" * 40], ids=["text", "zeros"])
+def test_damaged_parquet_is_an_error_naming_the_file(tmp_path, content):
+    from ulmtl.text_stream import TextStream
+    path = write(tmp_path / "bad.parquet", content)
+    for read in (lambda: read_files(path), lambda: list(TextStream(path))):
+        with pytest.raises(DataError) as info:
+            read()
+        assert str(info.value).startswith(f"{path}: not a readable parquet file (")
+
+
+@pytest.mark.parametrize("encoding", ["bogus", "base64"])
+def test_an_encoding_that_is_not_a_text_encoding_is_named(tmp_path, encoding):
+    from ulmtl.text_stream import TextStream
+    path = write(tmp_path / "d.csv", GOOD_ROWS)
+    for read in (lambda: read_files(path, encoding=encoding), lambda: TextStream(path, encoding=encoding)):
+        with pytest.raises(DataError) as info:
+            read()
+        assert str(info.value) == (f"{path}: encoding is not a text encoding Python knows (e.g. 'utf-8', "
+                                   f"'latin-1'); got {encoding!r}")

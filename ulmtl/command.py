@@ -18,6 +18,7 @@ import json
 import os
 import shlex
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from ulmtl.checkpoint import CheckpointError
 from ulmtl.cli import parse_args, run_cli
 from ulmtl.config import ConfigError, RecipeConfig
 from ulmtl.datasets import DataError
-from ulmtl.datasets.files import read_labelled
+from ulmtl.datasets.files import LoadReport, read_labelled
 from ulmtl.text_stream import TextStream
 
 CHUNK = 1000  # texts classified at a time by predict
@@ -170,6 +171,18 @@ def model_folder(path: str) -> Path:
     return folder
 
 
+def check_output_file(output: str | None) -> None:
+    """Refuse an ``--output`` file that cannot be written (a folder, or in a folder that does not
+    exist) before any work, not after it."""
+    if output is None:
+        return
+    target = Path(output)
+    if target.is_dir():
+        raise ConfigError(f"--output {output} is a folder; give a file name")
+    if not target.parent.is_dir():
+        raise ConfigError(f"--output {output}: no folder {target.parent}; make it first or give another path")
+
+
 def load_classifier(path: str):
     from ulmtl.classify import TextClassifier
     return TextClassifier.load(model_folder(path))
@@ -189,10 +202,10 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> None:
 
 
 class PredictionWriter:
-    """Rows of text, label and class probabilities as CSV / TSV or JSON lines; to a file, written to
-    ``<file>.partial-<pid>`` and renamed when complete, or to standard output. With a ``threshold``
-    (a multi-label classifier) the label is the set of labels at or above it, ``labels``: a JSON list,
-    or in CSV / TSV joined by ``separator``."""
+    """Rows of text, label and class probabilities as CSV / TSV or JSON lines; to a file (checked
+    first by :func:`check_output_file`), written to ``<file>.partial-<pid>`` and renamed when
+    complete, or to standard output. With a ``threshold`` (a multi-label classifier) the label is the
+    set of labels at or above it, ``labels``: a JSON list, or in CSV / TSV joined by ``separator``."""
 
     def __init__(self, output: str | None, classes: list[str], threshold: float | None = None,
                  separator: str = "|"):
@@ -204,8 +217,6 @@ class PredictionWriter:
             if not self.format:
                 raise ConfigError(f"--output {output}: unknown suffix {self.target.suffix!r}; use .csv, .tsv "
                                   f"or .jsonl")
-            if self.target.is_dir():
-                raise ConfigError(f"--output {output} is a folder; give a file name")
             self.partial = self.target.with_name(f"{self.target.name}.partial-{os.getpid()}")
             try:
                 self.handle = open(self.partial, "w", newline="", encoding="utf-8")
@@ -262,6 +273,7 @@ class PredictionWriter:
 def _predict(args: argparse.Namespace, extra: list[str]) -> None:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be 1 or more, got {args.batch_size}")
+    check_output_file(args.output)
     stream = TextStream(args.input, args.text_column, args.encoding, args.format or "", args.skip_empty)
     clf = load_classifier(args.model)
     clf.verbose = False
@@ -293,13 +305,15 @@ def _predict(args: argparse.Namespace, extra: list[str]) -> None:
 
 def _evaluate(args: argparse.Namespace, extra: list[str]) -> None:
     from ulmtl.recipe import classification_metrics, label_matrix, multilabel_metrics
+    check_output_file(args.output)
+    model_folder(args.model)  # a missing folder is named before the data is read
+    label_columns = [c.strip() for c in args.label_columns.split(",") if c.strip()]
+    texts, labels, report = read_labelled(args.file, args.text_column, args.label_column, args.encoding,
+                                          args.skip_empty, "test", args.label_separator, label_columns)
     clf = load_classifier(args.model)
     if args.int8:
         clf.quantize_int8()
     threshold = threshold_of(clf, args.threshold)
-    label_columns = [c.strip() for c in args.label_columns.split(",") if c.strip()]
-    texts, labels, report = read_labelled(args.file, args.text_column, args.label_column, args.encoding,
-                                          args.skip_empty, "test", args.label_separator, label_columns)
     classes = [str(c) for c in clf.classes_.tolist()]
     if report.multilabel != clf.multilabel_:
         raise DataError(f"{args.file}: " + ("the labels are sets (multi-label), but the classifier predicts one "
@@ -312,6 +326,7 @@ def _evaluate(args: argparse.Namespace, extra: list[str]) -> None:
     if unseen:
         raise DataError(f"{args.file}: labels {unseen} are not classes of the classifier "
                         f"({', '.join(classes)})")
+    LoadReport(args.file, {"test": len(texts)}, [report], multilabel=report.multilabel).show(sys.stderr)
     proba = clf.predict_proba(texts)
     if clf.multilabel_:
         truth = label_matrix([[index[n] for n in s] for s in labels], len(classes))
@@ -319,16 +334,18 @@ def _evaluate(args: argparse.Namespace, extra: list[str]) -> None:
     else:
         metrics = classification_metrics(np.array([index[label] for label in labels]), proba.argmax(axis=1),
                                          classes)
-    metrics["data"] = {"path": report.path, "rows_read": report.rows_read, "rows_kept": report.rows_kept,
-                       "skipped_empty": report.skipped_empty}
+    metrics["data"] = asdict(report)  # rows read and kept, what was skipped, warnings
     text = json.dumps(metrics, indent=2)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
     print(text)
     headline = (f"micro-F1 {metrics['micro_f1']} (threshold {threshold})" if clf.multilabel_
                 else f"accuracy {metrics['accuracy']}")
     print(f"ulmtl: {headline}, macro-F1 {metrics['macro_f1']} on {len(texts)} texts of {args.file}",
           file=sys.stderr)
+    if args.output:
+        try:
+            Path(args.output).write_text(text + "\n")
+        except OSError as err:
+            raise ConfigError(f"--output {args.output}: cannot write it ({err.strerror})") from None
 
 
 def _info(args: argparse.Namespace, extra: list[str]) -> None:

@@ -6,8 +6,11 @@ import json
 import sys
 from pathlib import Path
 
-from ulmtl.datasets.files import _text_of
-from ulmtl.datasets.layout import DataError, decode_line, long_csv_fields
+from ulmtl.datasets.files import _text_of, refuse_swallowed_row
+from ulmtl.datasets.layout import (
+    DataError, UndecodableBytes, decoded_lines, long_csv_fields, not_valid, parquet_errors,
+    text_encoding_problem,
+)
 
 
 class TextStream:
@@ -36,6 +39,9 @@ class TextStream:
         if not self.stdin:
             if not self.path.is_file():
                 raise DataError(f"{path}: no such file" + (" (a folder)" if self.path.is_dir() else ""))
+        problem = text_encoding_problem(encoding)
+        if problem:
+            raise DataError(f"{self.name}: encoding {problem}")
         self.text_column, self.encoding, self.skip_empty = text_column, encoding, skip_empty
         self.skipped = 0
 
@@ -54,9 +60,10 @@ class TextStream:
         """(line number, decoded line with its line break) of the file or standard input."""
         handle = sys.stdin.buffer if self.stdin else open(self.path, "rb")
         try:
-            for line_no, raw in enumerate(handle, 1):
-                line = decode_line(raw, self.name, line_no, self.encoding)
+            for line_no, line in enumerate(decoded_lines(handle, self.encoding), 1):
                 yield line_no, line.lstrip("\ufeff") if line_no == 1 else line
+        except UndecodableBytes as err:
+            raise not_valid(self.name, self.encoding, err) from None
         finally:
             if not self.stdin:
                 handle.close()
@@ -87,12 +94,13 @@ class TextStream:
             return
         tsv = self.format == "tsv"
         numbered = iter(lines)
-        line_at = [0]
+        line_at, ended = [0], [False]
 
         def text_lines():
             for line_no, line in numbered:
                 line_at[0] = line_no
                 yield line
+            ended[0] = True  # the reader asked for more: a row that ends here is in an open quote
 
         with long_csv_fields():
             reader = csv.reader(text_lines(), delimiter="\t" if tsv else ",",
@@ -105,13 +113,19 @@ class TextStream:
                     raise DataError(f"{self.name}: no column {self.text_column!r}; columns are "
                                     f"{', '.join(header)} (pass --text-column)")
                 at = header.index(self.text_column)
-                first = line_at[0] + 1
+                start = line_at[0] + 1
                 for row in reader:
-                    where, first = f"{self.name}, row at line {first}", line_at[0] + 1
+                    first, last, start = start, line_at[0], line_at[0] + 1
+                    where = f"{self.name}, row at line {first}"
+                    if ended[0]:
+                        raise DataError(f"{self.name}, line {first}: the row runs on to the end of the file "
+                                        f"(line {last}): is a quote left open?")
                     if not row:
                         continue
                     if len(row) != len(header):
                         raise DataError(f"{where}: {len(row)} fields, but the header has {len(header)}")
+                    if not tsv:
+                        refuse_swallowed_row(self.name, header, first, last, row, _like_a_row)
                     yield where, row[at]
             except csv.Error as err:
                 raise DataError(f"{self.name}, line {line_at[0]}: malformed {'TSV' if tsv else 'CSV'} "
@@ -119,16 +133,21 @@ class TextStream:
 
     def _parquet_rows(self, batch_rows: int = 1000):
         import pyarrow.parquet as pq
-        try:
+        with parquet_errors(self.path):
             parquet = pq.ParquetFile(self.path)
-        except Exception as err:  # pyarrow raises its own error types for a damaged file
-            raise DataError(f"{self.path}: not a readable parquet file ({err})") from None
-        columns = parquet.schema_arrow.names
-        if self.text_column not in columns:
-            raise DataError(f"{self.path}: no column {self.text_column!r}; columns are {', '.join(columns)} "
-                            f"(pass --text-column)")
-        row = 0
-        for batch in parquet.iter_batches(batch_size=batch_rows, columns=[self.text_column]):
-            for value in batch.column(0).to_pylist():
-                row += 1
-                yield f"{self.path}, row {row}", value
+            columns = parquet.schema_arrow.names
+            if self.text_column not in columns:
+                raise DataError(f"{self.path}: no column {self.text_column!r}; columns are "
+                                f"{', '.join(columns)} (pass --text-column)")
+            row = 0
+            for batch in parquet.iter_batches(batch_size=batch_rows, columns=[self.text_column]):
+                for value in batch.column(0).to_pylist():
+                    row += 1
+                    yield f"{self.path}, row {row}", value
+
+
+def _like_a_row(fields: dict[int, str]) -> bool:
+    """Whether a line inside a field of an unlabelled CSV looks like a row that the field took: two
+    or more fields, each after a comma not empty and not starting with a space (as in prose)."""
+    after_commas = list(fields.values())[1:]
+    return bool(after_commas) and all(f and not f[0].isspace() for f in after_commas)

@@ -13,14 +13,16 @@ import math
 import os
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from datasets import DatasetDict
 
 from ulmtl.datasets.layout import (
-    LATIN1_HINT, DataError, bad_bytes_at, decode_line, labelled, long_csv_fields, multilabelled,
-    stratified_split,
+    DataError, labelled, long_csv_fields, multilabelled, parquet_errors, stratified_split,
+    text_encoding_problem, undecodable_file,
 )
 
 
@@ -76,10 +78,10 @@ class LoadReport:
                                  if f.without_labels))
         return out
 
-    def show(self) -> None:
-        """Print :meth:`lines` on stdout and the warnings on stderr."""
+    def show(self, out: TextIO | None = None) -> None:
+        """Print :meth:`lines` on ``out`` (default stdout) and the warnings on stderr."""
         for line in self.lines():
-            print(line, flush=True)
+            print(line, file=out or sys.stdout, flush=True)
         for warning in self.all_warnings:
             print(f"ulmtl: warning: {warning}", file=sys.stderr, flush=True)
 
@@ -216,8 +218,7 @@ def _delimited_rows(path: Path, encoding: str, label_column: str) -> tuple[list[
                                     f"header has {len(header)}{spans_note}")
                 spans.append((first, last, row))
     except UnicodeDecodeError as err:
-        raise DataError(f"{path}, {bad_bytes_at(path, encoding)}: bytes are not valid {encoding} "
-                        f"({err.reason}); {LATIN1_HINT}") from None
+        raise undecodable_file(path, encoding, err.reason) from None
     except csv.Error as err:
         raise DataError(f"{path}, line {last + 1}: malformed {'TSV' if tsv else 'CSV'} ({err})") from None
     if not tsv:
@@ -230,49 +231,62 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 def _refuse_swallowed_rows(path: Path, header: list[str], spans: list[tuple[int, int, list[str]]],
                            label_column: str) -> None:
-    """A CSV field that begins with a quote runs on to the next quote anywhere later, and the rows
-    in between become part of it while the field count still matches. Refuse a field spanning
-    lines that holds a line shaped like a row (the right number of fields, a known class where
-    the label goes)."""
+    """:func:`refuse_swallowed_row` for each row of a labelled CSV: a line is shaped like a row when
+    a known class is where the label goes. A label field spanning lines is refused too."""
     if label_column not in header:
         return  # the missing column is reported by the caller
-    n, label_at = len(header), header.index(label_column)
+    label_at = header.index(label_column)
     classes = {row[label_at].strip() for _, _, row in spans} - {""}
+
+    def known_class(fields: dict[int, str]) -> bool:
+        return fields.get(label_at, "").strip() in classes
+
     for first, last, row in spans:
-        if last == first:
-            continue
-        line = first
-        for column, value in enumerate(row):
-            parts = _LINE_BREAK.split(value)
-            if len(parts) > 1 and column == label_at:
-                raise DataError(f"{path}, line {first}: the label field {label_column!r} runs on to line "
-                                f"{last}: is a quote left open?")
-            for k, part in enumerate(parts):
-                pieces = [p.strip() for p in next(csv.reader([part]), [])]
-                if 0 < k < len(parts) - 1:  # a whole line inside the field
-                    shaped = len(pieces) == n and pieces[label_at] in classes
-                elif k == 0 and len(parts) > 1:  # the rest of the row the field opens on
-                    shaped = (label_at > column and len(pieces) == n - column
-                              and pieces[label_at - column] in classes)
-                else:  # the start of the row the field closes on
-                    shaped = (k > 0 and label_at < column and len(pieces) == column + 1
-                              and pieces[label_at] in classes)
-                if shaped:
-                    raise DataError(
-                        f"{path}, line {first}: field {header[column]!r} runs on to line {last} and holds "
-                        f"lines shaped like rows (line {line + k}: {part[:60]!r}): a field that begins "
-                        f"with a quote runs to the next quote, taking the rows in between. In a "
-                        f"CSV, quote a field that holds quotes and double each quote in it (\"\"), or "
-                        f"use a .tsv file, which is read without quote processing")
-            line += len(parts) - 1
+        if last > first and _LINE_BREAK.search(row[label_at]):
+            raise DataError(f"{path}, line {first}: the label field {label_column!r} runs on to line "
+                            f"{last}: is a quote left open?")
+        refuse_swallowed_row(path, header, first, last, row, known_class)
+
+
+def refuse_swallowed_row(path: str | Path, header: list[str], first: int, last: int, row: list[str],
+                         shaped: Callable[[dict[int, str]], bool]) -> None:
+    """A CSV field that begins with a quote runs on to the next quote anywhere later, and the rows
+    in between become part of it while the field count may still match. Refuse a row (lines
+    ``first`` to ``last``) with a field spanning lines that holds a line ``shaped`` like a row.
+    ``shaped`` gets the line's fields keyed by the column each would be in, when their number fits:
+    a whole line, columns 0 to n - 1; the rest of the row the field opens on, the field's column on;
+    the start of the row the field closes on, up to the field's column."""
+    if last == first:
+        return
+    n, line = len(header), first
+    for column, value in enumerate(row):
+        parts = _LINE_BREAK.split(value)
+        for k, part in enumerate(parts if len(parts) > 1 else []):
+            fields = next(csv.reader([part]), [])
+            if 0 < k < len(parts) - 1:  # a whole line inside the field
+                start = 0 if len(fields) == n else None
+            elif k == 0:  # the rest of the row the field opens on
+                start = column if len(fields) == n - column else None
+            else:  # the start of the row the field closes on
+                start = 0 if len(fields) == column + 1 else None
+            if start is not None and shaped(dict(enumerate(fields, start))):
+                raise DataError(
+                    f"{path}, line {first}: field {header[column]!r} runs on to line {last} and holds "
+                    f"lines shaped like rows (line {line + k}: {part[:60]!r}): a field that begins "
+                    f"with a quote runs to the next quote, taking the rows in between. In a "
+                    f"CSV, quote a field that holds quotes and double each quote in it (\"\"), or "
+                    f"use a .tsv file, which is read without quote processing")
+        line += len(parts) - 1
 
 
 def _json_rows(path: Path, encoding: str) -> tuple[list[tuple[str, dict]], list[str]]:
     """Rows of a JSON lines file, or of a JSON file holding one top-level array of objects (each
     row named by its line or its place in the array); and the keys seen."""
-    lines = [decode_line(raw, path, n, encoding) for n, raw in enumerate(path.read_bytes().splitlines(), 1)]
-    if lines:
-        lines[0] = lines[0].lstrip("\ufeff")
+    try:
+        text = path.read_text(encoding=encoding)  # line breaks read as "\n"
+    except UnicodeDecodeError as err:
+        raise undecodable_file(path, encoding, err.reason) from None
+    lines = text.lstrip("\ufeff").split("\n")
     if next((line.strip() for line in lines if line.strip()), "").startswith("["):
         rows = _json_array_rows(path, "\n".join(lines))
     else:
@@ -329,7 +343,8 @@ def _read_table(path: Path, text_column: str, label_column: str, encoding: str, 
         rows, columns = _json_rows(path, encoding)
     elif suffix == ".parquet":
         import pyarrow.parquet as pq
-        table = pq.read_table(path)
+        with parquet_errors(path):
+            table = pq.read_table(path)
         columns = table.column_names
         rows = [(f"{path}, row {i + 1}", r) for i, r in enumerate(table.to_pylist())]
     else:
@@ -413,8 +428,7 @@ def _read_class_folder(folder: Path, encoding: str, skip_empty: bool,
             try:
                 text = path.read_text(encoding=encoding)
             except UnicodeDecodeError as err:
-                raise DataError(f"{path}: bytes are not valid {encoding} (byte {err.start}); "
-                                f"{LATIN1_HINT}") from None
+                raise undecodable_file(path, encoding, err.reason) from None
             if not text.strip():
                 if skip_empty:
                     skipped += 1
@@ -443,6 +457,9 @@ def read_labelled(path: str | Path, text_column: str = "text", label_column: str
     names per text, and ``report.multilabel``."""
     path = Path(path)
     label_columns = _check_label_options(path, text_column, label_separator, label_columns)
+    problem = text_encoding_problem(encoding)
+    if problem:
+        raise DataError(f"{path}: encoding {problem}")
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if path.is_dir():

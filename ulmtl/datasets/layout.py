@@ -3,9 +3,13 @@
 seeded stratified split, and byte-level reading."""
 from __future__ import annotations
 
+import codecs
 import csv
+from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import chain
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from datasets import ClassLabel, Dataset, Features, List, Value
@@ -87,27 +91,109 @@ def decode_line(raw: bytes, path: Path, line_no: int, encoding: str) -> str:
                         f"byte {err.start}); {LATIN1_HINT}") from None
 
 
-def bad_bytes_at(path: Path, encoding: str) -> str:
-    """Where the first bytes of ``path`` that are not valid ``encoding`` are, as 'line N, byte B'.
+def text_encoding_problem(encoding: str) -> str:
+    """What is wrong with ``encoding`` as the name of a text encoding, as the end of a sentence
+    naming the setting ("" when nothing is): a name Python's codecs do not know, or a codec that is
+    not a text encoding (base64, rot13)."""
+    try:
+        if codecs.lookup(encoding)._is_text_encoding:
+            return ""
+    except LookupError:
+        pass
+    return f"is not a text encoding Python knows (e.g. 'utf-8', 'latin-1'); got {encoding!r}"
 
-    A decoding error raised while reading a text stream only knows its offset in the current
-    read-ahead chunk, not in the file; this reads the file again, line by line, to find it.
-    """
+
+class UndecodableBytes(ValueError):
+    """Bytes of a stream that are not valid in its encoding: their line and byte offset, the
+    decoder's reason, and the encoding a byte-order mark at the start of the stream names."""
+
+    def __init__(self, line: int, byte: int, reason: str, bom: str):
+        super().__init__(f"line {line}, byte {byte}: {reason}")
+        self.where, self.reason, self.bom = f"line {line}, byte {byte}", reason, bom
+
+
+def _bom_encoding(start: bytes) -> str:
+    """The encoding whose byte-order mark ``start`` begins with, if it is UTF-16 or UTF-32."""
+    if start.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "utf-32"
+    return "utf-16" if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else ""
+
+
+def decoded_lines(handle: BinaryIO, encoding: str) -> Iterator[str]:
+    """The lines of a binary stream decoded as ``encoding``, each with its line break (only a line
+    feed ends a line), read one line of bytes at a time. The decoder is incremental, so a character
+    split by a 0x0A byte (UTF-16, UTF-32) is completed by the next read. Bytes that are not valid
+    raise :class:`UndecodableBytes` naming their line and byte offset."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    line, offset, rest, bom = 1, 0, "", None
+    for raw in chain(handle, [b""]):
+        bom = _bom_encoding(raw) if bom is None else bom
+        state = decoder.getstate()
+        try:
+            text = decoder.decode(raw, final=not raw)
+        except UnicodeDecodeError as err:
+            decoder.setstate(state)  # decode what precedes the bad bytes, to count its line breaks
+            before = decoder.decode(raw[:max(err.start - len(state[0]), 0)])
+            bom = bom if bom not in codecs.lookup(encoding).name else ""  # a hint only for another encoding
+            raise UndecodableBytes(line + (rest + before).count("\n"), offset - len(state[0]) + err.start,
+                                   err.reason, bom) from None
+        offset += len(raw)
+        *complete, rest = (rest + text).split("\n")
+        for done in complete:
+            yield done + "\n"
+        line += len(complete)
+    if rest:
+        yield rest
+
+
+def not_valid(name: str | Path, encoding: str, err: UndecodableBytes) -> DataError:
+    """The error for bytes of ``name`` that are not valid ``encoding``: where they are and which
+    encoding to pass instead (the one a byte-order mark names, else Latin-1)."""
+    hint = (f"the file starts with a {err.bom.upper()} byte-order mark: pass encoding='{err.bom}' (a recipe: "
+            f"--encoding={err.bom})" if err.bom else LATIN1_HINT)
+    return DataError(f"{name}, {err.where}: bytes are not valid {encoding} ({err.reason}); {hint}")
+
+
+def first_bad_bytes(path: Path, encoding: str) -> UndecodableBytes | None:
+    """The first bytes of ``path`` that are not valid ``encoding``, if any; read line by line, never
+    whole. A decoding error raised while reading a text stream only knows its offset in the current
+    read-ahead chunk, not its line: this reads the file again to find it."""
+    try:
+        with open(path, "rb") as handle:
+            for _ in decoded_lines(handle, encoding):
+                pass
+    except UndecodableBytes as err:
+        return err
+    return None
+
+
+def undecodable_file(path: Path, encoding: str, reason: str) -> DataError:
+    """:func:`not_valid` for a file that failed to decode with ``reason``, naming the line and byte."""
+    err = first_bad_bytes(path, encoding)
+    if err is None:  # the file changed since it was read
+        return DataError(f"{path}: bytes are not valid {encoding} ({reason}); {LATIN1_HINT}")
+    return not_valid(path, encoding, err)
+
+
+def bad_bytes_at(path: Path, encoding: str) -> str:
+    """Where the first bytes of ``path`` that are not valid ``encoding`` are, as 'line N, byte B'."""
     return find_bad_bytes(path, encoding) or "unknown position"
 
 
 def find_bad_bytes(path: Path, encoding: str) -> str | None:
-    """'line N, byte B' of the first bytes of ``path`` that are not valid ``encoding``, if any;
-    read line by line, never whole."""
-    offset = 0
-    with open(path, "rb") as handle:
-        for line_no, raw in enumerate(handle, 1):
-            try:
-                raw.decode(encoding)
-            except UnicodeDecodeError as err:
-                return f"line {line_no}, byte {offset + err.start}"
-            offset += len(raw)
-    return None
+    """'line N, byte B' of the first bytes of ``path`` that are not valid ``encoding``, if any."""
+    err = first_bad_bytes(path, encoding)
+    return err.where if err else None
+
+
+@contextmanager
+def parquet_errors(path: Path):
+    """pyarrow's errors for a damaged parquet file read inside, as a DataError naming the file."""
+    import pyarrow as pa
+    try:
+        yield
+    except (pa.ArrowException, OSError) as err:  # ArrowInvalid, or OSError for a damaged page
+        raise DataError(f"{path}: not a readable parquet file ({err})") from None
 
 
 # The csv module refuses a field over 128 KiB by default; a long review is not malformed. 2**31 - 1

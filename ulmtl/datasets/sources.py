@@ -27,7 +27,8 @@ TREC_COARSE = ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM")
 _TREC_LINE = re.compile(r"^([A-Z]+):(\S+) (.+)$")
 
 
-def _read_trec(path: Path, fine: bool) -> tuple[list[str], list[str]]:
+def _read_trec(path: Path, fine: bool, coarse_classes: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """Questions and labels of a TREC file; a coarse class not in ``coarse_classes`` is an error."""
     texts, labels = [], []
     for line_no, raw in enumerate(path.read_bytes().splitlines(), 1):
         line = raw.decode("latin-1").strip()
@@ -37,6 +38,9 @@ def _read_trec(path: Path, fine: bool) -> tuple[list[str], list[str]]:
         if not match:
             raise DataError(f"{path}, line {line_no}: expected 'COARSE:fine question', got {line[:60]!r}")
         coarse, fine_label, question = match.groups()
+        if coarse not in coarse_classes:
+            raise DataError(f"{path}, line {line_no}: coarse class {coarse!r} is not one of "
+                            f"{', '.join(coarse_classes)}")
         texts.append(question)
         labels.append(f"{coarse}:{fine_label}" if fine else coarse)
     return texts, labels
@@ -49,8 +53,8 @@ def load_trec(name: str, folder: Path, classes: tuple[str, ...], fine: bool = Fa
         return None
 
     def build():
-        train_texts, train_labels = _read_trec(train_path, fine)
-        test_texts, test_labels = _read_trec(test_path, fine)
+        train_texts, train_labels = _read_trec(train_path, fine, classes)
+        test_texts, test_labels = _read_trec(test_path, fine, classes)
         names = sorted(set(train_labels) | set(test_labels)) if fine else list(classes)
         index = {n: i for i, n in enumerate(names)}
         return DatasetDict({
@@ -120,6 +124,14 @@ def mr_from_hub(raw: DatasetDict, test_fraction: float = 0.1, seed: int = 0) -> 
 
 # --------------------------------------------------------------------------- polarity v2.0
 
+def _read_utf8(path: Path) -> str:
+    """A text file read as UTF-8; other bytes are a DataError naming the file and byte."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not valid UTF-8 at byte {err.start}") from None
+
+
 _CV_NAME = re.compile(r"^cv(\d{3})_")
 
 
@@ -138,7 +150,7 @@ def load_polarity(name: str, folder: Path, classes: tuple[str, ...], fold: int =
             if not match:
                 raise DataError(f"{path}: file name must start with cvNNN_ (the fold prefix)")
             label = 0 if path.parent.name == "neg" else 1
-            text = " ".join(path.read_text(encoding="utf-8", errors="strict").split("\n")).strip()
+            text = " ".join(_read_utf8(path).split("\n")).strip()
             split = "test" if int(match.group(1)) // 100 == fold else "train"
             splits[split][0].append(text)
             splits[split][1].append(label)
@@ -157,25 +169,19 @@ def load_imdb(name: str, folder: Path, classes: tuple[str, ...]) -> DatasetDict 
     unsup = sorted((folder / "train" / "unsup").glob("*.txt"))
     sources = [p for split in files.values() for group in split.values() for p in group] + unsup
 
-    def read(path: Path) -> str:
-        try:
-            return path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as err:
-            raise DataError(f"{path}: not valid UTF-8 at byte {err.start}") from None
-
     def build():
         out = {}
         for split, groups in files.items():
             texts, labels = [], []
             for label, c in enumerate(classes):
                 for path in groups[c]:
-                    texts.append(read(path))
+                    texts.append(_read_utf8(path))
                     labels.append(label)
             if not texts:
                 raise DataError(f"imdb: no files in {folder / split}/{{neg,pos}}")
             out[split] = labelled(texts, labels, list(classes))
         if unsup:
-            out["unsup"] = unlabelled([read(p) for p in unsup])
+            out["unsup"] = unlabelled([_read_utf8(p) for p in unsup])
         return DatasetDict(out)
     return cached(name, {}, sources, build)
 
