@@ -419,7 +419,9 @@ def test_direct_construction_normalises_lists_and_ints():
 
 
 def test_the_edges_of_each_range_are_accepted():
-    RecipeConfig(valid_fraction=0.0, seed=0, max_train=0, folds=2, fold=1, encoding="latin-1",
+    RecipeConfig(dataset="polarity", folds=10, fold=9)
+    RecipeConfig(dataset="custom", encoding="latin-1")
+    RecipeConfig(valid_fraction=0.0, seed=0, max_train=0,
                  tokenizer=TokenizerConfig(max_vocab=10, min_freq=1),
                  classifier=ClassifierConfig(lr_decay=1.0, ratio=1.0, clip=0.0, head_dropout=0.0,
                                              betas=(0.0, 0.0), bptt=5, max_len=5, unfreeze_plan=(0,),
@@ -475,3 +477,34 @@ def test_a_stage_seed_that_a_recipe_would_replace_is_refused(capsys):
     assert exit_info.value.code == 2 and "set --seed instead" in capsys.readouterr().err
     config = parse_args(RecipeConfig(dataset="trec"), ["--seed=7", "--classifier.seed=7"])
     assert config.seed == config.classifier.seed == 7
+
+
+CANNOT_ACT = [
+    ("trec", ["--train", "mine.csv"], "train_file"),
+    ("trec", ["--text-column", "body"], "text_column"),
+    ("mr", ["--encoding", "latin-1"], "encoding"),
+    ("trec", ["--skip-empty"], "skip_empty"),
+    ("trec", ["--label-separator", "|"], "label_separator"),
+    ("mr", ["--fine=true"], "fine"),
+    ("trec", ["--fold=3"], "fold"),
+    ("mr", ["--folds", "10"], "folds"),
+    ("polarity", ["--folds", "5"], "folds"),
+    ("polarity", ["--fold=10"], "fold"),
+    ("custom", ["--train", "mine.csv", "--data-dir", "data"], "data_dir"),
+]
+
+
+@pytest.mark.parametrize("dataset,argv,key", CANNOT_ACT, ids=[f"{d} {' '.join(a)}" for d, a, _ in CANNOT_ACT])
+def test_a_setting_the_dataset_cannot_act_on_exits_2_naming_it(dataset, argv, key, capsys):
+    with pytest.raises(SystemExit) as info:
+        parse_args(RecipeConfig(dataset=dataset), argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: config key {key!r} ") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("dataset,argv", [("trec", ["--fine=true"]), ("polarity", ["--folds", "10"]),
+                                          ("polarity", ["--fold=9"]), ("custom", ["--train", "a.csv", "--skip-empty"]),
+                                          ("mr", ["--data-dir", "data"])])
+def test_the_settings_a_dataset_takes_are_accepted(dataset, argv):
+    parse_args(RecipeConfig(dataset=dataset), argv)

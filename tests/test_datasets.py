@@ -143,7 +143,7 @@ def test_missing_dataset_names_the_folder(tmp_path):
 
 
 @pytest.mark.parametrize("name,folder,given,passed", [
-    ("trec", "trec", {"fine": True, "fold": 3}, {"fine": True}),
+    ("trec", "trec", {"fine": True}, {"fine": True}),
     ("mr", "rt-polaritydata", {}, {"test_fraction": 0.1, "seed": 0}),
 ])
 def test_trec_and_mr_without_local_copy_go_to_the_hub(tmp_path, no_hub, name, folder, given, passed):
@@ -221,6 +221,27 @@ def test_imdb_bad_utf8_names_the_file(tmp_path):
     bad = _write(base / "test" / "pos" / "1_8.txt", b"caf\xe9")
     with pytest.raises(DataError, match=str(bad)):
         load_dataset("imdb", tmp_path)
+
+
+def test_trec_coarse_class_outside_the_six_names_file_and_line(tmp_path):
+    _write(tmp_path / "trec" / "train_5500.label", "DESC:manner How did serfdom develop ?\n"
+                                                   "HUM:ind Who killed Gandhi ?\n")
+    test = _write(tmp_path / "trec" / "TREC_10.label", "NUM:date When was Ozzy born ?\n\n"
+                                                       "FOO:bar What is a foo ?\n")
+    for fine in (False, True):
+        with pytest.raises(DataError) as info:
+            load_dataset("trec", tmp_path, fine=fine)
+        assert str(info.value) == (f"{test}, line 3: coarse class 'FOO' is not one of ABBR, DESC, ENTY, HUM, "
+                                   f"LOC, NUM")
+
+
+def test_polarity_bad_utf8_names_the_file(tmp_path):
+    base = tmp_path / "review_polarity" / "txt_sentoken"
+    _write(base / "pos" / "cv000_1.txt", "a lovely film\n")
+    bad = _write(base / "neg" / "cv100_2.txt", b"tr\xe8s ennuyeux\n")
+    with pytest.raises(DataError) as info:
+        load_dataset("polarity", tmp_path)
+    assert str(info.value) == f"{bad}: not valid UTF-8 at byte 2"
 
 
 # =========================================================================== Zhang et al. CSVs
@@ -724,3 +745,11 @@ def test_tokenize_vocab_numericalize_token_ids(tmp_path):
     # With an index mapping (select / shuffle) the ids follow the rows.
     picked = numbered["test"].select([4, 0, 2])
     assert [a.tolist() for a in token_ids(picked)] == [numbered["test"]["ids"][i] for i in (4, 0, 2)]
+
+
+@pytest.mark.parametrize("name,given,option", [("trec", {"fold": 3}, "fold"), ("mr", {"fine": True}, "fine"),
+                                               ("polarity", {"seed": 1}, "seed"), ("imdb", {"test_fraction": 0.2},
+                                                                                   "test_fraction")])
+def test_an_option_the_dataset_does_not_take_is_refused_before_reading(tmp_path, name, given, option):
+    with pytest.raises(DataError, match=f"load_dataset: {option} does not apply to dataset '{name}'"):
+        load_dataset(name, tmp_path / "nothing-here", **given)

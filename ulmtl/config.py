@@ -8,7 +8,6 @@ bad value fails with the key named before any work starts.
 """
 from __future__ import annotations
 
-import codecs
 import dataclasses
 import functools
 import json
@@ -18,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ulmtl.datasets.layout import text_encoding_problem
+from ulmtl.datasets.registry import REGISTRY, unused_option
 from ulmtl.text import SPECIAL_TOKENS
 
 
@@ -413,9 +414,20 @@ class RecipeConfig:
         owner = type(self).__name__
         if self.folds > 1 and self.fold >= self.folds:
             raise FieldError(owner, "fold", f"must be below folds ({self.folds}); got {self.fold}")
-        if (self.label_separator or self.label_columns) and self.dataset != "custom":
-            raise FieldError(owner, "label_separator" if self.label_separator else "label_columns",
-                             f"reads your own files (dataset 'custom'); dataset {self.dataset!r} has its own labels")
+        if self.dataset == "custom":
+            if self.data_dir:
+                raise FieldError(owner, "data_dir", "is where the named datasets are read from; your own files "
+                                                    "are --train FILE_OR_FOLDER [--test FILE]")
+        else:
+            own_files = [key for key in OWN_FILE_FIELDS if getattr(self, key) != OWN_FILE_DEFAULTS[key]]
+            if own_files:
+                raise FieldError(owner, own_files[0], f"reads your own files (dataset 'custom': recipes/custom.py, "
+                                                      f"ulmtl train); dataset {self.dataset!r} has its own files "
+                                                      f"and labels")
+            if self.dataset in REGISTRY:
+                problem = unused_option(self.dataset, {"fine": self.fine, "fold": self.fold, "folds": self.folds})
+                if problem:
+                    raise FieldError(owner, *problem)
         if self.label_separator and self.label_columns:
             raise FieldError(owner, "label_columns", "names one 0/1 column per label; label_separator splits "
                                                      "one label column: give one or the other")
@@ -426,11 +438,14 @@ class RecipeConfig:
         if self.label_columns and self.label_column != "label":
             raise FieldError(owner, "label_column", f"is {self.label_column!r} but label_columns names the "
                                                     f"0/1 label columns: give one or the other")
-        try:
-            codecs.lookup(self.encoding)
-        except LookupError:
-            raise FieldError(owner, "encoding", f"is not a text encoding Python knows (e.g. 'utf-8', "
-                                                f"'latin-1'); got {self.encoding!r}") from None
+        problem = text_encoding_problem(self.encoding)
+        if problem:
+            raise FieldError(owner, "encoding", problem)
+
+
+OWN_FILE_FIELDS = ("train_file", "test_file", "text_column", "label_column", "label_separator", "label_columns",
+                   "encoding", "skip_empty")
+OWN_FILE_DEFAULTS = {key: RecipeConfig.__dataclass_fields__[key].default for key in OWN_FILE_FIELDS}
 
 
 @dataclass

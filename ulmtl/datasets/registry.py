@@ -34,6 +34,7 @@ class Source:
     classes: tuple[str, ...]
     download: str = ORIGINAL_DOWNLOAD  # how to get the original files, said when they are missing
     options: tuple[str, ...] = ()
+    folds: int = 1  # the fixed folds of the original download (polarity's cv0xx-cv9xx: 10)
     hub_id: str | None = None
     hub_subset: str | None = None
     hub_layout: Callable[..., DatasetDict] = hub_splits
@@ -52,7 +53,7 @@ REGISTRY: dict[str, Source] = {
     "mr": Source(load_mr, "rt-polaritydata", POLARITY, options=("test_fraction", "seed"),
                  download=f"Download rt-polaritydata.tar.gz from {CORNELL} and unpack it there",
                  hub_id="cornell-movie-review-data/rotten_tomatoes", hub_layout=mr_from_hub),
-    "polarity": Source(load_polarity, "review_polarity/txt_sentoken", POLARITY, options=("fold",),
+    "polarity": Source(load_polarity, "review_polarity/txt_sentoken", POLARITY, options=("fold",), folds=10,
                        download=f"Download review_polarity.tar.gz from {CORNELL} and unpack it there"),
     "imdb": Source(load_imdb, "aclImdb", ("neg", "pos"), hub_id="stanfordnlp/imdb"),
     "ag_news": Source(partial(load_zhang, text_fields=2), "ag_news_csv",
@@ -65,6 +66,25 @@ REGISTRY: dict[str, Source] = {
                         ("1 star", "2 stars", "3 stars", "4 stars", "5 stars"), hub_id="Yelp/yelp_review_full"),
 }
 DATASETS = tuple(REGISTRY)
+OPTION_DEFAULTS = {"fine": False, "fold": 0, "folds": 1, "test_fraction": 0.1, "seed": 0}
+
+
+def unused_option(name: str, given: dict) -> tuple[str, str] | None:
+    """(option, why) for the first option in ``given`` that would not act on dataset ``name``: one it
+    does not take set away from its default, a fold it does not have, or a number of folds other
+    than 1 or all of its fixed folds; None when every option acts."""
+    source = REGISTRY[name]
+    takes = set(source.options) | ({"folds"} if source.folds > 1 else set())
+    for option, value in given.items():
+        if option not in takes and value != OPTION_DEFAULTS[option]:
+            return option, (f"does not apply to dataset {name!r} (its options: "
+                            f"{', '.join(sorted(takes)) or 'none'}); got {value!r}")
+    if not 0 <= given.get("fold", 0) < source.folds:
+        return "fold", f"must be 0..{source.folds - 1} for dataset {name!r}; got {given['fold']}"
+    if given.get("folds", 1) not in (1, source.folds):
+        return "folds", (f"dataset {name!r} has {source.folds} fixed folds: folds={source.folds} runs every "
+                         f"one, fold=k one of them; got folds={given['folds']}")
+    return None
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, *, fine: bool = False, fold: int = 0,
@@ -79,6 +99,9 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, fine: bool = 
                         f"use ulmtl.load_files")
     source = REGISTRY[name]
     given = {"fine": fine, "fold": fold, "test_fraction": test_fraction, "seed": seed}
+    problem = unused_option(name, given)
+    if problem:
+        raise DataError(f"load_dataset: {problem[0]} {problem[1]}")
     options = {key: given[key] for key in source.options}
     folder = resolve_data_dir(data_dir) / source.folder
     data = source.parse(name, folder, source.classes, **options)
