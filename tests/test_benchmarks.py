@@ -189,7 +189,7 @@ def test_the_plot_draws_every_transformer_curve_and_baseline_but_only_the_best_a
               ("transformer finetune", 100): [0.1], ("tfidf_logreg", 100): [0.4], ("setfit", 100): [0.2]}
     drawn = curves.plotted_curves(errors)
     assert [variant for variant, _ in drawn] == ["scratch", "tfidf_logreg", "setfit", "transformer finetune"]
-    assert drawn[0][1] == "AWD-LSTM scratch (best of 2 AWD-LSTM variants)"
+    assert drawn[0][1] == "AWD-LSTM scratch (best on test of 2 AWD-LSTM variants)"
     assert curves.plotted_curves({("fasttext", 50): [0.3]}) == [("fasttext", "fasttext")]
 
 
