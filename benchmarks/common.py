@@ -165,13 +165,18 @@ def finetuned_lm_for(config: RecipeConfig, target: str | Path, all_texts: bool =
     asked = json.loads(json.dumps(to_dict(config.finetune)))
     # What a finished fine-tuning leaves: the AWD-LSTM's weights, the transformer's record (written last).
     record = target / (METADATA_FILE if transformer else "config.json")
+    # Which stage-1 model it started from (the checkpoint records keep no path), written beside it.
+    stage1 = target.with_name(target.name + ".stage1.json")
+    start = {"backbone": config.backbone, "pretrained": config.pretrained}
     if (record if transformer else target / "weights.safetensors").exists():
         saved = json.loads(record.read_text()) if record.exists() else {}
         differing = sorted(k for k in asked if saved.get("finetune", {}).get(k) != asked[k])
-        if differing or saved.get("direction") != direction:
+        started = json.loads(stage1.read_text()) if stage1.exists() else None
+        if differing or saved.get("direction") != direction or started != start:
             raise ConfigError(f"{target} holds an LM fine-tuned with other settings (direction "
-                              f"{saved.get('direction')!r}, different finetune fields: {differing}); asked for "
-                              f"{direction}: remove that folder or give another one")
+                              f"{saved.get('direction')!r}, different finetune fields: {differing}, stage-1 "
+                              f"model {started}); asked for {direction} from {start}: remove that folder or "
+                              f"give another one")
     else:
         data, report = read_recipe_data(config, subset=not all_texts)
         if is_main():
@@ -179,8 +184,9 @@ def finetuned_lm_for(config: RecipeConfig, target: str | Path, all_texts: bool =
         if transformer:
             finetune_lm(data, config.pretrained, target, config.finetune, transformer_config=config.transformer)
         else:
-            stage1 = resolve_pretrained(config, direction, data, target.parent)
-            finetune_lm(data, stage1, target, config.finetune, config.tokenizer, model_config=config.model)
+            source = resolve_pretrained(config, direction, data, target.parent)
+            finetune_lm(data, source, target, config.finetune, config.tokenizer, model_config=config.model)
+        stage1.write_text(json.dumps(start))
     return target
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -423,6 +424,7 @@ def test_a_shared_transformer_lm_gives_the_classifier_the_recipes_own_stage_2_gi
     classifier must be the one the recipe trains after its own stage 2."""
     from test_transformer import POS_NEG, TEXTS, make_encoder
     from common import finetuned_lm_for
+    from ulmtl.config import ConfigError
     from ulmtl import TextClassifier
     from ulmtl.cli import parse_args
     from ulmtl.recipe import SMOKE_RECIPE, run_recipe
@@ -438,6 +440,9 @@ def test_a_shared_transformer_lm_gives_the_classifier_the_recipes_own_stage_2_gi
     run_recipe(config(f"--pretrained={encoder}", f"--output={tmp_path / 'own'}"))
     lm = finetuned_lm_for(config(f"--pretrained={encoder}", f"--output={tmp_path}"), tmp_path / "lm")
     assert finetuned_lm_for(config(f"--pretrained={encoder}"), lm) == lm  # finished: reused as it is
+    other = shutil.copytree(encoder, tmp_path / "another-encoder")
+    with pytest.raises(ConfigError, match="stage-1 model"):  # never reused for another stage-1 model
+        finetuned_lm_for(config(f"--pretrained={other}"), lm)
     run_recipe(config(f"--pretrained={lm}", "--finetune_lm=false", f"--output={tmp_path / 'shared'}"))
     own, shared = (TextClassifier.load(tmp_path / name / "model") for name in ("own", "shared"))
     np.testing.assert_array_equal(own.predict_proba(TEXTS), shared.predict_proba(TEXTS))
