@@ -217,6 +217,15 @@ def test_the_few_labels_block_names_the_command_of_every_grid_it_shows():
         "python benchmarks/few_labels.py --datasets mr,trec --sizes 50,100,250,500 --seeds 0,1,2"
 
 
+def test_the_few_labels_table_gives_each_variant_fixed_and_the_one_validation_chose():
+    rows = [{"dataset": "trec", "size": 100, "n_train": 99, "seed": seed, "variant": variant, "valid_accuracy": valid,
+             "test_accuracy": test, "seconds": 1.0}
+            for seed, variant, valid, test in [(0, "off", 0.5, 0.95), (0, "on", 0.8, 0.9),  # on: better valid
+                                               (1, "off", 0.7, 0.6), (1, "on", 0.7, 0.8)]]  # tie: off
+    mean = bench("few_labels").report(rows).splitlines()[-1]
+    assert mean == "| trec | 100 | mean | test 0.7750 [2] | test 0.8500 [2] | | **0.7500** (std 0.1500) |"
+
+
 def test_a_curve_with_other_training_settings_gets_its_own_table_beside_the_baselines(tmp_path, monkeypatch):
     curves = bench("learning_curves")
     monkeypatch.setattr(curves, "PLOT", tmp_path / "curves.png")
