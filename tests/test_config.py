@@ -374,7 +374,7 @@ PROBES = [
     (["--finetune.lr=NaN"], "finetune.lr"),
     (["--classifier.ratio=0"], "classifier.ratio"),
     (["--classifier.directions=forward,forward"], "classifier.directions"),
-    (["--classifier.max_len=50"], "classifier.max_len"),
+    (["--backbone=awd_lstm", "--classifier.max_len=50"], "classifier.max_len"),
     (["--folds=3", "--fold=3"], "fold"),
     (["--valid_fraction=1"], "valid_fraction"),
     (["--lm_texts=everything"], "lm_texts"),
@@ -508,3 +508,25 @@ def test_a_setting_the_dataset_cannot_act_on_exits_2_naming_it(dataset, argv, ke
                                           ("mr", ["--data-dir", "data"])])
 def test_the_settings_a_dataset_takes_are_accepted(dataset, argv):
     parse_args(RecipeConfig(dataset=dataset), argv)
+
+
+@pytest.mark.parametrize("argv,key", [(["--classifier.drop_mult=0.5"], "classifier.drop_mult"),
+                                      (["--finetune.bptt=30"], "finetune.bptt"),
+                                      (["--classifier.ar_alpha=2"], "classifier.ar_alpha")])
+def test_awd_lstm_settings_are_refused_at_parse_time_for_a_transformer_run(argv, key, capsys):
+    with pytest.raises(SystemExit) as info:
+        parse_args(RecipeConfig(), ["--backbone=transformer", *argv])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: config key {key!r} ") and "transformer encoder cannot act on" in err, err
+    parse_args(RecipeConfig(), ["--backbone=awd_lstm", *argv])  # the AWD-LSTM reads them
+
+
+def test_a_transformer_smoke_run_keeps_the_transformers_settings_and_any_max_len():
+    from ulmtl.recipe import SMOKE_RECIPE
+    config = parse_args(RecipeConfig(), ["--smoke", "--backbone=transformer", "--classifier.max_len=50"],
+                        SMOKE_RECIPE)
+    assert (config.classifier.bptt, config.finetune.bptt, config.classifier.max_len) == (70, 70, 50)
+    assert config.model == RecipeConfig().model and config.max_train == 200  # the AWD-LSTM's sizes: not read
+    awd = parse_args(RecipeConfig(), ["--smoke"], SMOKE_RECIPE)
+    assert (awd.backbone, awd.classifier.bptt, awd.model.emb_size) == ("awd_lstm", 20, 16)

@@ -435,3 +435,32 @@ def test_bf16_precision_trains_under_autocast(encoder_dir):
     learn = make_learner(loader, loader, torch.nn.Linear(2, 2), lambda m: [list(m.parameters())],
                          OptimizerSettings(), precision="bf16", train_norms=False)
     assert any(isinstance(cb, BF16Autocast) for cb in learn.cbs)
+
+
+def test_an_encoder_saved_in_half_precision_trains_in_fp32(encoder_dir, tmp_path):
+    """transformers loads a checkpoint in the dtype it was saved in; the head is fp32, so an fp16
+    encoder would fail in its first forward pass and train without fp32 master weights."""
+    from transformers import AutoModel
+    half = tmp_path / "fp16-encoder"
+    AutoModel.from_pretrained(encoder_dir).half().save_pretrained(half, safe_serialization=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (encoder_dir / name).exists():
+            (half / name).write_bytes((encoder_dir / name).read_bytes())
+    assert json.loads((half / "config.json").read_text())["dtype"] == "float16"
+    assert {p.dtype for p in transformer.load_encoder(str(half)).parameters()} == {torch.float32}
+    texts, labels = sentiment()
+    clf = TextClassifier(small_config(stage_epochs=(1, 1)), encoders=half, model_config=TransformerConfig(precision="fp32"),
+                         verbose=False).fit(texts, labels)
+    assert {p.dtype for p in clf.models_["forward"].parameters()} == {torch.float32}
+    assert clf.score(texts, labels) >= 0.0
+
+
+@pytest.mark.parametrize("name,value", [("drop_mult", 0.5), ("bptt", 20), ("ar_alpha", 2.0)])
+def test_awd_lstm_settings_that_cannot_act_on_a_transformer_are_refused(encoder_dir, name, value):
+    texts, labels = sentiment()
+    with pytest.raises(ConfigError, match=f"classifier.{name}' .*which a transformer encoder cannot act on"):
+        TextClassifier(small_config(**{name: value}), encoders=encoder_dir,
+                       model_config=TransformerConfig()).fit(texts, labels)
+    with pytest.raises(ConfigError, match=f"finetune.{name}' .*which a transformer encoder cannot act on"):
+        finetune_lm({"train": texts}, str(encoder_dir), "unused", replace(TRANSFORMER_FINETUNE, **{name: value}),
+                    transformer_config=TransformerConfig())

@@ -5,7 +5,7 @@ import shlex
 import sys
 from contextvars import ContextVar
 
-from ulmtl.backbones import resolve_backbone
+from ulmtl.backbones import check_run_settings, get_backbone, resolve_backbone
 from ulmtl.config import ConfigError, apply_overrides, backbone_defaults
 
 FLAG_KEYS = {"--smoke": "smoke", "--skip-empty": "skip_empty"}
@@ -62,19 +62,22 @@ def parse_args(config, argv: list[str] | None, smoke_overrides: list[str] = (), 
         overrides = normalize_argv(argv)
         # Any spelling of a true value (--smoke, --smoke=1, --smoke=yes); the last one wins.
         smoke = [item for item in overrides if item.split("=", 1)[0] == "--smoke"]
-        if smoke and apply_overrides(config, smoke[-1:]).smoke:
-            overrides = list(smoke_overrides) + overrides
+        smoke_settings = list(smoke_overrides) if smoke and apply_overrides(config, smoke[-1:]).smoke else []
         if hasattr(config, "backbone"):
-            # The backbone's own defaults first, then --smoke's, then the user's. The backbone comes
-            # from the settings that choose it alone: the user's others may fit its defaults only
-            # (a transformer's two-stage plan).
+            # The backbone's own defaults first, then --smoke's (those it can act on), then the user's.
+            # The backbone comes from the settings that choose it alone: the user's others may fit its
+            # defaults only (a transformer's two-stage plan).
             chooses = [item for item in overrides if item.split("=", 1)[0] in BACKBONE_CHOICE]
             chosen = apply_overrides(config, chooses)
             backbone = resolve_backbone(chosen.backbone, chosen.pretrained, chosen.smoke)
-            overrides = backbone_defaults(backbone) + overrides + [f"--backbone={backbone}"]
+            smoke_settings = [item for item in smoke_settings if get_backbone(backbone).acts_on(item)]
+            overrides = backbone_defaults(backbone) + smoke_settings + overrides + [f"--backbone={backbone}"]
+        else:
+            overrides = smoke_settings + overrides
         resolved = apply_overrides(config, overrides)
         if hasattr(resolved, "finetune") and hasattr(resolved, "classifier"):
             _check_stage_seeds(resolved, overrides)
+            check_run_settings(resolved)
         return resolved
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

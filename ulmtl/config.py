@@ -312,7 +312,7 @@ class ClassifierConfig(OptimizerSettings):
     auto_budget_s: float = limited(0.0, NON_NEGATIVE)
     auto_backbones: Literal["own", "both"] = "both"
     directions: tuple[Direction, ...] = ("forward",)
-    # The head pools over the last max_len tokens of a document: at least bptt.
+    # The head pools over the last max_len tokens of a document (the AWD-LSTM: at least bptt).
     max_len: int = limited(1400, AT_LEAST_1)
     head_hidden: int = limited(50, AT_LEAST_1)
     head_dropout: float = limited(0.1, PROBABILITY)
@@ -352,8 +352,6 @@ class ClassifierConfig(OptimizerSettings):
             if len(value) != len(self.unfreeze_plan):
                 raise FieldError(owner, name, f"needs one entry per stage of unfreeze_plan ("
                                               f"{len(self.unfreeze_plan)}: {self.unfreeze_plan}); got {value}")
-        if self.max_len < self.bptt:
-            raise FieldError(owner, "max_len", f"must be at least bptt ({self.bptt}); got {self.max_len}")
         if self.strategy != "auto":
             for item in dataclasses.fields(self):
                 value = getattr(self, item.name)

@@ -20,7 +20,7 @@ from ulmtl.backbones import transformer
 from ulmtl.backbones.awd_lstm import checkpoint_vocab
 from ulmtl.checkpoint import Checkpoint, CheckpointError, CheckpointRecord, load_checkpoint
 from ulmtl.config import (
-    TRANSFORMER_FINETUNE, ConfigError, FinetuneConfig, ModelConfig, TokenizerConfig, TransformerConfig,
+    TRANSFORMER_FINETUNE, FinetuneConfig, ModelConfig, TokenizerConfig, TransformerConfig,
     architecture,
 )
 from ulmtl.datasets import DataError
@@ -112,9 +112,7 @@ def finetune_masked_lm(data, pretrained: str | Path, output: str | Path, config:
     """
     config = config or TRANSFORMER_FINETUNE
     settings = settings or TransformerConfig()
-    if config.ar_alpha or config.tar_beta:
-        raise ConfigError("finetune.ar_alpha and finetune.tar_beta regularize an LSTM's activations; set both "
-                          "to 0 for a transformer encoder (TRANSFORMER_FINETUNE does)")
+    transformer.check_masked_lm_config(config)
     set_seed(config.seed)
     device = prepare_torch()
     where, description = transformer.resolve_encoder(pretrained)

@@ -15,7 +15,9 @@ from torch import nn
 from ulmtl.backbones.awd_lstm import AwdLstmBackbone
 from ulmtl.backbones.transformer import TransformerBackbone, is_encoder_folder
 from ulmtl.checkpoint import CheckpointRecord
-from ulmtl.config import ClassifierConfig, ConfigError, ModelConfig, TokenizerConfig, TransformerConfig
+from ulmtl.config import (
+    ClassifierConfig, ConfigError, FinetuneConfig, ModelConfig, RecipeConfig, TokenizerConfig, TransformerConfig,
+)
 
 Settings = ModelConfig | TransformerConfig
 
@@ -43,6 +45,12 @@ class ClassifierBackbone(Protocol):
 
     def check(self, config: ClassifierConfig, settings: Settings, multilabel: bool) -> None:
         """A ConfigError for classifier settings this backbone cannot act on."""
+
+    def check_finetune(self, config: FinetuneConfig) -> None:
+        """A ConfigError for stage-2 (LM fine-tuning) settings this backbone cannot act on."""
+
+    def acts_on(self, override: str) -> bool:
+        """Whether a ``--section.key=value`` override (of ``--smoke``'s settings) can act on this backbone."""
 
     def sources(self, encoders, config: ClassifierConfig) -> dict[str, Path | str | None]:
         """The pretrained source of each direction it trains (None: none, strategy scratch)."""
@@ -105,6 +113,14 @@ def get_backbone(name: str) -> ClassifierBackbone:
     if name not in BACKBONES:
         raise ConfigError(f"unknown backbone {name!r}; known backbones: {', '.join(BACKBONES)}")
     return BACKBONES[name]
+
+
+def check_run_settings(config: RecipeConfig) -> None:
+    """A recipe's classifier and stage-2 settings that its backbone cannot act on, refused before any
+    work (multi-label settings are checked again by ``fit``, once the labels are known)."""
+    backbone = get_backbone(config.backbone)
+    backbone.check(config.classifier, getattr(config, backbone.sections[0]), multilabel=False)
+    backbone.check_finetune(config.finetune)
 
 
 def backbone_for(settings) -> ClassifierBackbone:

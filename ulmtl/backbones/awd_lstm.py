@@ -31,7 +31,9 @@ from torch import nn
 from ulmtl.checkpoint import (
     VOCAB_FILE, WEIGHTS_FILE, Checkpoint, CheckpointError, CheckpointRecord, load_checkpoint, save_checkpoint,
 )
-from ulmtl.config import ClassifierConfig, ConfigError, ModelConfig, TokenizerConfig, architecture
+from ulmtl.config import (
+    ClassifierConfig, ConfigError, FieldError, FinetuneConfig, ModelConfig, TokenizerConfig, architecture,
+)
 from ulmtl.text import PAD, UNK, Vocab, tokenize_texts
 
 
@@ -362,7 +364,16 @@ class AwdLstmBackbone:
         return ModelConfig()
 
     def check(self, config: ClassifierConfig, settings: ModelConfig, multilabel: bool) -> None:
-        """Every classifier setting acts on the AWD-LSTM."""
+        """Every classifier setting acts on the AWD-LSTM; BPT3C pools over the last max_len tokens, read
+        bptt at a time, so max_len is at least bptt."""
+        if config.max_len < config.bptt:
+            raise FieldError("classifier", "max_len", f"must be at least bptt ({config.bptt}); got {config.max_len}")
+
+    def check_finetune(self, config: FinetuneConfig) -> None:
+        """Every stage-2 setting acts on the AWD-LSTM."""
+
+    def acts_on(self, override: str) -> bool:
+        return True
 
     def sources(self, encoders, config: ClassifierConfig) -> dict[str, Path | None]:
         """Each direction's LM checkpoint folder (a single path: the forward one); None for scratch."""

@@ -22,7 +22,10 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ulmtl.checkpoint import CheckpointError, CheckpointRecord, check_no_pickle
-from ulmtl.config import TRANSFORMER_CLASSIFIER, ClassifierConfig, ConfigError, TokenizerConfig, TransformerConfig
+from ulmtl.config import (
+    TRANSFORMER_CLASSIFIER, TRANSFORMER_FINETUNE, ClassifierConfig, ConfigError, FieldError, FinetuneConfig,
+    TokenizerConfig, TransformerConfig,
+)
 from ulmtl.contrastive import contrastive_finetune, wants_contrastive
 from ulmtl.distributed import is_main
 from ulmtl.loaders import ClassificationLoader
@@ -116,16 +119,43 @@ def load_tokenizer(source: str):
     return tokenizer
 
 
+# Settings of the AWD-LSTM that nothing in a transformer reads, and what each does there.
+LSTM_ONLY = {"ar_alpha": "regularizes an LSTM's activations",
+             "tar_beta": "regularizes an LSTM's activations",
+             "drop_mult": "scales the AWD-LSTM's five dropouts (a transformer keeps its checkpoint's dropout)",
+             "bptt": "is the AWD-LSTM's step through a text (a transformer reads windows: transformer.window)"}
+
+
+def refuse_lstm_settings(section: str, config: ClassifierConfig | FinetuneConfig,
+                         preset: ClassifierConfig | FinetuneConfig) -> None:
+    """A FieldError for an AWD-LSTM-only setting of ``config`` that differs from the transformer's
+    ``preset`` (TRANSFORMER_CLASSIFIER or TRANSFORMER_FINETUNE): it could not act."""
+    for name, what in LSTM_ONLY.items():
+        if getattr(config, name) != getattr(preset, name):
+            raise FieldError(section, name, f"{what}, which a transformer encoder cannot act on: keep the "
+                                            f"transformer preset's {getattr(preset, name)!r}; got "
+                                            f"{getattr(config, name)!r}")
+
+
+def check_masked_lm_config(config: FinetuneConfig) -> None:
+    """Refuse stage-2 settings that cannot act on a transformer's masked-LM fine-tuning."""
+    refuse_lstm_settings("finetune", config, TRANSFORMER_FINETUNE)
+
+
 def _load(auto_class, source: str, **options):
     from transformers.utils import logging
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()  # its loading report lists the pooler and head keys we replace
     try:
-        return auto_class.from_pretrained(source, use_safetensors=True, trust_remote_code=False, **options)
+        loaded = auto_class.from_pretrained(source, use_safetensors=True, trust_remote_code=False, **options)
     except (OSError, ValueError, EnvironmentError) as err:
         raise CheckpointError(f"{source}: cannot load the encoder ({str(err).splitlines()[0]})") from None
     finally:
         logging.set_verbosity(verbosity)
+    # fp32 master weights whatever dtype the checkpoint was saved in (bf16 runs under autocast)
+    if isinstance(loaded, tuple):  # output_loading_info=True: (model, info)
+        return (loaded[0].float(), *loaded[1:])
+    return loaded.float()
 
 
 def load_encoder(source: str) -> nn.Module:
@@ -529,7 +559,7 @@ def build_classifier(source: str, tokenizer, n_classes: int, settings, hidden: i
         encoder = load_encoder(source)
     else:
         from transformers import AutoConfig, AutoModel
-        encoder = AutoModel.from_config(AutoConfig.from_pretrained(source, trust_remote_code=False))
+        encoder = AutoModel.from_config(AutoConfig.from_pretrained(source, trust_remote_code=False)).float()
         if getattr(encoder, "pooler", None) is not None:
             encoder.pooler = None
     return TransformerClassifier(encoder, n_classes, special_ids(tokenizer), settings.window, settings.overlap,
@@ -604,12 +634,19 @@ class TransformerBackbone:
         if tuple(config.directions) != ("forward",):
             raise ConfigError("classifier.directions must be 'forward' for a transformer encoder (it reads "
                               f"both directions at once), got {config.directions}")
-        if config.ar_alpha or config.tar_beta:
-            raise ConfigError("classifier.ar_alpha and classifier.tar_beta regularize an LSTM's activations; "
-                              "set both to 0 for a transformer encoder (TRANSFORMER_CLASSIFIER does)")
+        refuse_lstm_settings("classifier", config, TRANSFORMER_CLASSIFIER)
         if multilabel and settings.contrastive == "on":
             raise ConfigError("transformer.contrastive=on pairs texts by their one label; multi-label data has "
                               "label sets: set it to off (auto skips the stage for multi-label data)")
+
+    def check_finetune(self, config: FinetuneConfig) -> None:
+        check_masked_lm_config(config)
+
+    def acts_on(self, override: str) -> bool:
+        """Not the AWD-LSTM's own sections (model, tokenizer) nor its LSTM-only training settings."""
+        section, _, key = override.split("=", 1)[0].removeprefix("--").rpartition(".")
+        return section not in ("model", "tokenizer") and not (section in ("finetune", "classifier")
+                                                              and key in LSTM_ONLY)
 
     def sources(self, encoders, config: ClassifierConfig) -> dict[str, str]:
         """The forward encoder's folder or hub id ("": the bundled encoder)."""
