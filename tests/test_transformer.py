@@ -464,3 +464,14 @@ def test_awd_lstm_settings_that_cannot_act_on_a_transformer_are_refused(encoder_
     with pytest.raises(ConfigError, match=f"finetune.{name}' .*which a transformer encoder cannot act on"):
         finetune_lm({"train": texts}, str(encoder_dir), "unused", replace(TRANSFORMER_FINETUNE, **{name: value}),
                     transformer_config=TransformerConfig())
+
+
+@pytest.mark.parametrize("name", ["window", "mlm_block"])
+def test_a_window_or_block_beyond_the_encoders_positions_is_refused(encoder_dir, name):
+    texts, labels = sentiment()
+    too_long = TransformerConfig(**{name: 513})  # the test encoder has 512 positions
+    with pytest.raises(ConfigError, match=f"transformer.{name}' is 513 tokens, but the encoder .* reads at most 512"):
+        finetune_lm({"train": texts}, str(encoder_dir), "unused", TRANSFORMER_FINETUNE, transformer_config=too_long)
+    if name == "window":
+        with pytest.raises(ConfigError, match="transformer.window' is 513 tokens"):
+            TextClassifier(small_config(), encoders=encoder_dir, model_config=too_long).fit(texts, labels)

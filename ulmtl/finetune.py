@@ -120,6 +120,7 @@ def finetune_masked_lm(data, pretrained: str | Path, output: str | Path, config:
         print(f"ulmtl: masked-LM fine-tuning of {description}", flush=True)
     tokenizer = transformer.load_tokenizer(where)
     model, new_head = transformer.load_masked_lm(where)
+    transformer.check_positions(tokenizer, model.config, settings, description)
     texts = list(target_texts(data)["text"])
     if len(texts) < 2:
         raise DataError("LM fine-tuning needs at least two target-domain texts")

@@ -142,6 +142,17 @@ def check_masked_lm_config(config: FinetuneConfig) -> None:
     refuse_lstm_settings("finetune", config, TRANSFORMER_FINETUNE)
 
 
+def check_positions(tokenizer, encoder_config, settings: TransformerConfig, source: str) -> None:
+    """Refuse a window (classifier) or block (masked LM) longer than the encoder's positions: it
+    would fail inside the position embeddings on the first batch."""
+    limits = [getattr(encoder_config, "max_position_embeddings", None), tokenizer.model_max_length]
+    limit = min(n for n in limits if n is not None and n < 1_000_000)
+    for name in ("window", "mlm_block"):
+        if getattr(settings, name) > limit:
+            raise FieldError("transformer", name, f"is {getattr(settings, name)} tokens, but the encoder {source} "
+                                                  f"reads at most {limit}: set it to {limit} or less")
+
+
 def _load(auto_class, source: str, **options):
     from transformers.utils import logging
     verbosity = logging.get_verbosity()
@@ -668,6 +679,7 @@ class TransformerBackbone:
         fast_tokenizer = load_tokenizer(where)
         model = build_classifier(where, fast_tokenizer, n_classes, settings, config.head_hidden, config.head_dropout,
                                  pretrained=config.strategy != "scratch")
+        check_positions(fast_tokenizer, model.encoder.config, settings, description)
         return fast_tokenizer, model, settings
 
     def layer_groups(self, settings: TransformerConfig):
