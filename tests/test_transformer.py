@@ -475,3 +475,15 @@ def test_a_window_or_block_beyond_the_encoders_positions_is_refused(encoder_dir,
     if name == "window":
         with pytest.raises(ConfigError, match="transformer.window' is 513 tokens"):
             TextClassifier(small_config(), encoders=encoder_dir, model_config=too_long).fit(texts, labels)
+
+
+def test_a_special_tokens_text_inside_a_text_is_read_as_words(encoder_dir):
+    """A document holding the text "[PAD]" or "[SEP]" must not get the padding or separator id: the
+    windows take the padding id for the end of the document."""
+    tokenizer = transformer.load_tokenizer(str(encoder_dir))
+    special = {tokenizer.pad_token_id, tokenizer.sep_token_id, tokenizer.cls_token_id, tokenizer.mask_token_id}
+    ids = transformer.encode_texts(tokenizer, ["great [PAD] fun [SEP] film"], 0)[0]
+    assert not special & set(ids.tolist()) and len(ids) > 3
+    blocks = transformer.mlm_blocks(tokenizer, ["great [PAD] fun [SEP] film"], 64)  # one row: all of it
+    assert blocks.ravel().tolist().count(tokenizer.sep_token_id) == 1  # the text's own end only
+    assert tokenizer.pad_token_id not in blocks.ravel().tolist()

@@ -382,8 +382,10 @@ def special_ids(tokenizer) -> tuple[int, int, int]:
 
 
 def encode_texts(tokenizer, texts: list[str], max_len: int) -> list[np.ndarray]:
-    """Token ids of each text without special tokens, at most ``max_len`` of them."""
-    encoded = tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+    """Token ids of each text without special tokens, at most ``max_len`` of them; a special token's
+    text inside a text ("[SEP]", "<s>") is read as words, never as that token."""
+    encoded = tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False,
+                        split_special_tokens=True)["input_ids"]
     return [np.asarray(ids[:max_len] if max_len else ids, dtype=np.int64) for ids in encoded]
 
 
@@ -419,10 +421,12 @@ class MaskedLMScores(nn.Module):
 
 
 def mlm_blocks(tokenizer, texts: list[str], block: int) -> np.ndarray:
-    """Texts tokenized with their special tokens, concatenated, cut into rows of ``block`` tokens
+    """Texts tokenized with their special tokens (a special token's text inside a text read as words),
+    concatenated, cut into rows of ``block`` tokens
     (as Hugging Face's ``run_mlm`` groups texts); the last partial row is dropped unless it is the
     only one."""
-    encoded = tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+    encoded = tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False,
+                        split_special_tokens=True)["input_ids"]
     stream = np.fromiter((t for ids in encoded for t in ids), dtype=np.int64)
     if len(stream) < block:
         return stream[None, :]
