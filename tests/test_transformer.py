@@ -462,7 +462,7 @@ def test_awd_lstm_settings_that_cannot_act_on_a_transformer_are_refused(encoder_
         TextClassifier(small_config(**{name: value}), encoders=encoder_dir,
                        model_config=TransformerConfig()).fit(texts, labels)
     with pytest.raises(ConfigError, match=f"finetune.{name}' .*which a transformer encoder cannot act on"):
-        finetune_lm({"train": texts}, str(encoder_dir), "unused", replace(TRANSFORMER_FINETUNE, **{name: value}),
+        finetune_lm(TEXTS * 6, str(encoder_dir), "unused", replace(TRANSFORMER_FINETUNE, **{name: value}),
                     transformer_config=TransformerConfig())
 
 
@@ -471,7 +471,7 @@ def test_a_window_or_block_beyond_the_encoders_positions_is_refused(encoder_dir,
     texts, labels = sentiment()
     too_long = TransformerConfig(**{name: 513})  # the test encoder has 512 positions
     with pytest.raises(ConfigError, match=f"transformer.{name}' is 513 tokens, but the encoder .* reads at most 512"):
-        finetune_lm({"train": texts}, str(encoder_dir), "unused", TRANSFORMER_FINETUNE, transformer_config=too_long)
+        finetune_lm(TEXTS * 6, str(encoder_dir), "unused", TRANSFORMER_FINETUNE, transformer_config=too_long)
     if name == "window":
         with pytest.raises(ConfigError, match="transformer.window' is 513 tokens"):
             TextClassifier(small_config(), encoders=encoder_dir, model_config=too_long).fit(texts, labels)
@@ -487,3 +487,16 @@ def test_a_special_tokens_text_inside_a_text_is_read_as_words(encoder_dir):
     blocks = transformer.mlm_blocks(tokenizer, ["great [PAD] fun [SEP] film"], 64)  # one row: all of it
     assert blocks.ravel().tolist().count(tokenizer.sep_token_id) == 1  # the text's own end only
     assert tokenizer.pad_token_id not in blocks.ravel().tolist()
+
+
+def test_stage_2_replaces_an_earlier_output_whole(encoder_dir, tmp_path):
+    """The fine-tuned masked LM is written beside the output folder and put in its place: nothing of
+    an earlier run's folder stays behind, and no partial folder is left."""
+    output = tmp_path / "lm"
+    output.mkdir()
+    (output / "merges.txt").write_text("#version: 0.2\n")  # an earlier run's BPE tokenizer (a RoBERTa)
+    finetune_lm(TEXTS * 6, str(encoder_dir), output, replace(TRANSFORMER_FINETUNE, epochs=1, batch_size=4),
+                transformer_config=TransformerConfig(head_epochs=0, mlm_block=16))
+    assert not (output / "merges.txt").exists()
+    assert {"model.safetensors", "ulmtl.json", "metrics.json", "tokenizer.json"} <= {p.name for p in output.iterdir()}
+    assert [p.name for p in tmp_path.iterdir()] == ["lm"]

@@ -141,11 +141,7 @@ def save_checkpoint(folder: str | Path, state_dict: dict, tokens: list[str], con
     swapped in with it (a training state that must match the weights).
     """
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    partial = folder.with_name(folder.name + f".partial-{os.getpid()}")
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir()
+    partial = partial_folder(folder)
     tensors, aliases = _deduplicate(state_dict)
     save_file(tensors, str(partial / WEIGHTS_FILE), metadata={"aliases": json.dumps(aliases)})
     _write_vocab(partial / VOCAB_FILE, tokens)
@@ -158,12 +154,32 @@ def save_checkpoint(folder: str | Path, state_dict: dict, tokens: list[str], con
     for path in partial.iterdir():
         with open(path, "rb") as handle:
             os.fsync(handle.fileno())
-    old = folder.with_name(folder.name + f".old-{os.getpid()}")
     if folder.exists():
         # Other things kept in the folder (logs, metrics, a resume state) move to the new one.
         for entry in folder.iterdir():
             if entry.name not in CHECKPOINT_FILES and not (partial / entry.name).exists():
                 entry.rename(partial / entry.name)
+    return replace_folder(partial, folder)
+
+
+def partial_folder(folder: str | Path) -> Path:
+    """An empty ``<folder>.partial-<pid>`` beside ``folder``, to write a whole folder into before
+    :func:`replace_folder` puts it in place."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = folder.with_name(folder.name + f".partial-{os.getpid()}")
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir()
+    return partial
+
+
+def replace_folder(partial: Path, folder: Path) -> Path:
+    """Put the complete folder ``partial`` in the place of ``folder`` (an earlier one there is removed)
+    with two renames, so that ``folder`` is never half written: a reader sees the old folder or the
+    new one (after a kill between the renames, :func:`_recover` puts the old one back)."""
+    old = folder.with_name(folder.name + f".old-{os.getpid()}")
+    if folder.exists():
         folder.rename(old)
     partial.rename(folder)
     if old.exists():

@@ -8,7 +8,6 @@ masked LM (:func:`finetune_masked_lm`).
 """
 from __future__ import annotations
 
-import json
 import math
 from functools import partial
 from pathlib import Path
@@ -165,8 +164,7 @@ def finetune_masked_lm(data, pretrained: str | Path, output: str | Path, config:
     saved = CheckpointRecord(kind="lm", backbone="transformer", stage="finetune", direction="forward",
                              pretrained=description, finetune=config, transformer=settings, metrics=metrics)
     if is_main():
-        transformer.save_pretrained_folder(output, model, tokenizer, saved)
-        (Path(output) / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        transformer.save_pretrained_folder(output, model, tokenizer, saved, metrics)
         print(f"ulmtl: fine-tuned masked LM saved to {output}: perplexity "
               f"{metrics['valid_perplexity_before']} -> {metrics['valid_perplexity']}", flush=True)
     barrier()

@@ -21,7 +21,7 @@ from fastai.layers import LinBnDrop
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ulmtl.checkpoint import CheckpointError, CheckpointRecord, check_no_pickle
+from ulmtl.checkpoint import CheckpointError, CheckpointRecord, check_no_pickle, partial_folder, replace_folder
 from ulmtl.config import (
     TRANSFORMER_CLASSIFIER, TRANSFORMER_FINETUNE, ClassifierConfig, ConfigError, FieldError, FinetuneConfig,
     TokenizerConfig, TransformerConfig,
@@ -189,14 +189,16 @@ def load_masked_lm(source: str) -> tuple[nn.Module, bool]:
     return model, new_head
 
 
-def save_pretrained_folder(folder: str | Path, model: nn.Module, tokenizer, record: CheckpointRecord) -> Path:
-    """A Hugging Face folder (safetensors + config + tokenizer JSON) with ulmtl's record."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    (folder / METADATA_FILE).write_text(json.dumps(record.to_json(), indent=2, sort_keys=True))
-    return folder
+def save_pretrained_folder(folder: str | Path, model: nn.Module, tokenizer, record: CheckpointRecord,
+                           metrics: dict) -> Path:
+    """A Hugging Face folder (safetensors + config + tokenizer JSON) with ulmtl's record and
+    ``metrics.json``, written whole beside ``folder`` and then put in its place."""
+    partial = partial_folder(folder)
+    model.save_pretrained(partial, safe_serialization=True)
+    tokenizer.save_pretrained(partial)
+    (partial / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (partial / METADATA_FILE).write_text(json.dumps(record.to_json(), indent=2, sort_keys=True))
+    return replace_folder(partial, Path(folder))
 
 
 # --------------------------------------------------------------------------- layer groups
@@ -585,22 +587,16 @@ def build_classifier(source: str, tokenizer, n_classes: int, settings, hidden: i
 def save_classifier(folder: str | Path, model: TransformerClassifier, tokenizer, record: CheckpointRecord) -> Path:
     """``weights.safetensors`` (the whole classifier), ``config.json`` (ulmtl's record) and ``encoder/``
     (the encoder's config and tokenizer JSON, no weights), written to a temporary folder first."""
-    import shutil
     from safetensors.torch import save_file
     folder = Path(folder)
-    partial = folder.with_name(folder.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    (partial / ENCODER_DIR).mkdir(parents=True)
+    partial = partial_folder(folder)
+    (partial / ENCODER_DIR).mkdir()
     model.encoder.config.save_pretrained(partial / ENCODER_DIR)
     tokenizer.save_pretrained(partial / ENCODER_DIR)
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
               str(partial / "weights.safetensors"))
     (partial / "config.json").write_text(json.dumps(record.to_json(), indent=2, sort_keys=True))
-    if folder.exists():
-        shutil.rmtree(folder)
-    partial.rename(folder)
-    return folder
+    return replace_folder(partial, folder)
 
 
 def load_classifier(folder: str | Path, n_classes: int, settings, hidden: int, head_dropout: float):
