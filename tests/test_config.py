@@ -530,3 +530,19 @@ def test_a_transformer_smoke_run_keeps_the_transformers_settings_and_any_max_len
     assert config.model == RecipeConfig().model and config.max_train == 200  # the AWD-LSTM's sizes: not read
     awd = parse_args(RecipeConfig(), ["--smoke"], SMOKE_RECIPE)
     assert (awd.backbone, awd.classifier.bptt, awd.model.emb_size) == ("awd_lstm", 20, 16)
+
+
+@pytest.mark.parametrize("argv,key", [(["--model.emb_size=16"], "model.emb_size"),
+                                      (["--tokenizer.min_freq=1"], "tokenizer.min_freq"),
+                                      (["--backbone=awd_lstm", "--transformer.window=128"], "transformer.window")])
+def test_the_other_backbones_settings_are_refused_at_parse_time(argv, key, capsys):
+    with pytest.raises(SystemExit) as info:
+        parse_args(RecipeConfig(), argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: config key {key!r} is a setting of the ") and "--backbone" in err, err
+
+
+def test_the_tokenizer_acts_on_a_transformer_run_whose_auto_tries_the_awd_lstm():
+    config = parse_args(RecipeConfig(), ["--tokenizer.min_freq=1", "--classifier.strategy=auto"])
+    assert config.backbone == "transformer" and config.tokenizer.min_freq == 1

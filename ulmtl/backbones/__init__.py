@@ -4,6 +4,7 @@ and which one a run uses (:data:`BACKBONES`, :func:`get_backbone`, :func:`backbo
 :func:`resolve_backbone`)."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Callable, ContextManager, Protocol
 
@@ -16,7 +17,8 @@ from ulmtl.backbones.awd_lstm import AwdLstmBackbone
 from ulmtl.backbones.transformer import TransformerBackbone, is_encoder_folder
 from ulmtl.checkpoint import CheckpointRecord
 from ulmtl.config import (
-    ClassifierConfig, ConfigError, FinetuneConfig, ModelConfig, RecipeConfig, TokenizerConfig, TransformerConfig,
+    ClassifierConfig, ConfigError, FieldError, FinetuneConfig, ModelConfig, RecipeConfig, TokenizerConfig,
+    TransformerConfig,
 )
 
 Settings = ModelConfig | TransformerConfig
@@ -121,6 +123,19 @@ def check_run_settings(config: RecipeConfig) -> None:
     backbone = get_backbone(config.backbone)
     backbone.check(config.classifier, getattr(config, backbone.sections[0]), multilabel=False)
     backbone.check_finetune(config.finetune)
+    # The other backbone's sections act only through strategy auto's candidates of that backbone,
+    # which take its default architecture and (the AWD-LSTM's) the run's tokenizer settings.
+    tries_other = config.classifier.strategy == "auto" and config.classifier.auto_backbones == "both"
+    for other in BACKBONES.values():
+        for section in other.sections:
+            if other is backbone or (section == "tokenizer" and tries_other):
+                continue
+            given, default = getattr(config, section), type(getattr(config, section))()
+            changed = [item.name for item in dataclasses.fields(given)
+                       if getattr(given, item.name) != getattr(default, item.name)]
+            if changed:
+                raise FieldError(section, changed[0], f"is a setting of the {other.name} backbone, and this run's "
+                                                      f"backbone is the {backbone.name} (--backbone)")
 
 
 def backbone_for(settings) -> ClassifierBackbone:
