@@ -171,7 +171,10 @@ def finetuned_lm_for(config: RecipeConfig, target: str | Path, all_texts: bool =
     if (record if transformer else target / "weights.safetensors").exists():
         saved = json.loads(record.read_text()) if record.exists() else {}
         differing = sorted(k for k in asked if saved.get("finetune", {}).get(k) != asked[k])
-        started = json.loads(stage1.read_text()) if stage1.exists() else None
+        started = json.loads(stage1.read_text()) if stage1.exists() else start
+        if not stage1.exists():  # fine-tuned before the record was written, or killed just before it
+            print(f"warning: {target} has no record of the stage-1 model it started from; reused as "
+                  f"{start} (remove the folder if it was another)", flush=True)
         if differing or saved.get("direction") != direction or started != start:
             raise ConfigError(f"{target} holds an LM fine-tuned with other settings (direction "
                               f"{saved.get('direction')!r}, different finetune fields: {differing}, stage-1 "

@@ -92,7 +92,8 @@ def main(argv=None) -> list[dict]:
 
 
 def grid_command(rows: list[dict]) -> str:
-    """The one command that reruns (or, with every row finished, re-renders) the grid of ``rows``."""
+    """A command whose grid (their datasets x sizes x seeds) covers every row of ``rows``: it
+    re-renders them, and runs any cell of that product not run yet."""
     spelled = {field: ",".join(str(value) for value in sorted({row[field] for row in rows}))
                for field in ("dataset", "size", "seed")}
     return (f"python benchmarks/few_labels.py --datasets {spelled['dataset']} --sizes {spelled['size']} "

@@ -342,7 +342,9 @@ def test_without_a_config_the_transformer_gets_its_classifier_defaults():
 
     from ulmtl.config import ClassifierConfig
     clf = TextClassifier(model_config=TransformerConfig())
-    assert clf.config is TRANSFORMER_CLASSIFIER and clone(clf).config == TRANSFORMER_CLASSIFIER
+    assert clf.config == TRANSFORMER_CLASSIFIER and clone(clf).config == TRANSFORMER_CLASSIFIER
+    clf.config.lr = 0.5  # a copy: the preset and the next classifier keep theirs
+    assert TRANSFORMER_CLASSIFIER.lr == 1e-4 and TextClassifier(model_config=TransformerConfig()).config.lr == 1e-4
     assert TextClassifier().config == ClassifierConfig()
     assert TextClassifier(small_config(lr=5e-4), model_config=TransformerConfig()).config.lr == 5e-4
 

@@ -177,7 +177,8 @@ def partial_folder(folder: str | Path) -> Path:
 def replace_folder(partial: Path, folder: Path) -> Path:
     """Put the complete folder ``partial`` in the place of ``folder`` (an earlier one there is removed)
     with two renames, so that ``folder`` is never half written: a reader sees the old folder or the
-    new one (after a kill between the renames, :func:`_recover` puts the old one back)."""
+    new one. A kill between the renames leaves only ``<folder>.old-<pid>``, which :func:`_recover`
+    puts back when an AWD-LSTM checkpoint is loaded."""
     old = folder.with_name(folder.name + f".old-{os.getpid()}")
     if folder.exists():
         folder.rename(old)

@@ -19,6 +19,7 @@ sigmoid probability, ``predict`` the tuple of labels whose probability is at lea
 from __future__ import annotations
 
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -105,7 +106,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                  model_config: ModelConfig | TransformerConfig | None = None, tokenizer: TokenizerConfig | None = None,
                  log_path: str | Path | None = None, verbose: bool = True):
         self.model_config = model_config or ModelConfig()
-        self.config = config or self.backbone.classifier_defaults
+        self.config = config or replace(self.backbone.classifier_defaults)  # a copy: a config is mutable
         self.encoders = encoders
         self.tokenizer = tokenizer or TokenizerConfig()
         self.log_path = log_path

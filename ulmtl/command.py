@@ -171,9 +171,9 @@ def model_folder(path: str) -> Path:
     return folder
 
 
-def check_output_file(output: str | None) -> None:
-    """Refuse an ``--output`` file that cannot be written (a folder, or in a folder that does not
-    exist) before any work, not after it."""
+def check_output_file(output: str | None, predictions: bool = False) -> None:
+    """Refuse an ``--output`` file that cannot be written (a folder, in a folder that does not exist
+    or is read-only, or, for ``predictions``, a suffix of no format) before any work, not after it."""
     if output is None:
         return
     target = Path(output)
@@ -181,6 +181,18 @@ def check_output_file(output: str | None) -> None:
         raise ConfigError(f"--output {output} is a folder; give a file name")
     if not target.parent.is_dir():
         raise ConfigError(f"--output {output}: no folder {target.parent}; make it first or give another path")
+    if not os.access(target.parent, os.W_OK):
+        raise ConfigError(f"--output {output}: the folder {target.parent} is read-only")
+    if predictions:
+        output_format(output)
+
+
+def output_format(output: str) -> str:
+    """The predictions' format that ``output``'s suffix names."""
+    suffix = Path(output).suffix
+    if suffix.lower() not in OUTPUT_FORMATS:
+        raise ConfigError(f"--output {output}: unknown suffix {suffix!r}; use .csv, .tsv or .jsonl")
+    return OUTPUT_FORMATS[suffix.lower()]
 
 
 def load_classifier(path: str):
@@ -213,10 +225,7 @@ class PredictionWriter:
         self.target = Path(output) if output else None
         self.format = "jsonl"
         if self.target is not None:
-            self.format = OUTPUT_FORMATS.get(self.target.suffix.lower(), "")
-            if not self.format:
-                raise ConfigError(f"--output {output}: unknown suffix {self.target.suffix!r}; use .csv, .tsv "
-                                  f"or .jsonl")
+            self.format = output_format(output)
             self.partial = self.target.with_name(f"{self.target.name}.partial-{os.getpid()}")
             try:
                 self.handle = open(self.partial, "w", newline="", encoding="utf-8")
@@ -273,7 +282,7 @@ class PredictionWriter:
 def _predict(args: argparse.Namespace, extra: list[str]) -> None:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be 1 or more, got {args.batch_size}")
-    check_output_file(args.output)
+    check_output_file(args.output, predictions=True)
     stream = TextStream(args.input, args.text_column, args.encoding, args.format or "", args.skip_empty)
     clf = load_classifier(args.model)
     clf.verbose = False

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 from pathlib import Path
 
-from ulmtl.datasets.files import _text_of, refuse_swallowed_row
+from ulmtl.datasets.files import _text_of, swallowed_row
 from ulmtl.datasets.layout import (
-    DataError, UndecodableBytes, decoded_lines, long_csv_fields, not_valid, parquet_errors,
-    text_encoding_problem,
+    LATIN1_HINT, DataError, long_csv_fields, parquet_errors, text_encoding_problem, undecodable_file,
 )
 
 
@@ -57,16 +57,24 @@ class TextStream:
             yield text
 
     def _lines(self):
-        """(line number, decoded line with its line break) of the file or standard input."""
+        """(line number, decoded line with its line break; only a line feed ends a line) of the file or
+        standard input."""
         handle = sys.stdin.buffer if self.stdin else open(self.path, "rb")
+        text = io.TextIOWrapper(handle, encoding=self.encoding, newline="\n")
+        line_no = 0
         try:
-            for line_no, line in enumerate(decoded_lines(handle, self.encoding), 1):
+            for line_no, line in enumerate(text, 1):
                 yield line_no, line.lstrip("\ufeff") if line_no == 1 else line
-        except UndecodableBytes as err:
-            raise not_valid(self.name, self.encoding, err) from None
+        except UnicodeDecodeError as err:
+            if self.stdin:  # read once: the bytes are somewhere in the read-ahead after the last line
+                raise DataError(f"{self.name}, after line {line_no}: bytes are not valid {self.encoding} "
+                                f"({err.reason}); {LATIN1_HINT}") from None
+            raise undecodable_file(self.path, self.encoding, err.reason) from None
         finally:
-            if not self.stdin:
-                handle.close()
+            if self.stdin:
+                text.detach()
+            else:
+                text.close()
 
     def _rows(self):
         """(where, text value) of each row of a text, CSV / TSV or JSON lines input."""
@@ -124,8 +132,10 @@ class TextStream:
                         continue
                     if len(row) != len(header):
                         raise DataError(f"{where}: {len(row)} fields, but the header has {len(header)}")
-                    if not tsv:
-                        refuse_swallowed_row(self.name, header, first, last, row, _like_a_row)
+                    problem = None if tsv else swallowed_row(self.name, header, first, last, row, _like_a_row)
+                    if problem:  # without labels to go by, a quoted text with commas can look the same
+                        print(f"ulmtl: warning: {problem}; if a quote was left open, those rows were read as "
+                              f"this one text (a .tsv file is read without quote processing)", file=sys.stderr)
                     yield where, row[at]
             except csv.Error as err:
                 raise DataError(f"{self.name}, line {line_at[0]}: malformed {'TSV' if tsv else 'CSV'} "

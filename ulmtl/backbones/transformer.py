@@ -146,8 +146,8 @@ def check_positions(tokenizer, encoder_config, settings: TransformerConfig, sour
     """Refuse a window (classifier) or block (masked LM) longer than the encoder's positions: it
     would fail inside the position embeddings on the first batch."""
     limits = [getattr(encoder_config, "max_position_embeddings", None), tokenizer.model_max_length]
-    limit = min(n for n in limits if n is not None and n < 1_000_000)
-    for name in ("window", "mlm_block"):
+    limit = min((n for n in limits if n is not None and n < 1_000_000), default=None)
+    for name in ("window", "mlm_block") if limit else ():
         if getattr(settings, name) > limit:
             raise FieldError("transformer", name, f"is {getattr(settings, name)} tokens, but the encoder {source} "
                                                   f"reads at most {limit}: set it to {limit} or less")

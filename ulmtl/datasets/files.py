@@ -245,19 +245,22 @@ def _refuse_swallowed_rows(path: Path, header: list[str], spans: list[tuple[int,
         if last > first and _LINE_BREAK.search(row[label_at]):
             raise DataError(f"{path}, line {first}: the label field {label_column!r} runs on to line "
                             f"{last}: is a quote left open?")
-        refuse_swallowed_row(path, header, first, last, row, known_class)
+        problem = swallowed_row(path, header, first, last, row, known_class)
+        if problem:
+            raise DataError(f"{problem}. In a CSV, quote a field that holds quotes and double each quote in it "
+                            f"(\"\"), or use a .tsv file, which is read without quote processing")
 
 
-def refuse_swallowed_row(path: str | Path, header: list[str], first: int, last: int, row: list[str],
-                         shaped: Callable[[dict[int, str]], bool]) -> None:
+def swallowed_row(path: str | Path, header: list[str], first: int, last: int, row: list[str],
+                  shaped: Callable[[dict[int, str]], bool]) -> str | None:
     """A CSV field that begins with a quote runs on to the next quote anywhere later, and the rows
-    in between become part of it while the field count may still match. Refuse a row (lines
-    ``first`` to ``last``) with a field spanning lines that holds a line ``shaped`` like a row.
-    ``shaped`` gets the line's fields keyed by the column each would be in, when their number fits:
-    a whole line, columns 0 to n - 1; the rest of the row the field opens on, the field's column on;
-    the start of the row the field closes on, up to the field's column."""
+    in between become part of it while the field count may still match. What is wrong with a row
+    (lines ``first`` to ``last``) with a field spanning lines that holds a line ``shaped`` like a
+    row; None for any other row. ``shaped`` gets the line's fields keyed by the column each would be
+    in, when their number fits: a whole line, columns 0 to n - 1; the rest of the row the field opens
+    on, the field's column on; the start of the row the field closes on, up to the field's column."""
     if last == first:
-        return
+        return None
     n, line = len(header), first
     for column, value in enumerate(row):
         parts = _LINE_BREAK.split(value)
@@ -270,13 +273,11 @@ def refuse_swallowed_row(path: str | Path, header: list[str], first: int, last: 
             else:  # the start of the row the field closes on
                 start = 0 if len(fields) == column + 1 else None
             if start is not None and shaped(dict(enumerate(fields, start))):
-                raise DataError(
-                    f"{path}, line {first}: field {header[column]!r} runs on to line {last} and holds "
-                    f"lines shaped like rows (line {line + k}: {part[:60]!r}): a field that begins "
-                    f"with a quote runs to the next quote, taking the rows in between. In a "
-                    f"CSV, quote a field that holds quotes and double each quote in it (\"\"), or "
-                    f"use a .tsv file, which is read without quote processing")
+                return (f"{path}, line {first}: field {header[column]!r} runs on to line {last} and holds "
+                        f"lines shaped like rows (line {line + k}: {part[:60]!r}): a field that begins "
+                        f"with a quote runs to the next quote, taking the rows in between")
         line += len(parts) - 1
+    return None
 
 
 def _json_rows(path: Path, encoding: str) -> tuple[list[tuple[str, dict]], list[str]]:

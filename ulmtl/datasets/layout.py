@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import codecs
 import csv
-from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 from datasets import ClassLabel, Dataset, Features, List, Value
@@ -119,33 +117,6 @@ def _bom_encoding(start: bytes) -> str:
     return "utf-16" if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else ""
 
 
-def decoded_lines(handle: BinaryIO, encoding: str) -> Iterator[str]:
-    """The lines of a binary stream decoded as ``encoding``, each with its line break (only a line
-    feed ends a line), read one line of bytes at a time. The decoder is incremental, so a character
-    split by a 0x0A byte (UTF-16, UTF-32) is completed by the next read. Bytes that are not valid
-    raise :class:`UndecodableBytes` naming their line and byte offset."""
-    decoder = codecs.getincrementaldecoder(encoding)()
-    line, offset, rest, bom = 1, 0, "", None
-    for raw in chain(handle, [b""]):
-        bom = _bom_encoding(raw) if bom is None else bom
-        state = decoder.getstate()
-        try:
-            text = decoder.decode(raw, final=not raw)
-        except UnicodeDecodeError as err:
-            decoder.setstate(state)  # decode what precedes the bad bytes, to count its line breaks
-            before = decoder.decode(raw[:max(err.start - len(state[0]), 0)])
-            bom = bom if bom not in codecs.lookup(encoding).name else ""  # a hint only for another encoding
-            raise UndecodableBytes(line + (rest + before).count("\n"), offset - len(state[0]) + err.start,
-                                   err.reason, bom) from None
-        offset += len(raw)
-        *complete, rest = (rest + text).split("\n")
-        for done in complete:
-            yield done + "\n"
-        line += len(complete)
-    if rest:
-        yield rest
-
-
 def not_valid(name: str | Path, encoding: str, err: UndecodableBytes) -> DataError:
     """The error for bytes of ``name`` that are not valid ``encoding``: where they are and which
     encoding to pass instead (the one a byte-order mark names, else Latin-1)."""
@@ -155,15 +126,26 @@ def not_valid(name: str | Path, encoding: str, err: UndecodableBytes) -> DataErr
 
 
 def first_bad_bytes(path: Path, encoding: str) -> UndecodableBytes | None:
-    """The first bytes of ``path`` that are not valid ``encoding``, if any; read line by line, never
-    whole. A decoding error raised while reading a text stream only knows its offset in the current
-    read-ahead chunk, not its line: this reads the file again to find it."""
-    try:
-        with open(path, "rb") as handle:
-            for _ in decoded_lines(handle, encoding):
-                pass
-    except UndecodableBytes as err:
-        return err
+    """The first bytes of ``path`` that are not valid ``encoding``, if any, with their line (only a
+    line feed ends one) and byte offset; read a line of bytes at a time, never whole. A decoding error
+    raised while reading a text stream only knows its offset in the current read-ahead chunk: this
+    reads the file again to find it. The decoder is incremental, so a character split by a 0x0A byte
+    (UTF-16, UTF-32) is completed by the next read."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    line, offset, bom = 1, 0, None
+    with open(path, "rb") as handle:
+        for raw in chain(handle, [b""]):
+            bom = _bom_encoding(raw) if bom is None else bom
+            state = decoder.getstate()
+            try:
+                line += decoder.decode(raw, final=not raw).count("\n")
+            except UnicodeDecodeError as err:
+                decoder.setstate(state)  # decode what precedes the bad bytes, to count its line breaks
+                before = decoder.decode(raw[:max(err.start - len(state[0]), 0)])
+                bom = bom if bom not in codecs.lookup(encoding).name else ""  # a hint only for another encoding
+                return UndecodableBytes(line + before.count("\n"), offset - len(state[0]) + err.start, err.reason,
+                                        bom)
+            offset += len(raw)
     return None
 
 
