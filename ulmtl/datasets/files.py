@@ -231,7 +231,7 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 def _refuse_swallowed_rows(path: Path, header: list[str], spans: list[tuple[int, int, list[str]]],
                            label_column: str) -> None:
-    """:func:`refuse_swallowed_row` for each row of a labelled CSV: a line is shaped like a row when
+    """:func:`swallowed_row` for each row of a labelled CSV, refused: a line is shaped like a row when
     a known class is where the label goes. A label field spanning lines is refused too."""
     if label_column not in header:
         return  # the missing column is reported by the caller
