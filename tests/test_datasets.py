@@ -154,6 +154,26 @@ def test_trec_and_mr_without_local_copy_go_to_the_hub(tmp_path, no_hub, name, fo
     assert no_hub.options == [passed]
 
 
+@pytest.mark.parametrize("name,files,absent", [
+    ("trec", ["trec/train_5500.label"], "TREC_10.label"),
+    ("mr", ["rt-polaritydata/rt-polarity.pos"], "rt-polarity.neg"),
+    ("polarity", ["review_polarity/txt_sentoken/pos/cv000_1.txt"], "neg/*.txt"),
+    ("imdb", ["aclImdb/train/pos/0_9.txt", "aclImdb/train/neg/0_3.txt", "aclImdb/test/neg/0_2.txt"],
+     "test/pos/*.txt"),
+    ("ag_news", ["ag_news_csv/test.csv"], "train.csv"),
+])
+def test_a_folder_missing_part_of_the_download_is_refused_not_swapped_for_the_hub(tmp_path, no_hub, name,
+                                                                                    files, absent):
+    for path in files:
+        _write(tmp_path / path, "x\n")
+    with pytest.raises(DataError) as info:
+        load_dataset(name, tmp_path)
+    assert no_hub == []
+    message = str(info.value)
+    assert f"has no {absent}" in message and str(tmp_path) in message
+    assert ("hub's copy" in message) == (name != "polarity")  # polarity has no hub copy
+
+
 def test_data_dir_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("ULMTL_DATA_DIR", str(tmp_path / "env-data"))
     assert resolve_data_dir() == tmp_path / "env-data"

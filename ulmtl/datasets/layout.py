@@ -58,6 +58,32 @@ def missing(name: str, looked: Path, how: str) -> DataError:
     return DataError(f"dataset {name!r} not found: looked for {looked}. {how}")
 
 
+class IncompleteCopy(Exception):
+    """A dataset folder that exists but lacks ``absent`` (paths relative to it)."""
+
+    def __init__(self, absent: list[str]):
+        super().__init__(", ".join(absent))
+        self.absent = absent
+
+
+def holds_copy(folder: Path, required: list[str]) -> bool:
+    """Whether ``folder`` holds the original download: False when there is no such folder (the
+    hub's copy may stand in); :class:`IncompleteCopy` when it is there without a match for each of
+    ``required`` (relative paths or glob patterns), since a folder that is there is the user's copy
+    and is never swapped for the hub's without a word."""
+    if not folder.is_dir():
+        return False
+    absent = [part for part in required if next(folder.glob(part), None) is None]
+    if absent:
+        raise IncompleteCopy(absent)
+    return True
+
+
+def incomplete(name: str, folder: Path, err: IncompleteCopy, how: str, on_hub: bool) -> DataError:
+    hub = ", or move the folder away to use the hub's copy" if on_hub else ""
+    return DataError(f"dataset {name!r}: {folder} is there but has no {err}. {how}{hub}.")
+
+
 def stratified_split(labels: list[int], test_fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Seeded stratified split: indices of train and test, identical on every machine."""
     if not 0 < test_fraction < 1:

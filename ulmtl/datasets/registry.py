@@ -11,7 +11,7 @@ import datasets
 from datasets import DatasetDict
 
 from ulmtl.datasets.cache import cache_dir, resolve_data_dir
-from ulmtl.datasets.layout import DataError, missing
+from ulmtl.datasets.layout import DataError, IncompleteCopy, incomplete, missing
 from ulmtl.datasets.sources import (
     POLARITY, TREC_COARSE, dbpedia_from_hub, hub_splits, load_imdb, load_mr, load_polarity, load_trec,
     load_zhang, mr_from_hub, trec_from_hub, yelp_polarity_from_hub,
@@ -25,7 +25,7 @@ class Source:
     """One named dataset.
 
     ``parse(name, folder, classes, **options)`` reads the original download in ``folder`` (under
-    the data directory), or returns None when it is not there; then ``hub_id`` (with
+    the data directory), or returns None when there is no such folder; then ``hub_id`` (with
     ``hub_subset``) is downloaded and ``hub_layout(raw, **options)`` gives it the same columns and
     class names. ``options`` are the keyword options of :func:`load_dataset` the dataset takes.
     """
@@ -104,7 +104,10 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, fine: bool = 
         raise DataError(f"load_dataset: {problem[0]} {problem[1]}")
     options = {key: given[key] for key in source.options}
     folder = resolve_data_dir(data_dir) / source.folder
-    data = source.parse(name, folder, source.classes, **options)
+    try:
+        data = source.parse(name, folder, source.classes, **options)
+    except IncompleteCopy as err:
+        raise incomplete(name, folder, err, source.download, source.hub_id is not None) from None
     if data is not None:
         return data
     if source.hub_id is None:

@@ -2,7 +2,8 @@
 CSVs), the hub's copies mapped to the same columns and class names, and stage-1 corpora.
 
 A parser takes the dataset's name, its folder in the data directory, its class names and its
-options, and returns ``None`` when the folder holds no copy (the registry then tries the hub).
+options, and returns ``None`` when there is no such folder (the registry then tries the hub); a
+folder without every file of the download raises :class:`IncompleteCopy`.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from datasets.exceptions import DatasetGenerationError
 
 from ulmtl.datasets.cache import cache_dir, cached
 from ulmtl.datasets.layout import (
-    DataError, bad_bytes_at, decode_line, find_bad_bytes, labelled, long_csv_fields, missing, stratified_split,
+    DataError, bad_bytes_at, decode_line, find_bad_bytes, holds_copy, labelled, long_csv_fields, stratified_split,
     unlabelled,
 )
 from ulmtl.text import FLD
@@ -49,7 +50,7 @@ def _read_trec(path: Path, fine: bool, coarse_classes: tuple[str, ...]) -> tuple
 def load_trec(name: str, folder: Path, classes: tuple[str, ...], fine: bool = False) -> DatasetDict | None:
     """TREC-6 (``fine``: the 50 fine classes, named ``COARSE:fine``) from the original files."""
     train_path, test_path = folder / "train_5500.label", folder / "TREC_10.label"
-    if not train_path.exists() or not test_path.exists():
+    if not holds_copy(folder, [train_path.name, test_path.name]):
         return None
 
     def build():
@@ -86,7 +87,7 @@ def load_mr(name: str, folder: Path, classes: tuple[str, ...], test_fraction: fl
             seed: int = 0) -> DatasetDict | None:
     """MR sentence polarity. No official split: a stratified split seeded by ``seed``."""
     paths = [folder / "rt-polarity.neg", folder / "rt-polarity.pos"]
-    if not all(p.exists() for p in paths):
+    if not holds_copy(folder, [p.name for p in paths]):
         return None
 
     def build():
@@ -139,7 +140,7 @@ def load_polarity(name: str, folder: Path, classes: tuple[str, ...], fold: int =
     """Polarity v2.0: fold ``k`` (files cv{k}00-cv{k}99) is the test split."""
     if not 0 <= fold <= 9:
         raise DataError(f"polarity: fold must be 0..9, got {fold}")
-    if not (folder / "pos").is_dir() or not (folder / "neg").is_dir():
+    if not holds_copy(folder, ["neg/*.txt", "pos/*.txt"]):
         return None
     files = sorted((folder / "neg").glob("*.txt")) + sorted((folder / "pos").glob("*.txt"))
 
@@ -162,7 +163,7 @@ def load_polarity(name: str, folder: Path, classes: tuple[str, ...], fold: int =
 
 def load_imdb(name: str, folder: Path, classes: tuple[str, ...]) -> DatasetDict | None:
     """IMDb: ``{train,test}/{neg,pos}`` and the unlabelled ``train/unsup`` as ``unsup``."""
-    if not folder.is_dir():
+    if not holds_copy(folder, [f"{split}/{c}/*.txt" for split in ("train", "test") for c in classes]):
         return None
     files = {split: {c: sorted((folder / split / c).glob("*.txt")) for c in classes}
              for split in ("train", "test")}
@@ -177,8 +178,6 @@ def load_imdb(name: str, folder: Path, classes: tuple[str, ...]) -> DatasetDict 
                 for path in groups[c]:
                     texts.append(_read_utf8(path))
                     labels.append(label)
-            if not texts:
-                raise DataError(f"imdb: no files in {folder / split}/{{neg,pos}}")
             out[split] = labelled(texts, labels, list(classes))
         if unsup:
             out["unsup"] = unlabelled([_read_utf8(p) for p in unsup])
@@ -228,16 +227,13 @@ def _read_zhang_csv(path: Path, n_fields: int, n_classes: int) -> tuple[list[str
 def load_zhang(name: str, folder: Path, classes: tuple[str, ...], text_fields: int = 1) -> DatasetDict | None:
     """A ``train.csv`` / ``test.csv`` pair (class 1..N, then ``text_fields`` text fields); the class
     names from ``classes.txt`` when the folder has one."""
-    if not (folder / "train.csv").exists():
+    if not holds_copy(folder, ["train.csv", "test.csv"]):
         return None
     classes_file = folder / "classes.txt"
     names = list(classes)
     if classes_file.exists():
         names = [c.strip() for c in classes_file.read_text().splitlines() if c.strip()]
     paths = [folder / "train.csv", folder / "test.csv"]
-    for path in paths:
-        if not path.exists():
-            raise missing(name, path, "The original download has train.csv and test.csv.")
 
     def build():
         out = {}
