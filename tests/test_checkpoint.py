@@ -204,6 +204,21 @@ def test_interrupted_save_leaves_previous_checkpoint_intact(tmp_path, vocab, mon
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
 
 
+def test_a_save_removes_what_killed_saves_left_and_spares_a_live_process(tmp_path, vocab):
+    import subprocess
+    import sys
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead_pid = int(dead.stdout)
+    save_checkpoint(tmp_path / "c", {"a": torch.ones(2)}, vocab, {"v": 1})
+    for leftover in (f"c.partial-{dead_pid}", f"c.old-{dead_pid}", f"c.partial-{os.getppid()}"):
+        (tmp_path / leftover).mkdir()
+        (tmp_path / leftover / "model.safetensors").write_bytes(b"half")
+    save_checkpoint(tmp_path / "c", {"a": torch.zeros(2)}, vocab, {"v": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", f"c.partial-{os.getppid()}"]
+    assert load_checkpoint(tmp_path / "c").config == {"v": 2}
+
+
 def test_interrupted_save_between_files(tmp_path, vocab, monkeypatch):
     folder = tmp_path / "c"
     save_checkpoint(folder, {"a": torch.ones(3)}, vocab, {"version": 1})

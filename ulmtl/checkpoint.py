@@ -167,11 +167,36 @@ def partial_folder(folder: str | Path) -> Path:
     :func:`replace_folder` puts it in place."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(folder)
     partial = folder.with_name(folder.name + f".partial-{os.getpid()}")
     if partial.exists():
         shutil.rmtree(partial)
     partial.mkdir()
     return partial
+
+
+def remove_leftovers(folder: Path) -> None:
+    """Remove what saves of ``folder`` killed midway left beside it: ``.partial-<pid>`` folders, and
+    ``.old-<pid>`` ones when ``folder`` itself is there (else one is the copy :func:`_recover` puts
+    back). Only those of processes no longer running: a live process may be writing its own."""
+    if not folder.parent.is_dir():
+        return
+    kinds = (".partial-", ".old-") if folder.exists() else (".partial-",)
+    for kind in kinds:
+        for leftover in folder.parent.glob(folder.name + kind + "*"):
+            pid = leftover.name[len(folder.name + kind):]
+            if pid.isdigit() and not _running(int(pid)):
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def replace_folder(partial: Path, folder: Path) -> Path:

@@ -34,7 +34,7 @@ from datasets import DatasetDict
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
 from ulmtl.backbones.transformer import resolve_encoder
-from ulmtl.checkpoint import CheckpointError, load_checkpoint
+from ulmtl.checkpoint import CheckpointError, load_checkpoint, remove_leftovers, replace_folder
 from ulmtl.classify import TextClassifier
 from ulmtl.config import ConfigError, PretrainConfig, RecipeConfig, save_config, to_dict
 from ulmtl.datasets import DataError, LoadReport, load_dataset, read_files, stratified_split
@@ -195,16 +195,6 @@ def with_run_seed(config: RecipeConfig) -> RecipeConfig:
                    classifier=replace(config.classifier, seed=config.seed))
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _prepare_output(output: Path, work: Path) -> None:
     """Check that ``output`` can take a run (before any work) and create the fresh folder ``work``."""
     if output.exists() and not output.is_dir():
@@ -221,11 +211,7 @@ def _prepare_output(output: Path, work: Path) -> None:
         if foreign:
             raise ConfigError(f"output folder {output} holds {', '.join(foreign[:5])}, which no ulmtl run "
                               f"writes; a new run replaces the whole folder, so give an empty or new one")
-    siblings = output.parent.glob(output.name + ".*-*") if output.parent.is_dir() else []
-    for stale in siblings:
-        kind, _, pid = stale.name[len(output.name) + 1:].partition("-")
-        if kind in ("partial", "old") and pid.isdigit() and not _process_alive(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)  # left by a killed run
+    remove_leftovers(output)  # the folders of killed runs
     if work.exists():  # this process's own, from a run that could not remove it
         shutil.rmtree(work)
     try:
@@ -254,12 +240,7 @@ def fresh_output(output: str | Path):
             shutil.rmtree(work, ignore_errors=True)
         raise
     if is_main():
-        old = output.with_name(f"{output.name}.old-{pid}")
-        if output.exists():
-            output.rename(old)
-        work.rename(output)
-        if old.exists():
-            shutil.rmtree(old)
+        replace_folder(work, output)
     barrier()
 
 
