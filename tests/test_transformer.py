@@ -337,16 +337,20 @@ def test_encoders_keys_other_than_forward_are_refused(encoder_dir):
             clf.fit(texts, labels)
 
 
-def test_without_a_config_the_transformer_gets_its_classifier_defaults():
+def test_without_a_config_fit_uses_the_classifier_defaults_of_the_backbone_it_then_has(encoder_dir):
     from sklearn.base import clone
 
     from ulmtl.config import ClassifierConfig
-    clf = TextClassifier(model_config=TransformerConfig())
-    assert clf.config == TRANSFORMER_CLASSIFIER and clone(clf).config == TRANSFORMER_CLASSIFIER
-    clf.config.lr = 0.5  # a copy: the preset and the next classifier keep theirs
-    assert TRANSFORMER_CLASSIFIER.lr == 1e-4 and TextClassifier(model_config=TransformerConfig()).config.lr == 1e-4
-    assert TextClassifier().config == ClassifierConfig()
-    assert TextClassifier(small_config(lr=5e-4), model_config=TransformerConfig()).config.lr == 5e-4
+    clf = TextClassifier()
+    assert clf.get_params()["config"] is None and clf.resolved_config() == ClassifierConfig()
+    clf.set_params(model_config=TransformerConfig(), encoders=str(encoder_dir), verbose=False)
+    assert clf.resolved_config() == TRANSFORMER_CLASSIFIER and clone(clf).resolved_config() == TRANSFORMER_CLASSIFIER
+    clf.resolved_config().lr = 0.5  # a copy: the preset and the next fit keep theirs
+    assert TRANSFORMER_CLASSIFIER.lr == 1e-4 and clf.resolved_config().lr == 1e-4
+    texts, labels = sentiment()
+    clf.fit(texts, labels)
+    assert clf.trained_config_ == TRANSFORMER_CLASSIFIER and clf.config is None
+    assert TextClassifier(small_config(lr=5e-4), model_config=TransformerConfig()).resolved_config().lr == 5e-4
 
 
 def test_masked_lm_fine_tuning_adds_a_tied_head_and_lowers_perplexity(encoder_dir, tmp_path):

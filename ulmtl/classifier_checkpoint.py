@@ -118,8 +118,9 @@ def _saved_config(clf) -> ClassifierConfig:
     given, so that it says it chose."""
     if clf.selection_ is None:
         return clf.trained_config_
-    given = {f.name: getattr(clf.config, f.name) for f in dataclasses.fields(clf.config)
-             if f.name.startswith("auto_")} if clf.config.strategy == "auto" else {}
+    asked = clf.resolved_config()
+    given = {f.name: getattr(asked, f.name) for f in dataclasses.fields(asked)
+             if f.name.startswith("auto_")} if asked.strategy == "auto" else {}
     return dataclasses.replace(clf.trained_config_, strategy="auto", **given)
 
 

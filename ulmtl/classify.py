@@ -94,7 +94,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
     ``model_config`` chooses the backbone: a :class:`ModelConfig` (AWD-LSTM, the default) or a
     :class:`TransformerConfig` (a Hugging Face encoder: ``encoders`` is its folder or hub id, and
     empty means the bundled all-MiniLM-L6-v2; ``scratch`` takes its architecture, not its weights).
-    Without ``config``, the backbone's classifier defaults (``TRANSFORMER_CLASSIFIER`` for the transformer).
+    Without ``config`` (None), fit uses the classifier defaults of the backbone ``model_config`` then
+    names (``TRANSFORMER_CLASSIFIER`` for the transformer): :meth:`resolved_config`.
     ``log_path`` always gets the training log (JSON lines); ``verbose`` prints progress too.
 
     Fitted, it has ``classes_`` and ``multilabel_``; a multi-label one (fitted on sets of labels) also
@@ -106,7 +107,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                  model_config: ModelConfig | TransformerConfig | None = None, tokenizer: TokenizerConfig | None = None,
                  log_path: str | Path | None = None, verbose: bool = True):
         self.model_config = model_config or ModelConfig()
-        self.config = config or replace(self.backbone.classifier_defaults)  # a copy: a config is mutable
+        self.config = config
         self.encoders = encoders
         self.tokenizer = tokenizer or TokenizerConfig()
         self.log_path = log_path
@@ -121,6 +122,12 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         return self.__dict__
 
     # ------------------------------------------------------------------ fitting
+
+    def resolved_config(self) -> ClassifierConfig:
+        """The classifier config fit uses: ``config``, or a copy of the classifier defaults of the
+        backbone ``model_config`` names when ``config`` is None (so ``set_params(model_config=...)``
+        brings that backbone's defaults)."""
+        return self.config if self.config is not None else replace(self.backbone.classifier_defaults)
 
     @property
     def backbone(self) -> ClassifierBackbone:
@@ -162,9 +169,10 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         texts, labels, names = texts_and_labels(X, y)
         if labels is None:
             raise DataError("fit needs labels: pass y, or a dataset with a 'label' column")
-        _check_encoder_keys(self.encoders, self.config.directions)
+        config = self.trained_config_ = self.resolved_config()
+        _check_encoder_keys(self.encoders, config.directions)
         self.multilabel_ = isinstance(labels[0], tuple)
-        check_label_mode(self.config, self.multilabel_, valid is not None)
+        check_label_mode(config, self.multilabel_, valid is not None)
         if names is None:
             names = sorted({v for s in labels for v in s} if self.multilabel_ else set(labels))
         self.classes_ = np.array(names)
@@ -179,16 +187,16 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         if valid is not None:
             valid_texts, valid_labels, _ = texts_and_labels(valid[0], valid[1])
             valid_ids = self._encode_labels(valid_labels, where="validation")
-        if self.config.strategy == "auto":
+        if config.strategy == "auto":
             if self.multilabel_:
                 raise ConfigError("classifier.strategy=auto chooses among strategies by accuracy on single-label "
                                   "data; for multi-label data choose finetune, feature_extraction or scratch")
             return fit_auto(self, texts, self.classes_[label_ids].tolist(), lambda clf: clf.fit(X, y, valid))
         backbone = self.backbone
-        backbone.check(self.config, self.model_config, self.multilabel_)
-        set_seed(self.config.seed)
+        backbone.check(config, self.model_config, self.multilabel_)
+        set_seed(config.seed)
         self.device_ = prepare_torch()
-        sources = backbone.sources(self.encoders, self.config)
+        sources = backbone.sources(self.encoders, config)
         inputs = backbone.prepare(texts, self.tokenizer)
         valid_inputs = backbone.prepare(valid_texts, self.tokenizer) if valid is not None else None
         fitted = {direction: self._fit_direction(backbone, direction, source, inputs, label_ids, valid_inputs,
@@ -201,11 +209,11 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         counts = (label_ids.sum(axis=0) if self.multilabel_
                   else np.bincount(label_ids, minlength=len(self.classes_)))
         self.train_counts_ = {str(c): int(n) for c, n in zip(self.classes_.tolist(), counts)}
-        self.selection_, self.chosen_strategy_ = None, self.config.strategy
-        self.trained_config_, self.trained_encoders_ = self.config, self.encoders
-        self.threshold_ = self.config.threshold if self.multilabel_ else None
-        if self.multilabel_ and self.config.tune_threshold:
-            self.threshold_, f1 = best_threshold(valid_ids, self.predict_proba(valid_texts), self.config.threshold)
+        self.selection_, self.chosen_strategy_ = None, config.strategy
+        self.trained_encoders_ = self.encoders
+        self.threshold_ = config.threshold if self.multilabel_ else None
+        if self.multilabel_ and config.tune_threshold:
+            self.threshold_, f1 = best_threshold(valid_ids, self.predict_proba(valid_texts), config.threshold)
             if self.verbose and is_main():
                 print(f"ulmtl: decision threshold {self.threshold_} (micro-F1 {f1:.4f} on the validation split)",
                       flush=True)
@@ -240,14 +248,14 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         """Cross-entropy and accuracy; multi-label: binary cross-entropy and micro-F1 at ``config.threshold``."""
         if not self.multilabel_:
             return CrossEntropyLossFlat(), [accuracy]
-        micro = AccumMetric(f1_score, activation="sigmoid", thresh=self.config.threshold, to_np=True,
+        micro = AccumMetric(f1_score, activation="sigmoid", thresh=self.trained_config_.threshold, to_np=True,
                             invert_arg=True, flatten=False, name="micro_f1", average="micro", zero_division=0)
         return BCEWithLogitsLossFlat(), [micro]
 
     def _fit_direction(self, backbone: ClassifierBackbone, direction: str, source, inputs: list,
                        label_ids: np.ndarray, valid_inputs: list | None, valid_ids) -> tuple:
         """(vocab, trained model, history, settings) of one direction's classifier on ``backbone``."""
-        config = self.config
+        config = self.trained_config_
         vocab, model, settings = backbone.build(direction, source, inputs, len(self.classes_), self.model_config,
                                                 config, self.tokenizer, self.verbose)
         backwards = direction == "backward"
@@ -283,7 +291,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
 
         ``head_features``: a context in which ``learn`` trains the head on cached features of the
         frozen encoder, used for the stages that train the head alone."""
-        config = self.config
+        config = self.trained_config_
         if not has_valid:
             learn.add_cb(SkipValidation())
         history = []

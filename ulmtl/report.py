@@ -55,7 +55,7 @@ def schedule_lines(classifier) -> list[str]:
     """One line per training stage: trainable layer groups, epochs, peak LR of the top and bottom group."""
     config = classifier.trained_config_
     history = next(iter(classifier.history_.values()), [])
-    given = classifier.config.strategy
+    given = classifier.resolved_config().strategy
     strategy = given if given == classifier.chosen_strategy_ else \
         f"{given} (chose {_other_backbone_named(classifier)}{classifier.chosen_strategy_})"
     lines = [f"strategy {strategy}, unfreezing {config.unfreezing}, LR schedule {config.schedule} "
@@ -324,7 +324,7 @@ def write_report(output: str | Path, result: dict, classifier, texts: list[str],
         lines += [f"| {d} | {m[headline]} | {m['macro_f1']} |" for d, m in result["per_direction"].items()]
     if result.get("valid"):
         valid = result["valid"]
-        tuned = " (the threshold was tuned on it)" if multilabel and classifier.config.tune_threshold else ""
+        tuned = " (the threshold was tuned on it)" if multilabel and classifier.resolved_config().tune_threshold else ""
         lines += ["", f"Validation: {shown} {valid[headline]}, macro-F1 "
                       f"{valid['macro_f1']}{tuned}"]
     lines += ["", "## Plots", ""]

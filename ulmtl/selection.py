@@ -259,7 +259,7 @@ def candidates_for(classifier, n_texts: int) -> list[Candidate]:
     comes after them (the dearest; unavailable above ``contrastive_auto_max`` texts, where the stage
     is off)."""
     candidates = _own_candidates(classifier, n_texts)
-    if classifier.config.auto_backbones == "both":
+    if classifier.resolved_config().auto_backbones == "both":
         candidates += _own_candidates(other_backbone(classifier), n_texts)
     return candidates
 
@@ -282,7 +282,7 @@ def other_backbone(classifier):
     classifier defaults and architecture section, ``classifier``'s seed and tokenizer, and no
     encoders (the transformer: its bundled encoder; the AWD-LSTM: scratch only)."""
     other = next(b for name, b in BACKBONES.items() if name != classifier.backbone.name)
-    config = dataclasses.replace(other.classifier_defaults, seed=classifier.config.seed)
+    config = dataclasses.replace(other.classifier_defaults, seed=classifier.resolved_config().seed)
     return type(classifier)(config, encoders=None, model_config=other.default_settings(),
                             tokenizer=classifier.tokenizer, log_path=classifier.log_path,
                             verbose=classifier.verbose)
@@ -293,7 +293,7 @@ def candidate_estimator(classifier, candidate: Candidate, log_path=None):
     other backbone's candidates, of :func:`other_backbone`) with its strategy (the auto-only fields
     reset) and, where the selection decides it, the contrastive stage on or off."""
     base = classifier if candidate.backbone == classifier.backbone.name else other_backbone(classifier)
-    params = {"config": with_strategy(base.config, candidate.strategy), "log_path": log_path}
+    params = {"config": with_strategy(base.resolved_config(), candidate.strategy), "log_path": log_path}
     if chooses_contrastive(base):
         params["model_config"] = dataclasses.replace(base.model_config,
                                                      contrastive="on" if candidate.contrastive else "off")
@@ -306,7 +306,7 @@ def fit_auto(classifier, texts: list[str], labels: list, refit: Callable[[object
     data) and take the winner's fitted state. Sets ``selection_`` (a dict) and
     ``chosen_strategy_``; prints the table when ``classifier.verbose``. The candidates log to the
     screen only: ``log_path`` gets the refit's training alone."""
-    config = classifier.config
+    config = classifier.resolved_config()
     say = (lambda line: print(f"ulmtl: auto: {line}", flush=True)) if classifier.verbose and is_main() \
         else (lambda line: None)
     selection = select_strategy(lambda candidate: candidate_estimator(classifier, candidate),
