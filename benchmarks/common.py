@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import platform
+import subprocess
 from pathlib import Path
 
 import torch
@@ -73,9 +74,25 @@ def hardware() -> str:
             f"{torch.get_num_threads()} torch threads")
 
 
+def code_version() -> str:
+    """The commit of the checkout these scripts run from, with "+changes" when its tracked files
+    (other than the results themselves) differ from it; "unknown" outside a git checkout."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                  f":!{RESULTS.relative_to(root)}", f":!{RESULTS_MD.relative_to(root)}"],
+                                 cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+changes" if changed else "")
+
+
 def append_result(path: str | Path, row: dict) -> None:
+    """Appends ``row`` to the JSON lines file ``path``, with the code it was measured with."""
     with open(path, "a") as handle:
-        handle.write(json.dumps(row) + "\n")
+        handle.write(json.dumps({**row, "code": code_version()}) + "\n")
 
 
 def read_results(path: str | Path, benchmark: str, quick: bool | None = None) -> list[dict]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -158,6 +159,18 @@ def test_tuning_refuses_what_a_backbone_cannot_do(capsys):
         with pytest.raises(SystemExit):
             tuning.main(argv)
         assert message in capsys.readouterr().err
+
+
+def test_a_result_row_names_the_commit_of_the_code_that_measured_it(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    results = tmp_path / "results.jsonl"
+    bench("common").append_result(results, {"benchmark": "demo", "seed": 0})
+    row = json.loads(results.read_text())
+    assert row["seed"] == 0 and row["code"] in (head, head + "+changes")
 
 
 def test_tfidf_baseline_learns_an_easy_task():
