@@ -12,8 +12,8 @@ import torch
 import ulmtl.checkpoint as checkpoint_module
 from ulmtl.backbones.awd_lstm import read_checkpoint
 from ulmtl.checkpoint import (
-    CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, CheckpointError, CheckpointRecord, load_checkpoint, load_tensors,
-    save_checkpoint,
+    CONFIG_FILE, SAVE_MARKER, VOCAB_FILE, WEIGHTS_FILE, CheckpointError, CheckpointRecord, load_checkpoint,
+    load_tensors, replace_folder, save_checkpoint,
 )
 from ulmtl.config import ClassifierConfig, ModelConfig, PretrainConfig, TokenizerConfig, TransformerConfig, to_dict
 from ulmtl.text import Vocab
@@ -204,19 +204,56 @@ def test_interrupted_save_leaves_previous_checkpoint_intact(tmp_path, vocab, mon
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
 
 
-def test_a_save_removes_what_killed_saves_left_and_spares_a_live_process(tmp_path, vocab):
+def dead_pid() -> int:
+    """The process id of a process that has ended."""
     import subprocess
     import sys
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True, check=True)
-    dead_pid = int(dead.stdout)
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                           text=True, check=True)
+    return int(ended.stdout)
+
+
+def test_a_save_removes_what_killed_saves_left_and_spares_a_live_process_and_the_users_folders(tmp_path, vocab):
+    dead = dead_pid()
     save_checkpoint(tmp_path / "c", {"a": torch.ones(2)}, vocab, {"v": 1})
-    for leftover in (f"c.partial-{dead_pid}", f"c.old-{dead_pid}", f"c.partial-{os.getppid()}"):
+    for leftover in (f"c.partial-{dead}", f"c.old-{dead}", f"c.partial-{os.getppid()}"):
         (tmp_path / leftover).mkdir()
         (tmp_path / leftover / "model.safetensors").write_bytes(b"half")
+        (tmp_path / leftover / SAVE_MARKER).touch()
+    (tmp_path / "c.old-2020").mkdir()  # a user's own copy, named like a leftover: not ulmtl's to remove
+    (tmp_path / "c.old-2020" / "notes.txt").write_text("mine")
+    (tmp_path / "ab.partial-1").mkdir()  # a glob-like name must not match another folder's leftovers
+    (tmp_path / "ab.partial-1" / SAVE_MARKER).touch()
     save_checkpoint(tmp_path / "c", {"a": torch.zeros(2)}, vocab, {"v": 2})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", f"c.partial-{os.getppid()}"]
+    save_checkpoint(tmp_path / "a[b]", {"a": torch.zeros(2)}, vocab, {"v": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a[b]", "ab.partial-1", "c", "c.old-2020",
+                                                          f"c.partial-{os.getppid()}"]
     assert load_checkpoint(tmp_path / "c").config == {"v": 2}
+    assert not (tmp_path / "c" / SAVE_MARKER).exists()
+
+
+def test_a_save_killed_between_its_renames_loses_nothing(tmp_path, vocab):
+    folder = save_checkpoint(tmp_path / "c", {"a": torch.ones(2)}, vocab, {"v": 1})
+    (folder / "train_log.jsonl").write_text('{"epoch": 1}\n')  # kept in the folder, carried by each save
+    (folder / SAVE_MARKER).touch()  # what replace_folder does before moving the folder aside
+    folder.rename(tmp_path / f"c.old-{dead_pid()}")  # ... and then the process was killed
+    assert load_checkpoint(folder).config == {"v": 1}  # a load puts it back
+    folder.rename(tmp_path / f"c.old-{dead_pid()}")
+    save_checkpoint(folder, {"a": torch.zeros(2)}, vocab, {"v": 2})  # so does a save, before writing its own
+    save_checkpoint(folder, {"a": torch.zeros(2)}, vocab, {"v": 3})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted([CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE,
+                                                                "train_log.jsonl"])
+    assert load_checkpoint(folder).config == {"v": 3}
+
+
+def test_replacing_a_folder_leaves_no_marker_in_the_new_one(tmp_path):
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / SAVE_MARKER).touch()
+    (tmp_path / "out").mkdir()
+    replace_folder(tmp_path / "new", tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_interrupted_save_between_files(tmp_path, vocab, monkeypatch):

@@ -6,6 +6,8 @@ Loading never unpickles anything: a folder holding a pickle payload is refused.
 """
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import os
 import shutil
@@ -25,6 +27,10 @@ WEIGHTS_FILE = "weights.safetensors"
 VOCAB_FILE = "vocab.json"
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILES = (WEIGHTS_FILE, VOCAB_FILE, CONFIG_FILE)
+# An empty file in a folder ulmtl is writing (``<name>.partial-<pid>``) or moving aside
+# (``<name>.old-<pid>``): only a folder holding it is removed as a killed save's leftover, never one
+# a user made with a name like it.
+SAVE_MARKER = ".ulmtl-save"
 PICKLE_SUFFIXES = {".pkl", ".pickle", ".pth", ".pt", ".bin", ".ckpt", ".joblib"}
 # Protocol 2+ pickles start with 0x80; zip-based torch files with "PK".
 PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")
@@ -164,32 +170,47 @@ def save_checkpoint(folder: str | Path, state_dict: dict, tokens: list[str], con
 
 def partial_folder(folder: str | Path) -> Path:
     """An empty ``<folder>.partial-<pid>`` beside ``folder``, to write a whole folder into before
-    :func:`replace_folder` puts it in place."""
+    :func:`replace_folder` puts it in place. A copy a killed save moved aside is put back first (so
+    the files a save carries over are not lost), then what killed saves left is removed."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
+    restore_interrupted(folder)
     remove_leftovers(folder)
     partial = folder.with_name(folder.name + f".partial-{os.getpid()}")
     if partial.exists():
         shutil.rmtree(partial)
     partial.mkdir()
+    (partial / SAVE_MARKER).touch()
     return partial
 
 
 def remove_leftovers(folder: Path) -> None:
     """Remove what saves of ``folder`` killed midway left beside it: ``.partial-<pid>`` folders, and
-    ``.old-<pid>`` ones when ``folder`` itself is there (else one is the copy :func:`_recover` puts
-    back). Only those of processes no longer running: a live process may be writing its own."""
+    ``.old-<pid>`` ones when ``folder`` itself is there (else one is the copy
+    :func:`restore_interrupted` puts back). Only those of processes no longer running (a live process
+    may be writing its own) and only those holding ulmtl's marker (or an empty ``.partial``)."""
     if not folder.parent.is_dir():
         return
     kinds = (".partial-", ".old-") if folder.exists() else (".partial-",)
     for kind in kinds:
-        for leftover in folder.parent.glob(folder.name + kind + "*"):
-            pid = leftover.name[len(folder.name + kind):]
-            if pid.isdigit() and not _running(int(pid)):
+        for leftover in _siblings(folder, kind):
+            if _running(int(leftover.name[len(folder.name + kind):])):
+                continue
+            if (leftover / SAVE_MARKER).exists():
                 shutil.rmtree(leftover, ignore_errors=True)
+            elif kind == ".partial-" and leftover.is_dir() and not any(leftover.iterdir()):
+                leftover.rmdir()
+
+
+def _siblings(folder: Path, kind: str) -> list[Path]:
+    """The folders beside ``folder`` named ``<its name><kind><pid>``."""
+    prefix = folder.name + kind
+    return [path for path in folder.parent.glob(glob.escape(prefix) + "*")
+            if path.name[len(prefix):].isdigit() and path.is_dir()]
 
 
 def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine."""
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
@@ -202,10 +223,12 @@ def _running(pid: int) -> bool:
 def replace_folder(partial: Path, folder: Path) -> Path:
     """Put the complete folder ``partial`` in the place of ``folder`` (an earlier one there is removed)
     with two renames, so that ``folder`` is never half written: a reader sees the old folder or the
-    new one. A kill between the renames leaves only ``<folder>.old-<pid>``, which :func:`_recover`
-    puts back when an AWD-LSTM checkpoint is loaded."""
+    new one. A kill between the renames leaves only ``<folder>.old-<pid>``, which
+    :func:`restore_interrupted` puts back (on the next save or load)."""
     old = folder.with_name(folder.name + f".old-{os.getpid()}")
+    (partial / SAVE_MARKER).unlink(missing_ok=True)
     if folder.exists():
+        (folder / SAVE_MARKER).touch()
         folder.rename(old)
     partial.rename(folder)
     if old.exists():
@@ -213,14 +236,21 @@ def replace_folder(partial: Path, folder: Path) -> Path:
     return folder
 
 
-def _recover(folder: Path) -> None:
-    """A save interrupted between its two renames leaves only ``<name>.old-<pid>``: put it back."""
-    if folder.exists():
+def restore_interrupted(folder: Path) -> None:
+    """A save killed between its two renames leaves only ``<name>.old-<pid>``: put the newest such
+    copy back (one holding ulmtl's marker, or an AWD-LSTM checkpoint's weights). A marker a kill left
+    in ``folder`` itself is removed."""
+    folder = Path(folder)
+    if (folder / SAVE_MARKER).exists():
+        with contextlib.suppress(OSError):  # a read-only folder is still loaded
+            (folder / SAVE_MARKER).unlink()
+    if folder.exists() or not folder.parent.is_dir():
         return
-    for old in sorted(folder.parent.glob(folder.name + ".old-*")):
-        if (old / WEIGHTS_FILE).exists():
-            old.rename(folder)
-            return
+    copies = [old for old in _siblings(folder, ".old-")
+              if (old / SAVE_MARKER).exists() or (old / WEIGHTS_FILE).exists()]
+    if copies:
+        max(copies, key=lambda old: old.stat().st_mtime).rename(folder)
+        (folder / SAVE_MARKER).unlink(missing_ok=True)
 
 
 def check_no_pickle(folder: Path) -> None:
@@ -240,7 +270,7 @@ def check_no_pickle(folder: Path) -> None:
 def load_checkpoint(folder: str | Path) -> Checkpoint:
     """Read a folder written by :func:`save_checkpoint` (no unpickling)."""
     folder = Path(folder)
-    _recover(folder)
+    restore_interrupted(folder)
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: no such checkpoint folder")
     check_no_pickle(folder)

@@ -34,7 +34,9 @@ from datasets import DatasetDict
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
 from ulmtl.backbones.transformer import resolve_encoder
-from ulmtl.checkpoint import CheckpointError, load_checkpoint, remove_leftovers, replace_folder
+from ulmtl.checkpoint import (
+    SAVE_MARKER, CheckpointError, load_checkpoint, remove_leftovers, replace_folder, restore_interrupted,
+)
 from ulmtl.classify import TextClassifier
 from ulmtl.config import ConfigError, PretrainConfig, RecipeConfig, save_config, to_dict
 from ulmtl.datasets import DataError, LoadReport, load_dataset, read_files, stratified_split
@@ -199,11 +201,7 @@ def _prepare_output(output: Path, work: Path) -> None:
     """Check that ``output`` can take a run (before any work) and create the fresh folder ``work``."""
     if output.exists() and not output.is_dir():
         raise ConfigError(f"output {output} is a file, not a folder; give a folder (--output DIR)")
-    if not output.exists():
-        # A swap killed between its two renames: the earlier run is put back.
-        earlier = sorted(output.parent.glob(output.name + ".old-*")) if output.parent.is_dir() else []
-        if earlier:
-            earlier[-1].rename(output)
+    restore_interrupted(output)  # a swap killed between its two renames: the earlier run is put back
     if output.is_dir():
         if not os.access(output, os.W_OK | os.X_OK):
             raise ConfigError(f"output folder {output} is read-only; give a folder you can write to")
@@ -216,6 +214,7 @@ def _prepare_output(output: Path, work: Path) -> None:
         shutil.rmtree(work)
     try:
         work.mkdir(parents=True)
+        (work / SAVE_MARKER).touch()  # a killed run's folder: removed by the next run's remove_leftovers
     except OSError as err:
         raise ConfigError(f"cannot write the output folder {output}: cannot create {work} "
                           f"({err.strerror})") from None
