@@ -24,8 +24,8 @@ from ulmtl.backbones.transformer import METADATA_FILE
 from ulmtl.cli import parse_args
 from ulmtl.recipe import load_recipe_data, read_recipe_data, resolve_pretrained, with_run_seed
 
-RESULTS = Path(__file__).with_name("results.jsonl")
-RESULTS_MD = Path(__file__).with_name("RESULTS.md")
+RESULTS = Path(__file__).resolve().with_name("results.jsonl")
+RESULTS_MD = Path(__file__).resolve().with_name("RESULTS.md")
 
 # --quick: one epoch of LM fine-tuning and one per classifier stage (the scripts add their own caps
 # on the number of rows).
@@ -74,25 +74,33 @@ def hardware() -> str:
             f"{torch.get_num_threads()} torch threads")
 
 
+# What the scripts write into the checkout themselves: not a change of the code that measures.
+GENERATED = ("benchmarks/results.jsonl", "benchmarks/RESULTS.md", "benchmarks/*.png", "benchmarks/logs/**")
+
+
 def code_version() -> str:
     """The commit of the checkout these scripts run from, with "+changes" when its tracked files
-    (other than the results themselves) differ from it; "unknown" outside a git checkout."""
+    (other than what the scripts write) differ from it; "unknown" outside a git checkout."""
     root = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
                                 text=True, check=True).stdout.strip()
-        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                  f":!{RESULTS.relative_to(root)}", f":!{RESULTS_MD.relative_to(root)}"],
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."]
+                                 + [f":(exclude,glob){path}" for path in GENERATED],
                                  cwd=root, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("+changes" if changed else "")
 
 
+# Taken when a script starts, so that a commit or checkout during a long run does not rename its code.
+CODE = code_version()
+
+
 def append_result(path: str | Path, row: dict) -> None:
     """Appends ``row`` to the JSON lines file ``path``, with the code it was measured with."""
     with open(path, "a") as handle:
-        handle.write(json.dumps({**row, "code": code_version()}) + "\n")
+        handle.write(json.dumps({**row, "code": CODE}) + "\n")
 
 
 def read_results(path: str | Path, benchmark: str, quick: bool | None = None) -> list[dict]:

@@ -211,7 +211,7 @@ def ulmtl_window_tokens(clf, texts: list[str]) -> tuple[int, float]:
     body = settings.window - 2
     step = body - settings.overlap
     tokens, windows = 0, 0
-    for doc in encode_texts(clf.vocabs_["forward"], texts, clf.config.max_len):
+    for doc in encode_texts(clf.vocabs_["forward"], texts, clf.trained_config_.max_len):
         n = 1 + max(0, -(-(len(doc) - body) // step))
         tokens += len(doc) + (n - 1) * settings.overlap + 2 * n
         windows += n
