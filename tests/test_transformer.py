@@ -350,7 +350,11 @@ def test_without_a_config_fit_uses_the_classifier_defaults_of_the_backbone_it_th
     texts, labels = sentiment()
     clf.fit(texts, labels)
     assert clf.trained_config_ == TRANSFORMER_CLASSIFIER and clf.config is None
-    assert TextClassifier(small_config(lr=5e-4), model_config=TransformerConfig()).resolved_config().lr == 5e-4
+    given = small_config(lr=5e-4)
+    fitted = TextClassifier(given, model_config=TransformerConfig(), encoders=str(encoder_dir), verbose=False)
+    fitted.fit(texts, labels)
+    given.lr = 0.5  # the caller's config changed after fit: the fitted model keeps what it trained with
+    assert fitted.trained_config_.lr == 5e-4 and fitted.resolved_config().lr == 0.5
 
 
 def test_masked_lm_fine_tuning_adds_a_tied_head_and_lowers_perplexity(encoder_dir, tmp_path):

@@ -124,10 +124,10 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ fitting
 
     def resolved_config(self) -> ClassifierConfig:
-        """The classifier config fit uses: ``config``, or a copy of the classifier defaults of the
-        backbone ``model_config`` names when ``config`` is None (so ``set_params(model_config=...)``
-        brings that backbone's defaults)."""
-        return self.config if self.config is not None else replace(self.backbone.classifier_defaults)
+        """A copy of the classifier config fit uses (a later change to ``config`` does not reach a
+        fitted model): ``config``, or the classifier defaults of the backbone ``model_config`` names
+        when ``config`` is None (so ``set_params(model_config=...)`` brings that backbone's defaults)."""
+        return replace(self.config if self.config is not None else self.backbone.classifier_defaults)
 
     @property
     def backbone(self) -> ClassifierBackbone:
