@@ -98,9 +98,11 @@ CODE = code_version()
 
 
 def append_result(path: str | Path, row: dict) -> None:
-    """Appends ``row`` to the JSON lines file ``path``, with the code it was measured with."""
+    """Appends ``row`` to the JSON lines file ``path``, after adding to it the code it was measured
+    with (``code``), so that the row a script goes on with is the row written."""
+    row["code"] = CODE
     with open(path, "a") as handle:
-        handle.write(json.dumps({**row, "code": CODE}) + "\n")
+        handle.write(json.dumps(row) + "\n")
 
 
 def read_results(path: str | Path, benchmark: str, quick: bool | None = None) -> list[dict]:
