@@ -198,7 +198,7 @@ def remove_leftovers(folder: Path) -> None:
                 continue
             if (leftover / SAVE_MARKER).exists():
                 shutil.rmtree(leftover, ignore_errors=True)
-            elif kind == ".partial-" and leftover.is_dir() and not any(leftover.iterdir()):
+            elif kind == ".partial-" and not any(leftover.iterdir()):
                 leftover.rmdir()
 
 

@@ -34,9 +34,7 @@ from datasets import DatasetDict
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
 from ulmtl.backbones.transformer import resolve_encoder
-from ulmtl.checkpoint import (
-    SAVE_MARKER, CheckpointError, load_checkpoint, remove_leftovers, replace_folder, restore_interrupted,
-)
+from ulmtl.checkpoint import CheckpointError, load_checkpoint, partial_folder, replace_folder, restore_interrupted
 from ulmtl.classify import TextClassifier
 from ulmtl.config import ConfigError, PretrainConfig, RecipeConfig, save_config, to_dict
 from ulmtl.datasets import DataError, LoadReport, load_dataset, read_files, stratified_split
@@ -209,12 +207,8 @@ def _prepare_output(output: Path, work: Path) -> None:
         if foreign:
             raise ConfigError(f"output folder {output} holds {', '.join(foreign[:5])}, which no ulmtl run "
                               f"writes; a new run replaces the whole folder, so give an empty or new one")
-    remove_leftovers(output)  # the folders of killed runs
-    if work.exists():  # this process's own, from a run that could not remove it
-        shutil.rmtree(work)
     try:
-        work.mkdir(parents=True)
-        (work / SAVE_MARKER).touch()  # a killed run's folder: removed by the next run's remove_leftovers
+        partial_folder(output)  # ``work``: this (main) process's, once killed runs' folders are removed
     except OSError as err:
         raise ConfigError(f"cannot write the output folder {output}: cannot create {work} "
                           f"({err.strerror})") from None
