@@ -367,6 +367,24 @@ def test_get_params_and_clone_copy_the_settings_not_the_fitted_state():
         pickle.dumps(clf)
 
 
+def test_the_constructor_stores_its_arguments_as_given_and_a_save_keeps_the_fitted_tokenizer(tmp_path):
+    from sklearn.utils.estimator_checks import check_no_attributes_set_in_init
+    clf = TextClassifier()
+    assert clf.get_params() == {"config": None, "encoders": None, "log_path": None, "model_config": None,
+                                "tokenizer": None, "verbose": True}
+    check_no_attributes_set_in_init("TextClassifier", clf)
+    assert clf.resolved_model_config() == ModelConfig() and clf.resolved_tokenizer() == TokenizerConfig()
+    assert clf.backbone.name == "awd_lstm"
+    fitted = _tiny_scratch()
+    texts, labels = synthetic(40, seed=6)
+    fitted.fit(texts, labels)
+    fitted.set_params(tokenizer=None)  # after fit: the fitted model keeps the vocabulary settings it trained with
+    assert fitted.trained_tokenizer_ == TokenizerConfig(min_freq=1)
+    loaded = TextClassifier.load(fitted.save(tmp_path / "clf"))
+    assert loaded.tokenizer == loaded.trained_tokenizer_ == TokenizerConfig(min_freq=1)
+    assert np.array_equal(loaded.predict(texts), fitted.predict(texts))
+
+
 def test_pipeline_and_cross_val_score():
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline

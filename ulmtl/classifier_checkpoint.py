@@ -43,7 +43,7 @@ def save_classifier(clf, folder: str | Path, run_id: str = "", metrics: dict | N
     for direction, model in clf.models_.items():
         sections = {backbone.sections[0]: clf.model_configs_[direction]}
         if "tokenizer" in backbone.sections:
-            sections["tokenizer"] = clf.tokenizer
+            sections["tokenizer"] = clf.trained_tokenizer_
         record = CheckpointRecord(kind="classifier", backbone=backbone.name, direction=direction,
                                   classes=clf.classes_.tolist(), multilabel=clf.multilabel_, threshold=clf.threshold_,
                                   classifier=_saved_config(clf), history=clf.history_.get(direction, []),
@@ -95,7 +95,7 @@ def load_classifier(cls, folder: str | Path):
                          if "tokenizer" in backbone.sections else TokenizerConfig())
             clf = cls(_saved_section(ClassifierConfig, config, "classifier", where), model_config=settings,
                       tokenizer=tokenizer)
-            clf.classes_ = np.array(classes)
+            clf.classes_, clf.trained_tokenizer_ = np.array(classes), tokenizer
             clf.multilabel_, clf.threshold_ = _saved_label_mode(config, where)
             clf.vocabs_, clf.models_, clf.model_configs_, clf.history_ = {}, {}, {}, {}
         elif classes != clf.classes_.tolist():

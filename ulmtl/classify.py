@@ -95,10 +95,12 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
     :class:`TransformerConfig` (a Hugging Face encoder: ``encoders`` is its folder or hub id, and
     empty means the bundled all-MiniLM-L6-v2; ``scratch`` takes its architecture, not its weights).
     Without ``config`` (None), fit uses the classifier defaults of the backbone ``model_config`` then
-    names (``TRANSFORMER_CLASSIFIER`` for the transformer): :meth:`resolved_config`.
+    names (``TRANSFORMER_CLASSIFIER`` for the transformer): :meth:`resolved_config`. ``model_config``
+    None means the AWD-LSTM's defaults, ``tokenizer`` None the default :class:`TokenizerConfig`; the
+    constructor stores every argument as given (scikit-learn's convention), and fit resolves them.
     ``log_path`` always gets the training log (JSON lines); ``verbose`` prints progress too.
 
-    Fitted, it has ``classes_`` and ``multilabel_``; a multi-label one (fitted on sets of labels) also
+    Fitted, it has ``classes_``, ``multilabel_`` and ``trained_tokenizer_``; a multi-label one (fitted on sets of labels) also
     ``threshold_``, the decision threshold ``predict`` uses (``config.threshold``, or the one tuned on
     the validation split): set it to trade precision for recall.
     """
@@ -106,10 +108,10 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, config: ClassifierConfig | None = None, encoders: dict | str | Path | None = None,
                  model_config: ModelConfig | TransformerConfig | None = None, tokenizer: TokenizerConfig | None = None,
                  log_path: str | Path | None = None, verbose: bool = True):
-        self.model_config = model_config or ModelConfig()
+        self.model_config = model_config
         self.config = config
         self.encoders = encoders
-        self.tokenizer = tokenizer or TokenizerConfig()
+        self.tokenizer = tokenizer
         self.log_path = log_path
         self.verbose = verbose
 
@@ -129,10 +131,19 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         when ``config`` is None (so ``set_params(model_config=...)`` brings that backbone's defaults)."""
         return replace(self.config if self.config is not None else self.backbone.classifier_defaults)
 
+    def resolved_model_config(self) -> ModelConfig | TransformerConfig:
+        """``model_config``, or the AWD-LSTM's defaults (a :class:`ModelConfig`) when it is None."""
+        return self.model_config if self.model_config is not None else ModelConfig()
+
+    def resolved_tokenizer(self) -> TokenizerConfig:
+        """A copy of ``tokenizer``, or the default :class:`TokenizerConfig` when it is None: what fit
+        prepares texts with (``trained_tokenizer_`` once fitted, which predict uses)."""
+        return replace(self.tokenizer) if self.tokenizer is not None else TokenizerConfig()
+
     @property
     def backbone(self) -> ClassifierBackbone:
-        """The backbone ``model_config`` is the architecture section of."""
-        return backbone_for(self.model_config)
+        """The backbone :meth:`resolved_model_config` is the architecture section of."""
+        return backbone_for(self.resolved_model_config())
 
     @property
     def trained_backbone(self) -> ClassifierBackbone:
@@ -193,12 +204,13 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                                   "data; for multi-label data choose finetune, feature_extraction or scratch")
             return fit_auto(self, texts, self.classes_[label_ids].tolist(), lambda clf: clf.fit(X, y, valid))
         backbone = self.backbone
-        backbone.check(config, self.model_config, self.multilabel_)
+        backbone.check(config, self.resolved_model_config(), self.multilabel_)
         set_seed(config.seed)
         self.device_ = prepare_torch()
         sources = backbone.sources(self.encoders, config)
-        inputs = backbone.prepare(texts, self.tokenizer)
-        valid_inputs = backbone.prepare(valid_texts, self.tokenizer) if valid is not None else None
+        tokenizer = self.trained_tokenizer_ = self.resolved_tokenizer()
+        inputs = backbone.prepare(texts, tokenizer)
+        valid_inputs = backbone.prepare(valid_texts, tokenizer) if valid is not None else None
         fitted = {direction: self._fit_direction(backbone, direction, source, inputs, label_ids, valid_inputs,
                                                  valid_ids)
                   for direction, source in sources.items()}
@@ -256,8 +268,9 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                        label_ids: np.ndarray, valid_inputs: list | None, valid_ids) -> tuple:
         """(vocab, trained model, history, settings) of one direction's classifier on ``backbone``."""
         config = self.trained_config_
-        vocab, model, settings = backbone.build(direction, source, inputs, len(self.classes_), self.model_config,
-                                                config, self.tokenizer, self.verbose)
+        vocab, model, settings = backbone.build(direction, source, inputs, len(self.classes_),
+                                                self.resolved_model_config(), config, self.trained_tokenizer_,
+                                                self.verbose)
         backwards = direction == "backward"
         docs = backbone.encode(vocab, inputs, config)
         rank, processes = world()
@@ -326,7 +339,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         each label's sigmoid probability)."""
         self._check_fitted()
         texts, _, _ = texts_and_labels(X, None)
-        inputs = self.trained_backbone.prepare(texts, self.tokenizer)
+        inputs = self.trained_backbone.prepare(texts, self.trained_tokenizer_)
         return {direction: self._direction_proba(direction, model, inputs, batch_size)
                 for direction, model in self.models_.items()}
 

@@ -247,7 +247,7 @@ def with_strategy(config, strategy: str):
 def chooses_contrastive(classifier) -> bool:
     """Whether ``classifier``'s selection decides the contrastive stage: a transformer with
     ``contrastive="auto"``."""
-    return classifier.backbone.name == "transformer" and classifier.model_config.contrastive == "auto"
+    return classifier.backbone.name == "transformer" and classifier.resolved_model_config().contrastive == "auto"
 
 
 def candidates_for(classifier, n_texts: int) -> list[Candidate]:
@@ -270,7 +270,7 @@ def _own_candidates(classifier, n_texts: int) -> list[Candidate]:
     candidates = [Candidate(backbone.name, strategy, f"no pretrained {backbone.name} encoders given"
                             if lacking and strategy != "scratch" else "") for strategy in STRATEGIES]
     if chooses_contrastive(classifier):
-        limit = classifier.model_config.contrastive_auto_max
+        limit = classifier.resolved_model_config().contrastive_auto_max
         candidates.append(Candidate(backbone.name, "finetune", f"more than transformer.contrastive_auto_max="
                                     f"{limit} training texts ({n_texts})" if n_texts > limit else "",
                                     contrastive=True))
@@ -295,7 +295,7 @@ def candidate_estimator(classifier, candidate: Candidate, log_path=None):
     base = classifier if candidate.backbone == classifier.backbone.name else other_backbone(classifier)
     params = {"config": with_strategy(base.resolved_config(), candidate.strategy), "log_path": log_path}
     if chooses_contrastive(base):
-        params["model_config"] = dataclasses.replace(base.model_config,
+        params["model_config"] = dataclasses.replace(base.resolved_model_config(),
                                                      contrastive="on" if candidate.contrastive else "off")
     return clone(base).set_params(**params)
 
