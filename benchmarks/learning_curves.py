@@ -141,12 +141,26 @@ def curve_variant(row: dict) -> str:
     return row["variant"] if backbone == ROW_DEFAULTS["backbone"] else f"{backbone} {row['variant']}"
 
 
+def curve_settings(rows: list[dict]) -> list[tuple[str, ...]]:
+    """The settings that set each row's curve apart: its run settings, plus ``--pretrained=...`` when
+    its pretrained model is not the one of its variant's first row, so that curves of two stage-1
+    LMs (or encoders) never mix in one cell (the bag-of-words baselines read no pretrained model)."""
+    first: dict[str, object] = {}
+    settings = []
+    for row in rows:
+        base = first.setdefault(curve_variant(row), row.get("pretrained"))
+        other = () if row.get("pretrained") == base or row["variant"] in METHODS else \
+            (f"--pretrained={row.get('pretrained')}",)
+        settings.append(tuple(run_settings(row.get("settings", []))) + other)
+    return settings
+
+
 def curve_names(rows: list[dict]) -> dict[tuple[str, ...], str]:
-    """Training settings -> curve suffix: "" for the defaults, then " #1", " #2"... in order of appearance."""
+    """Curve settings (``_settings``) -> curve suffix: "" for the defaults, then " #1", " #2"... in
+    order of appearance."""
     names: dict[tuple[str, ...], str] = {(): ""}
     for row in rows:
-        settings = tuple(run_settings(row.get("settings", [])))
-        names.setdefault(settings, f" #{len(names)}")
+        names.setdefault(row["_settings"], f" #{len(names)}")
     return names
 
 
@@ -164,14 +178,14 @@ def plotted_curves(errors: dict[tuple[str, int], list[float]]) -> list[tuple[str
 
 
 def plot(results: Path, quick: bool) -> str:
-    """Mean (std) error per dataset, curve (variant and training settings) and training size: one
+    """Mean (std) error per dataset, curve (variant, training settings, and pretrained model where it
+    is not the variant's first row's: :func:`curve_settings`) and training size: one
     markdown table per dataset and settings (the baselines, which ignore training settings, in
     every one; few_labels.py's choices as one more curve), and a PNG with one panel per dataset
     (the curves :func:`plotted_curves` picks)."""
     rows = read_results(results, "learning_curve", quick)
-    for row in rows:
-        row["_settings"] = tuple(run_settings(row.get("settings", [])))
-        row["_variant"] = curve_variant(row)
+    for row, settings in zip(rows, curve_settings(rows)):
+        row["_settings"], row["_variant"] = settings, curve_variant(row)
     rows = latest_per_run(rows, ("dataset", "_variant", "_settings", "n_train", "seed"))
     names = curve_names(rows)
     groups: dict = defaultdict(list)  # (dataset, settings, variant, n_train) -> errors
