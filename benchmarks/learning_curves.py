@@ -143,16 +143,15 @@ def curve_variant(row: dict) -> str:
 
 def curve_settings(rows: list[dict]) -> list[tuple[str, ...]]:
     """The settings that set each row's curve apart: its run settings, plus ``--pretrained=...`` when
-    its pretrained model is not the one of its variant's first row, so that curves of two stage-1
-    LMs (or encoders) never mix in one cell (the bag-of-words baselines read no pretrained model)."""
-    first: dict[str, object] = {}
-    settings = []
-    for row in rows:
-        base = first.setdefault(curve_variant(row), row.get("pretrained"))
-        other = () if row.get("pretrained") == base or row["variant"] in METHODS else \
-            (f"--pretrained={row.get('pretrained')}",)
-        settings.append(tuple(run_settings(row.get("settings", []))) + other)
-    return settings
+    its pretrained model is not the one of the latest row of its dataset, variant and run settings,
+    so that curves of two stage-1 LMs (or encoders) never mix in one cell and a rerun with another
+    model takes the default table (the bag-of-words baselines read no pretrained model)."""
+    def cell(row: dict) -> tuple:
+        return row["dataset"], curve_variant(row), tuple(run_settings(row.get("settings", [])))
+
+    latest = {cell(row): row.get("pretrained") for row in rows}
+    return [cell(row)[2] + (() if row.get("pretrained") == latest[cell(row)] or row["variant"] in METHODS
+                            else (f"--pretrained={row.get('pretrained')}",)) for row in rows]
 
 
 def curve_names(rows: list[dict]) -> dict[tuple[str, ...], str]:
@@ -179,7 +178,7 @@ def plotted_curves(errors: dict[tuple[str, int], list[float]]) -> list[tuple[str
 
 def plot(results: Path, quick: bool) -> str:
     """Mean (std) error per dataset, curve (variant, training settings, and pretrained model where it
-    is not the variant's first row's: :func:`curve_settings`) and training size: one
+    is not its latest row's: :func:`curve_settings`) and training size: one
     markdown table per dataset and settings (the baselines, which ignore training settings, in
     every one; few_labels.py's choices as one more curve), and a PNG with one panel per dataset
     (the curves :func:`plotted_curves` picks)."""

@@ -201,13 +201,15 @@ def test_learning_curves_of_two_pretrained_models_go_to_separate_tables(tmp_path
     monkeypatch.setattr(curves, "PLOT", tmp_path / "curves.png")
     rows = [{"benchmark": "learning_curve", "dataset": "trec", "variant": "finetune", "n_train": 100, "seed": s,
              "error": e, "quick": False, "pretrained": lm} for s, e, lm in
-            [(0, 0.3, "runs/lm-a"), (1, 0.5, "runs/lm-a"), (2, 0.9, "runs/lm-b")]]
+            [(2, 0.9, "runs/lm-b"), (0, 0.3, "runs/lm-a"), (1, 0.5, "runs/lm-a")]]
+    rows.append({**rows[0], "dataset": "mr", "error": 0.7})  # another dataset's model does not count
     rows.append({"benchmark": "learning_curve", "dataset": "trec", "variant": "tfidf_logreg", "n_train": 100,
                  "seed": 0, "error": 0.4, "quick": False, "pretrained": "runs/lm-b"})
     results = tmp_path / "results.jsonl"
     results.write_text("".join(json.dumps(r) + "\n" for r in rows))
     table = curves.plot(results, quick=False)
-    assert "| 100 | 0.400 (0.100) [2] | 0.400 (0.000) [1] |" in table  # lm-a's seeds only; the baseline as is
+    assert "| 100 | 0.400 (0.100) [2] | 0.400 (0.000) [1] |" in table  # the latest model's seeds only
+    assert "| 100 | 0.700 (0.000) [1] |" in table.split("mr:")[1] and "mr #" not in table
     assert "trec #1: test error" in table and "trained with `--pretrained=runs/lm-b`" in table
     assert "| 100 | 0.900 (0.000) [1] | 0.400 (0.000) [1] |" in table
 
