@@ -43,6 +43,15 @@ def validation_texts(dataset: str, train_texts: list[str], n: int, seed: int) ->
     return list(rows["text"]), [names[i] for i in rows["label"]]
 
 
+def validation_split(dataset: str, train_texts: list[str], train_labels: list[str], n: int,
+                     seed: int) -> tuple[list[str], list[str]]:
+    """:func:`validation_texts`, kept to the classes of ``train_labels`` (a tiny subset can miss a
+    class: score what a classifier fitted on it can predict)."""
+    seen = set(train_labels)
+    texts, labels = validation_texts(dataset, train_texts, n, seed)
+    return tuple(map(list, zip(*[(t, y) for t, y in zip(texts, labels) if y in seen])))
+
+
 def main(argv=None) -> list[dict]:
     parser = common_parser(__doc__, datasets="trec")
     parser.add_argument("--sizes", default="100,500")
@@ -56,10 +65,7 @@ def main(argv=None) -> list[dict]:
         for size in [int(s) for s in args.sizes.split(",")]:
             for seed in [int(s) for s in args.seeds.split(",")]:
                 train_texts, train_labels, test_texts, test_labels = labelled_subset(dataset, size, seed)
-                valid_texts, valid_labels = validation_texts(dataset, train_texts, args.valid, seed)
-                seen = set(train_labels)  # a tiny subset can miss a class: score what it can predict
-                valid_texts, valid_labels = map(list, zip(*[(t, y) for t, y in zip(valid_texts, valid_labels)
-                                                            if y in seen]))
+                valid_texts, valid_labels = validation_split(dataset, train_texts, train_labels, args.valid, seed)
                 for variant in VARIANTS:
                     key = {"dataset": dataset, "size": size, "seed": seed, "variant": variant, "quick": args.quick}
                     done = finished_row(args.results, "few_labels", key)

@@ -564,3 +564,25 @@ def test_paper_table_gains_the_transformers_column(shared_data, tmp_path, monkey
     assert row["backbone"] == "transformer" and row["command"] == "python recipes/trec.py --backbone=transformer"
     line = next(line for line in paper.table(results).splitlines() if line.startswith("| trec"))
     assert line.startswith("| trec | 3.6 | 23.2 | 19.8 | 19.2 | 2026-11-30, 5452 train | 4.0 | ")
+
+
+def test_the_head_epochs_variants_train_the_head_longer_and_the_table_chooses_on_validation():
+    head = bench("head_epochs")
+    from ulmtl.schedule import training_plan
+    longer = head.classifier("feature_extraction x10 +contrastive", seed=3, quick=False)
+    assert [stage.epochs for stage in training_plan(longer.config, 4)] == [50]
+    assert longer.model_config.contrastive == "on" and longer.config.seed == 3
+    head_only = head.classifier("finetune x10 head", seed=0, quick=False)
+    assert [stage.epochs for stage in training_plan(head_only.config, 4)] == [10, 4]
+    assert head_only.model_config.contrastive == "off"
+    rows = [{"dataset": "mr", "size": 50, "seed": seed, "variant": variant, "valid_accuracy": valid,
+             "test_accuracy": test, "seconds": 2.0}
+            for seed, variant, valid, test in [(0, "feature_extraction", 0.6, 0.9), (0, "finetune +contrastive", 0.7, 0.5),
+                                               (1, "feature_extraction", 0.7, 0.8), (1, "finetune +contrastive", 0.7, 0.4)]]
+    lines = head.report(rows).splitlines()
+    assert lines[2] == "| mr | 50 | feature_extraction | 0.650 (0.050) | 0.850 (0.050) | 2 | 2 |"
+    # seed 0: the contrastive variant's validation is better; seed 1: a tie goes to the cheaper
+    assert lines[-1] == ("| mr | 50 | chosen on validation (finetune +contrastive, feature_extraction) | | **0.650** "
+                         "| | 2 |")
+    with pytest.raises(SystemExit):
+        head.main(["--variants", "finetune,bogus"])

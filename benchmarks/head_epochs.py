@@ -1,0 +1,131 @@
+"""How long the transformer's head trains with few labels: the recipe's plan against a head stage
+ten times longer, with and without the contrastive stage, on a validation split and the test split.
+
+    python benchmarks/head_epochs.py --datasets trec,mr --sizes 50 --seeds 0,1,2 [--variants ...] [--quick]
+
+With the recipe's transformer defaults (TRANSFORMER_CLASSIFIER: batches of 32; the head alone for
+1 epoch, then every group for 4) 50 labelled texts make 2 optimizer steps an epoch, so the head of
+``feature_extraction`` trains for 10 steps; logistic regression on the same frozen encoder's
+embeddings, fitted to convergence, is far ahead there (learning curves). Variants (``--variants``,
+all by default): ``feature_extraction`` and ``finetune`` with the recipe's plan and with ``x10``
+head epochs (feature_extraction: stage_epochs 10, 40; finetune: 10, 4: only the head's stage is
+longer, on cached features), each without and with the contrastive stage (``+contrastive``).
+
+Training texts are the recipes' subset (``--max_train=N --seed=S``), validation texts the ``--valid``
+(500) other training texts few_labels.py draws with the seed, the test split the dataset's. Rows go
+to results.jsonl as benchmark "head_epochs"; a finished run is skipped. The table gives each
+variant's mean validation and test accuracy, and the mean test accuracy of the variant chosen on
+validation per seed (test accuracy never chooses).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from common import (
+    RESULTS, add_outputs, append_result, finished_row, hardware, labelled_subset, parser as common_parser,
+    read_results, write_block,
+)
+from few_labels import validation_split
+from ulmtl import TextClassifier
+from ulmtl.config import TRANSFORMER_CLASSIFIER, TransformerConfig
+
+# name -> (strategy, stage_epochs, contrastive)
+VARIANTS = {
+    "feature_extraction": ("feature_extraction", (1, 4), "off"),
+    "feature_extraction x10": ("feature_extraction", (10, 40), "off"),
+    "finetune": ("finetune", (1, 4), "off"),
+    "finetune x10 head": ("finetune", (10, 4), "off"),
+    "feature_extraction +contrastive": ("feature_extraction", (1, 4), "on"),
+    "feature_extraction x10 +contrastive": ("feature_extraction", (10, 40), "on"),
+    "finetune +contrastive": ("finetune", (1, 4), "on"),
+    "finetune x10 head +contrastive": ("finetune", (10, 4), "on"),
+}
+
+
+def classifier(variant: str, seed: int, quick: bool) -> TextClassifier:
+    """The unfitted TextClassifier of ``variant``: the recipe's transformer defaults with its strategy,
+    stage epochs and contrastive stage (``quick``: 1 epoch a stage, 2 pair rounds)."""
+    strategy, epochs, contrastive = VARIANTS[variant]
+    config = replace(TRANSFORMER_CLASSIFIER, seed=seed, strategy=strategy, stage_epochs=(1, 1) if quick else epochs)
+    settings = TransformerConfig(contrastive=contrastive, contrastive_iterations=2 if quick else 20)
+    return TextClassifier(config, model_config=settings, verbose=False)
+
+
+def main(argv=None) -> list[dict]:
+    parser = common_parser(__doc__, datasets="trec,mr")
+    parser.add_argument("--sizes", default="50")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--valid", type=int, default=500)
+    parser.add_argument("--quick", action="store_true", help="1 epoch a stage, 2 pair rounds: a check that it runs")
+    add_outputs(parser, "runs/head_epochs")
+    args = parser.parse_args(argv)
+    variants = args.variants.split(",")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
+    rows = []
+    for dataset in args.datasets.split(","):
+        for size in [int(s) for s in args.sizes.split(",")]:
+            for seed in [int(s) for s in args.seeds.split(",")]:
+                train_texts, train_labels, test_texts, test_labels = labelled_subset(dataset, size, seed)
+                valid_texts, valid_labels = validation_split(dataset, train_texts, train_labels, args.valid, seed)
+                for variant in variants:
+                    key = {"dataset": dataset, "size": size, "seed": seed, "variant": variant, "quick": args.quick}
+                    done = finished_row(args.results, "head_epochs", key)
+                    if done:
+                        rows.append(done)
+                        continue
+                    started = time.perf_counter()
+                    clf = classifier(variant, seed, args.quick).fit(train_texts, train_labels)
+                    seconds = time.perf_counter() - started
+                    row = {"benchmark": "head_epochs", **key, "n_train": len(train_texts),
+                           "n_valid": len(valid_texts), "n_test": len(test_texts),
+                           "valid_accuracy": round(clf.score(valid_texts, valid_labels), 4),
+                           "test_accuracy": round(clf.score(test_texts, test_labels), 4), "seconds": round(seconds, 1),
+                           "date": date.today().isoformat(), "hardware": hardware(),
+                           "command": f"python benchmarks/head_epochs.py --datasets {dataset} --sizes {size} "
+                                      f"--seeds {seed} --variants '{variant}'" + (" --quick" if args.quick else "")}
+                    append_result(args.results, row)
+                    print(f"== {dataset} {size} labels seed {seed} {variant}: valid {row['valid_accuracy']} "
+                          f"test {row['test_accuracy']} ({row['seconds']} s)", flush=True)
+                    rows.append(row)
+    print(report(rows))
+    if Path(args.results) == RESULTS and not args.quick:
+        done = read_results(args.results, "head_epochs", quick=False)
+        write_block("head_epochs", report(done), "python benchmarks/head_epochs.py " + " ".join(
+            f"--{field}s {','.join(str(v) for v in sorted({row[field] for row in done}))}"
+            for field in ("dataset", "size", "seed")))
+    return rows
+
+
+def report(rows: list[dict]) -> str:
+    """A Markdown table per dataset and size: each variant's mean (std) validation and test accuracy
+    and seconds over its seeds, and the mean test accuracy of the variant with the best validation
+    accuracy per seed (a tie: the first in VARIANTS' order, the cheaper)."""
+    cells: dict = {}
+    for row in rows:  # the latest row of each run
+        cells.setdefault((row["dataset"], row["size"]), {}).setdefault(row["variant"], {})[row["seed"]] = row
+    lines = ["| dataset | labels | variant | valid | test | seconds | seeds |", "|---|---|---|---|---|---|---|"]
+    for (dataset, size), by_variant in sorted(cells.items()):
+        for variant in [v for v in VARIANTS if v in by_variant]:
+            runs = list(by_variant[variant].values())
+            valid, test = ([r[field] for r in runs] for field in ("valid_accuracy", "test_accuracy"))
+            lines.append(f"| {dataset} | {size} | {variant} | {np.mean(valid):.3f} ({np.std(valid):.3f}) | "
+                         f"{np.mean(test):.3f} ({np.std(test):.3f}) | {np.mean([r['seconds'] for r in runs]):.0f} | "
+                         f"{len(runs)} |")
+        seeds = sorted({seed for runs in by_variant.values() for seed in runs})
+        chosen = [max((by_variant[v][seed] for v in VARIANTS if seed in by_variant.get(v, {})),
+                      key=lambda r: r["valid_accuracy"]) for seed in seeds]
+        lines.append(f"| {dataset} | {size} | chosen on validation ({', '.join(r['variant'] for r in chosen)}) | | "
+                     f"**{np.mean([r['test_accuracy'] for r in chosen]):.3f}** | | {len(chosen)} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
