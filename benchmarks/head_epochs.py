@@ -2,6 +2,7 @@
 ten times longer, with and without the contrastive stage, on a validation split and the test split.
 
     python benchmarks/head_epochs.py --datasets trec,mr --sizes 50 --seeds 0,1,2 [--variants ...] [--quick]
+    python benchmarks/head_epochs.py --table    # RESULTS.md's table of the rows so far
 
 With the recipe's transformer defaults (TRANSFORMER_CLASSIFIER: batches of 32; the head alone for
 1 epoch, then every group for 4) 50 labelled texts make 2 optimizer steps an epoch, so the head of
@@ -63,12 +64,19 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--valid", type=int, default=500)
     parser.add_argument("--quick", action="store_true", help="1 epoch a stage, 2 pair rounds: a check that it runs")
+    parser.add_argument("--table", action="store_true", help="write the table of the rows so far; run nothing")
     add_outputs(parser, "runs/head_epochs")
     args = parser.parse_args(argv)
     variants = args.variants.split(",")
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
+    if args.table:
+        done = read_results(args.results, "head_epochs", quick=False)
+        print(report(done))
+        if Path(args.results) == RESULTS:
+            write_block("head_epochs", report(done), "python benchmarks/head_epochs.py --table")
+        return done
     rows = []
     for dataset in args.datasets.split(","):
         for size in [int(s) for s in args.sizes.split(",")]:
@@ -96,11 +104,9 @@ def main(argv=None) -> list[dict]:
                           f"test {row['test_accuracy']} ({row['seconds']} s)", flush=True)
                     rows.append(row)
     print(report(rows))
-    if Path(args.results) == RESULTS and not args.quick:
-        done = read_results(args.results, "head_epochs", quick=False)
-        write_block("head_epochs", report(done), "python benchmarks/head_epochs.py " + " ".join(
-            f"--{field}s {','.join(str(v) for v in sorted({row[field] for row in done}))}"
-            for field in ("dataset", "size", "seed")))
+    if Path(args.results) == RESULTS and not args.quick:  # the block shows every full-mode row so far
+        write_block("head_epochs", report(read_results(args.results, "head_epochs", quick=False)),
+                    "python benchmarks/head_epochs.py --table")
     return rows
 
 

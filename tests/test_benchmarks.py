@@ -586,3 +586,12 @@ def test_the_head_epochs_variants_train_the_head_longer_and_the_table_chooses_on
                          "| | 2 |")
     with pytest.raises(SystemExit):
         head.main(["--variants", "finetune,bogus"])
+
+
+def test_head_epochs_table_runs_nothing_and_shows_the_full_mode_rows(tmp_path, capsys):
+    results = tmp_path / "results.jsonl"
+    rows = [{"benchmark": "head_epochs", "dataset": "trec", "size": 50, "seed": 0, "variant": "finetune",
+             "valid_accuracy": 0.3, "test_accuracy": 0.4, "seconds": 1.0, "quick": quick} for quick in (False, True)]
+    results.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert bench("head_epochs").main(["--table", "--results", str(results)]) == rows[:1]
+    assert "| trec | 50 | finetune | 0.300 (0.000) | 0.400 (0.000) | 1 | 1 |" in capsys.readouterr().out
