@@ -52,6 +52,22 @@ def validation_split(dataset: str, train_texts: list[str], train_labels: list[st
     return tuple(map(list, zip(*[(t, y) for t, y in zip(texts, labels) if y in seen])))
 
 
+def fit_and_score(clf, key: dict, splits: tuple, command: str, results: str | Path) -> dict:
+    """Fit ``clf`` on the training split of ``splits`` (train, valid and test texts and labels), score
+    it on validation and test, append the row (``key`` and the scores, seconds, date, hardware,
+    ``command``) to ``results`` and return it."""
+    train_texts, train_labels, valid_texts, valid_labels, test_texts, test_labels = splits
+    started = time.perf_counter()
+    clf.fit(train_texts, train_labels)
+    seconds = time.perf_counter() - started
+    row = {**key, "n_train": len(train_texts), "n_valid": len(valid_texts), "n_test": len(test_texts),
+           "valid_accuracy": round(clf.score(valid_texts, valid_labels), 4),
+           "test_accuracy": round(clf.score(test_texts, test_labels), 4), "seconds": round(seconds, 1),
+           "date": date.today().isoformat(), "hardware": hardware(), "command": command}
+    append_result(results, row)
+    return row
+
+
 def main(argv=None) -> list[dict]:
     parser = common_parser(__doc__, datasets="trec")
     parser.add_argument("--sizes", default="100,500")
@@ -66,6 +82,7 @@ def main(argv=None) -> list[dict]:
             for seed in [int(s) for s in args.seeds.split(",")]:
                 train_texts, train_labels, test_texts, test_labels = labelled_subset(dataset, size, seed)
                 valid_texts, valid_labels = validation_split(dataset, train_texts, train_labels, args.valid, seed)
+                splits = (train_texts, train_labels, valid_texts, valid_labels, test_texts, test_labels)
                 for variant in VARIANTS:
                     key = {"dataset": dataset, "size": size, "seed": seed, "variant": variant, "quick": args.quick}
                     done = finished_row(args.results, "few_labels", key)
@@ -77,16 +94,10 @@ def main(argv=None) -> list[dict]:
                     if args.quick:
                         config = replace(config, stage_epochs=(1, 1))
                         settings = replace(settings, contrastive_iterations=2)
-                    started = time.perf_counter()
-                    clf = TextClassifier(config, model_config=settings, verbose=False).fit(train_texts, train_labels)
-                    seconds = time.perf_counter() - started
-                    row = {"benchmark": "few_labels", **key, "n_train": len(train_texts),
-                           "n_valid": len(valid_texts), "n_test": len(test_texts), "valid_accuracy": round(clf.score(valid_texts, valid_labels), 4),
-                           "test_accuracy": round(clf.score(test_texts, test_labels), 4), "seconds": round(seconds, 1),
-                           "date": date.today().isoformat(), "hardware": hardware(),
-                           "command": f"python benchmarks/few_labels.py --datasets {dataset} --sizes {size} "
-                                      f"--seeds {seed}" + (" --quick" if args.quick else "")}
-                    append_result(args.results, row)
+                    command = (f"python benchmarks/few_labels.py --datasets {dataset} --sizes {size} --seeds {seed}"
+                               + (" --quick" if args.quick else ""))
+                    row = fit_and_score(TextClassifier(config, model_config=settings, verbose=False),
+                                        {"benchmark": "few_labels", **key}, splits, command, args.results)
                     print(f"== {dataset} {size} labels seed {seed} contrastive {variant}: valid "
                           f"{row['valid_accuracy']} test {row['test_accuracy']} ({row['seconds']} s)", flush=True)
                     rows.append(row)

@@ -20,18 +20,16 @@ validation per seed (test accuracy never chooses).
 """
 from __future__ import annotations
 
-import time
 from dataclasses import replace
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 
 from common import (
-    RESULTS, add_outputs, append_result, finished_row, hardware, labelled_subset, parser as common_parser,
+    RESULTS, add_outputs, finished_row, labelled_subset, parser as common_parser,
     read_results, write_block,
 )
-from few_labels import validation_split
+from few_labels import fit_and_score, validation_split
 from ulmtl import TextClassifier
 from ulmtl.config import TRANSFORMER_CLASSIFIER, TransformerConfig
 
@@ -83,23 +81,17 @@ def main(argv=None) -> list[dict]:
             for seed in [int(s) for s in args.seeds.split(",")]:
                 train_texts, train_labels, test_texts, test_labels = labelled_subset(dataset, size, seed)
                 valid_texts, valid_labels = validation_split(dataset, train_texts, train_labels, args.valid, seed)
+                splits = (train_texts, train_labels, valid_texts, valid_labels, test_texts, test_labels)
                 for variant in variants:
                     key = {"dataset": dataset, "size": size, "seed": seed, "variant": variant, "quick": args.quick}
                     done = finished_row(args.results, "head_epochs", key)
                     if done:
                         rows.append(done)
                         continue
-                    started = time.perf_counter()
-                    clf = classifier(variant, seed, args.quick).fit(train_texts, train_labels)
-                    seconds = time.perf_counter() - started
-                    row = {"benchmark": "head_epochs", **key, "n_train": len(train_texts),
-                           "n_valid": len(valid_texts), "n_test": len(test_texts),
-                           "valid_accuracy": round(clf.score(valid_texts, valid_labels), 4),
-                           "test_accuracy": round(clf.score(test_texts, test_labels), 4), "seconds": round(seconds, 1),
-                           "date": date.today().isoformat(), "hardware": hardware(),
-                           "command": f"python benchmarks/head_epochs.py --datasets {dataset} --sizes {size} "
-                                      f"--seeds {seed} --variants '{variant}'" + (" --quick" if args.quick else "")}
-                    append_result(args.results, row)
+                    command = (f"python benchmarks/head_epochs.py --datasets {dataset} --sizes {size} --seeds {seed} "
+                               f"--variants '{variant}'" + (" --quick" if args.quick else ""))
+                    row = fit_and_score(classifier(variant, seed, args.quick), {"benchmark": "head_epochs", **key},
+                                        splits, command, args.results)
                     print(f"== {dataset} {size} labels seed {seed} {variant}: valid {row['valid_accuracy']} "
                           f"test {row['test_accuracy']} ({row['seconds']} s)", flush=True)
                     rows.append(row)
