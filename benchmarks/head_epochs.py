@@ -1,5 +1,6 @@
 """How long the transformer's head trains with few labels: the recipe's plan against a head stage
-ten times longer, with and without the contrastive stage, on a validation split and the test split.
+ten times longer or of at least N optimizer steps, with and without the contrastive stage, on a
+validation split and the test split.
 
     python benchmarks/head_epochs.py --datasets trec,mr --sizes 50 --seeds 0,1,2 [--variants ...] [--quick]
     python benchmarks/head_epochs.py --table    # RESULTS.md's table of the rows so far
@@ -10,7 +11,9 @@ With the recipe's transformer defaults (TRANSFORMER_CLASSIFIER: batches of 32; t
 embeddings, fitted to convergence, is far ahead there (learning curves). Variants (``--variants``,
 all by default): ``feature_extraction`` and ``finetune`` with the recipe's plan and with ``x10``
 head epochs (feature_extraction: stage_epochs 10, 40; finetune: 10, 4: only the head's stage is
-longer, on cached features), each without and with the contrastive stage (``+contrastive``).
+longer, on cached features), each without and with the contrastive stage (``+contrastive``);
+and ``finetune`` with ``head>=N steps`` (``--classifier.head_min_steps=N``: the head's stage runs
+as many epochs as make N steps, and the plan's 1 where that makes them already).
 
 Training texts are the recipes' subset (``--max_train=N --seed=S``), validation texts the ``--valid``
 (500) other training texts few_labels.py draws with the seed, the test split the dataset's. Rows go
@@ -33,24 +36,28 @@ from few_labels import fit_and_score, validation_split
 from ulmtl import TextClassifier
 from ulmtl.config import TRANSFORMER_CLASSIFIER, TransformerConfig
 
-# name -> (strategy, stage_epochs, contrastive)
+# name -> (strategy, stage_epochs, contrastive, head_min_steps)
 VARIANTS = {
-    "feature_extraction": ("feature_extraction", (1, 4), "off"),
-    "feature_extraction x10": ("feature_extraction", (10, 40), "off"),
-    "finetune": ("finetune", (1, 4), "off"),
-    "finetune x10 head": ("finetune", (10, 4), "off"),
-    "feature_extraction +contrastive": ("feature_extraction", (1, 4), "on"),
-    "feature_extraction x10 +contrastive": ("feature_extraction", (10, 40), "on"),
-    "finetune +contrastive": ("finetune", (1, 4), "on"),
-    "finetune x10 head +contrastive": ("finetune", (10, 4), "on"),
+    "feature_extraction": ("feature_extraction", (1, 4), "off", 0),
+    "feature_extraction x10": ("feature_extraction", (10, 40), "off", 0),
+    "finetune": ("finetune", (1, 4), "off", 0),
+    "finetune x10 head": ("finetune", (10, 4), "off", 0),
+    "finetune head>=25 steps": ("finetune", (1, 4), "off", 25),
+    "finetune head>=50 steps": ("finetune", (1, 4), "off", 50),
+    "finetune head>=100 steps": ("finetune", (1, 4), "off", 100),
+    "feature_extraction +contrastive": ("feature_extraction", (1, 4), "on", 0),
+    "feature_extraction x10 +contrastive": ("feature_extraction", (10, 40), "on", 0),
+    "finetune +contrastive": ("finetune", (1, 4), "on", 0),
+    "finetune x10 head +contrastive": ("finetune", (10, 4), "on", 0),
 }
 
 
 def classifier(variant: str, seed: int, quick: bool) -> TextClassifier:
     """The unfitted TextClassifier of ``variant``: the recipe's transformer defaults with its strategy,
-    stage epochs and contrastive stage (``quick``: 1 epoch a stage, 2 pair rounds)."""
-    strategy, epochs, contrastive = VARIANTS[variant]
-    config = replace(TRANSFORMER_CLASSIFIER, seed=seed, strategy=strategy, stage_epochs=(1, 1) if quick else epochs)
+    stage epochs, head steps and contrastive stage (``quick``: 1 epoch a stage, 2 pair rounds)."""
+    strategy, epochs, contrastive, head_min_steps = VARIANTS[variant]
+    config = replace(TRANSFORMER_CLASSIFIER, seed=seed, strategy=strategy, stage_epochs=(1, 1) if quick else epochs,
+                     head_min_steps=head_min_steps)
     settings = TransformerConfig(contrastive=contrastive, contrastive_iterations=2 if quick else 20)
     return TextClassifier(config, model_config=settings, verbose=False)
 

@@ -575,6 +575,9 @@ def test_the_head_epochs_variants_train_the_head_longer_and_the_table_chooses_on
     head_only = head.classifier("finetune x10 head", seed=0, quick=False)
     assert [stage.epochs for stage in training_plan(head_only.config, 4)] == [10, 4]
     assert head_only.model_config.contrastive == "off"
+    steps = head.classifier("finetune head>=50 steps", seed=0, quick=False)
+    assert [stage.epochs for stage in training_plan(steps.config, 4, batches_per_epoch=2)] == [25, 4]
+    assert [stage.epochs for stage in training_plan(steps.config, 4, batches_per_epoch=64)] == [1, 4]
     rows = [{"dataset": "mr", "size": 50, "seed": seed, "variant": variant, "valid_accuracy": valid,
              "test_accuracy": test, "seconds": 2.0}
             for seed, variant, valid, test in [(0, "feature_extraction", 0.6, 0.9), (0, "finetune +contrastive", 0.7, 0.5),

@@ -132,6 +132,42 @@ def test_schedule_value_names():
         schedule_value("cosine", 0.5, 0.01, 0.1, 32)
 
 
+def test_a_head_stage_runs_at_least_the_minimum_steps():
+    from ulmtl.schedule import head_stage_epochs
+    assert head_stage_epochs(1, 0, 2) == 1
+    assert head_stage_epochs(1, 50, 2) == 25       # 50 texts in batches of 32: 2 steps an epoch
+    assert head_stage_epochs(1, 50, 16) == 4       # ceil(50 / 16)
+    assert head_stage_epochs(3, 50, 40) == 3       # the plan's epochs already make the steps
+    with pytest.raises(ValueError, match="batches_per_epoch"):
+        head_stage_epochs(1, 50, 0)
+
+
+def test_head_min_steps_lengthens_only_the_stages_that_train_the_head_alone():
+    from ulmtl.config import ClassifierConfig
+    from ulmtl.schedule import training_plan
+    gradual = training_plan(ClassifierConfig(head_min_steps=20), n_groups=4, batches_per_epoch=4)
+    assert [(s.groups, s.epochs) for s in gradual] == [((3,), 5), ((2, 3), 1), ((1, 2, 3), 1), ((0, 1, 2, 3), 2)]
+    features = training_plan(ClassifierConfig(strategy="feature_extraction", head_min_steps=100), 4, 4)
+    assert [s.epochs for s in features] == [25]
+    thaw = training_plan(ClassifierConfig(unfreezing="chain_thaw", head_min_steps=20), 3, 4)
+    assert [s.epochs for s in thaw] == [5, 1, 1, 2]
+    assert training_plan(ClassifierConfig(head_min_steps=20), 4, 40) == training_plan(ClassifierConfig(), 4)
+    with pytest.raises(ValueError, match="needs batches_per_epoch"):
+        training_plan(ClassifierConfig(head_min_steps=20), 4)
+
+
+def test_head_min_steps_is_refused_where_no_stage_trains_the_head_alone():
+    from ulmtl.config import ClassifierConfig, FieldError
+    with pytest.raises(FieldError, match="head_min_steps.*strategy 'scratch'"):
+        ClassifierConfig(strategy="scratch", head_min_steps=10)
+    with pytest.raises(FieldError, match=r"head_min_steps.*unfreeze_plan \(2, 0\)"):
+        ClassifierConfig(unfreeze_plan=(2, 0), stage_epochs=(1, 1), stage_lr_mult=(1.0, 1.0), head_min_steps=10)
+    ClassifierConfig(strategy="feature_extraction", unfreeze_plan=(0,), stage_epochs=(5,), stage_lr_mult=(1.0,),
+                     head_min_steps=10)
+    ClassifierConfig(unfreezing="chain_thaw", unfreeze_plan=(2, 0), stage_epochs=(1, 1), stage_lr_mult=(1.0, 1.0),
+                     head_min_steps=10)
+
+
 def test_training_plan_is_data_built_from_the_config():
     from ulmtl.config import ClassifierConfig
     from ulmtl.schedule import Stage, training_plan

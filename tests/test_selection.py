@@ -204,6 +204,14 @@ def encoder_dir(tmp_path_factory):
     return make_encoder(tmp_path_factory.mktemp("tiny-bert"))
 
 
+def test_auto_keeps_head_min_steps_for_the_strategies_with_a_head_stage_and_drops_it_for_scratch():
+    config = ClassifierConfig(strategy="auto", head_min_steps=40, auto_folds=3)
+    assert with_strategy(config, "finetune").head_min_steps == 40
+    assert with_strategy(config, "feature_extraction").head_min_steps == 40
+    scratch = with_strategy(config, "scratch")
+    assert (scratch.strategy, scratch.head_min_steps, scratch.auto_folds) == ("scratch", 0, 0)
+
+
 def auto_transformer(encoder_dir, **changes) -> TextClassifier:
     changes = {"auto_backbones": "own", **changes}
     config = small_config(strategy="auto", stage_epochs=(1, 1), **changes)

@@ -122,6 +122,17 @@ def test_a_last_batch_of_one_text_trains(encoder_dir):
     assert [len(h["epoch_values"]) for h in clf.history_["forward"]] == [1, 1]
 
 
+def test_head_min_steps_trains_the_head_stage_for_more_epochs(encoder_dir):
+    """48 texts in batches of 8 make 6 steps an epoch: a head stage of at least 12 steps runs 2
+    epochs (on cached features), and the stage after it keeps the plan's 1."""
+    texts, labels = sentiment()
+    clf = TextClassifier(small_config(stage_epochs=(1, 1), head_min_steps=12), encoders=encoder_dir,
+                         model_config=TransformerConfig(), verbose=False).fit(texts, labels)
+    head, everything = clf.history_["forward"]
+    assert (head["epochs"], len(head["epoch_values"]), head["cached_features"]) == (2, 2, True)
+    assert (everything["epochs"], len(everything["epoch_values"])) == (1, 1)
+
+
 def test_masking_never_touches_special_tokens(tokenizer):
     blocks = transformer.mlm_blocks(tokenizer, TEXTS * 4, block=12)
     loader = transformer.MaskedLMLoader(blocks, tokenizer, batch_size=4, mlm_probability=0.5, shuffle=True)

@@ -309,7 +309,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             learn.add_cb(SkipValidation())
         history = []
         n_groups = len(learn.opt.param_lists)
-        for trainable, epochs, max_lrs in training_plan(config, n_groups):
+        for trainable, epochs, max_lrs in training_plan(config, n_groups, len(learn.dls.train)):
             train_only_groups(learn, trainable)
             schedule = ScheduledLR(max_lrs, config.schedule, config.cut_frac, config.ratio)
             log = TrainingLog(self.log_path, every=50, label=f"classifier-{direction}", echo=self.verbose)

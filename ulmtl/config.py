@@ -331,6 +331,11 @@ class ClassifierConfig(OptimizerSettings):
     stage_lr_mult: tuple[float, ...] = limited((2.0, 1.0, 0.5, 0.1), POSITIVE)
     chain_thaw_epochs: int = limited(1, AT_LEAST_1)
     chain_thaw_lr_mult: float = limited(0.1, POSITIVE)
+    # A stage that trains the head alone (feature_extraction's one stage, finetune's first) runs for
+    # at least this many optimizer steps: with few texts an epoch is a handful of batches (50 texts in
+    # batches of 32: 2), so its epochs grow to make the steps. 0: the plan's epochs. Refused where no
+    # stage trains the head alone (scratch; a gradual plan without a 1).
+    head_min_steps: int = limited(0, NON_NEGATIVE)
     # Multi-label classification (a set of labels per text; a sigmoid per label, binary
     # cross-entropy): a label is predicted when its probability is at least threshold. With
     # tune_threshold, fit picks the one threshold with the best micro-F1 on its validation split
@@ -352,6 +357,12 @@ class ClassifierConfig(OptimizerSettings):
             if len(value) != len(self.unfreeze_plan):
                 raise FieldError(owner, name, f"needs one entry per stage of unfreeze_plan ("
                                               f"{len(self.unfreeze_plan)}: {self.unfreeze_plan}); got {value}")
+        if self.head_min_steps and (self.strategy == "scratch" or (
+                self.strategy == "finetune" and self.unfreezing == "gradual" and 1 not in self.unfreeze_plan)):
+            where = ("strategy 'scratch'" if self.strategy == "scratch" else
+                     f"this unfreeze_plan {self.unfreeze_plan} (no stage of 1 group)")
+            raise FieldError(owner, "head_min_steps", f"acts on a stage that trains the head alone, and "
+                                                      f"{where} has none; got {self.head_min_steps}")
         if self.strategy != "auto":
             for item in dataclasses.fields(self):
                 value = getattr(self, item.name)

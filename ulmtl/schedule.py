@@ -1,6 +1,7 @@
 """Learning-rate rules as small pure functions: STLR, discriminative LRs, the unfreezing plan."""
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -92,7 +93,15 @@ class Stage(NamedTuple):
     peak_lrs: list[float]
 
 
-def training_plan(config, n_groups: int) -> list[Stage]:
+def head_stage_epochs(epochs: int, min_steps: int, batches_per_epoch: int) -> int:
+    """Epochs of a stage that trains the head alone: ``epochs``, or the fewest that make
+    ``min_steps`` optimizer steps at ``batches_per_epoch`` when those are more."""
+    if batches_per_epoch < 1:
+        raise ValueError(f"batches_per_epoch must be at least 1, got {batches_per_epoch}")
+    return max(epochs, math.ceil(min_steps / batches_per_epoch))
+
+
+def training_plan(config, n_groups: int, batches_per_epoch: int | None = None) -> list[Stage]:
     """The stages of a classifier's training under ``config`` (a ``ClassifierConfig``):
 
     * ``feature_extraction``: the head alone, for all the plan's epochs, at ``lr * stage_lr_mult[0]``;
@@ -100,10 +109,24 @@ def training_plan(config, n_groups: int) -> list[Stage]:
     * ``finetune``: gradual unfreezing from the top following ``unfreeze_plan`` (or chain-thaw),
       each stage at ``lr * stage_lr_mult[i]``, with ``lr / lr_decay**k`` per group when
       ``discriminative``.
+
+    A stage that trains the head alone runs for at least ``config.head_min_steps`` optimizer steps
+    (:func:`head_stage_epochs`; ``batches_per_epoch`` is needed when that is above 0).
     """
     if config.strategy == "auto":
         raise ValueError("strategy 'auto' has no plan of its own: ulmtl.selection fits the strategies "
                          "it tries")
+    if config.head_min_steps and batches_per_epoch is None:
+        raise ValueError("head_min_steps needs batches_per_epoch: the plan's head stages are counted in steps")
+    plan = _plan_in_epochs(config, n_groups)
+    if not config.head_min_steps:
+        return plan
+    head = (n_groups - 1,)
+    return [stage._replace(epochs=head_stage_epochs(stage.epochs, config.head_min_steps, batches_per_epoch))
+            if stage.groups == head else stage for stage in plan]
+
+
+def _plan_in_epochs(config, n_groups: int) -> list[Stage]:
     total_epochs = sum(config.stage_epochs)
     everything = tuple(range(n_groups))
     if config.strategy == "feature_extraction":

@@ -239,8 +239,10 @@ def _reason(best: Trial, trials: list[Trial]) -> str:
 
 
 def with_strategy(config, strategy: str):
-    """The ClassifierConfig ``config`` with ``strategy`` and the auto-only fields at their defaults."""
-    resets = {f.name: f.default for f in dataclasses.fields(config) if f.name.startswith("auto_")}
+    """The ClassifierConfig ``config`` with ``strategy`` and the auto-only fields at their defaults
+    (scratch: ``head_min_steps`` too, it has no head stage)."""
+    resets = {f.name: f.default for f in dataclasses.fields(config)
+              if f.name.startswith("auto_") or (strategy == "scratch" and f.name == "head_min_steps")}
     return dataclasses.replace(config, strategy=strategy, **resets)
 
 
