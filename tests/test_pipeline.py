@@ -138,6 +138,16 @@ def test_feature_extraction_keeps_encoder_frozen_and_scratch_trains_all(stage2):
     assert any(n.startswith("0.module.encoder") for n in all_stage["trainable_params"])
 
 
+def test_head_min_steps_lengthens_the_awd_lstm_head_stage(stage2):
+    """120 texts in batches of 16 make 8 steps an epoch: feature extraction's 5 epochs (40 steps)
+    become 8 for a minimum of 60."""
+    texts, labels = synthetic(120, seed=4)
+    clf = TextClassifier(small_classifier_config(strategy="feature_extraction", head_min_steps=60),
+                         encoders=stage2[0], verbose=False).fit(texts, labels)
+    (only,) = clf.history_["forward"]
+    assert only["epochs"] == 8 and len(only["epoch_values"]) == 8
+
+
 def test_run_dropouts_and_precision_act_in_stages_2_and_3_over_the_encoders_saved_ones(stage1, stage2, tmp_path):
     """The encoder decides the architecture; the run's --model dropouts and precision are used."""
     run = ModelConfig(lm_output_p=0.11, lm_hidden_p=0.12, lm_input_p=0.13, lm_embed_p=0.014, lm_weight_p=0.15,

@@ -162,6 +162,9 @@ def test_head_min_steps_is_refused_where_no_stage_trains_the_head_alone():
         ClassifierConfig(strategy="scratch", head_min_steps=10)
     with pytest.raises(FieldError, match=r"head_min_steps.*unfreeze_plan \(2, 0\)"):
         ClassifierConfig(unfreeze_plan=(2, 0), stage_epochs=(1, 1), stage_lr_mult=(1.0, 1.0), head_min_steps=10)
+    with pytest.raises(FieldError, match=r"head_min_steps.*unfreeze_plan \(0,\)"):  # auto's finetune candidate
+        ClassifierConfig(strategy="auto", unfreeze_plan=(0,), stage_epochs=(5,), stage_lr_mult=(1.0,), head_min_steps=10)
+    ClassifierConfig(strategy="auto", head_min_steps=10)
     ClassifierConfig(strategy="feature_extraction", unfreeze_plan=(0,), stage_epochs=(5,), stage_lr_mult=(1.0,),
                      head_min_steps=10)
     ClassifierConfig(unfreezing="chain_thaw", unfreeze_plan=(2, 0), stage_epochs=(1, 1), stage_lr_mult=(1.0, 1.0),

@@ -357,8 +357,8 @@ class ClassifierConfig(OptimizerSettings):
             if len(value) != len(self.unfreeze_plan):
                 raise FieldError(owner, name, f"needs one entry per stage of unfreeze_plan ("
                                               f"{len(self.unfreeze_plan)}: {self.unfreeze_plan}); got {value}")
-        if self.head_min_steps and (self.strategy == "scratch" or (
-                self.strategy == "finetune" and self.unfreezing == "gradual" and 1 not in self.unfreeze_plan)):
+        if self.head_min_steps and (self.strategy == "scratch" or (  # auto: its finetune candidate
+                self.strategy in ("finetune", "auto") and self.unfreezing == "gradual" and 1 not in self.unfreeze_plan)):
             where = ("strategy 'scratch'" if self.strategy == "scratch" else
                      f"this unfreeze_plan {self.unfreeze_plan} (no stage of 1 group)")
             raise FieldError(owner, "head_min_steps", f"acts on a stage that trains the head alone, and "
