@@ -13,7 +13,8 @@ all by default): ``feature_extraction`` and ``finetune`` with the recipe's plan 
 head epochs (feature_extraction: stage_epochs 10, 40; finetune: 10, 4: only the head's stage is
 longer, on cached features), each without and with the contrastive stage (``+contrastive``);
 and ``finetune`` with ``head>=N steps`` (``--classifier.head_min_steps=N``: the head's stage runs
-as many epochs as make N steps, and the plan's 1 where that makes them already).
+as many epochs as make N steps, and the plan's 1 where that makes them already), the 50-step one
+with the contrastive stage too.
 
 Training texts are the recipes' subset (``--max_train=N --seed=S``), validation texts the ``--valid``
 (500) other training texts few_labels.py draws with the seed, the test split the dataset's. Rows go
@@ -49,6 +50,7 @@ VARIANTS = {
     "feature_extraction x10 +contrastive": ("feature_extraction", (10, 40), "on", 0),
     "finetune +contrastive": ("finetune", (1, 4), "on", 0),
     "finetune x10 head +contrastive": ("finetune", (10, 4), "on", 0),
+    "finetune head>=50 steps +contrastive": ("finetune", (1, 4), "on", 50),
 }
 
 

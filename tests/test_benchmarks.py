@@ -578,6 +578,8 @@ def test_the_head_epochs_variants_train_the_head_longer_and_the_table_chooses_on
     steps = head.classifier("finetune head>=50 steps", seed=0, quick=False)
     assert [stage.epochs for stage in training_plan(steps.config, 4, batches_per_epoch=2)] == [25, 4]
     assert [stage.epochs for stage in training_plan(steps.config, 4, batches_per_epoch=64)] == [1, 4]
+    both = head.classifier("finetune head>=50 steps +contrastive", seed=0, quick=False)
+    assert both.config.head_min_steps == 50 and both.model_config.contrastive == "on"
     rows = [{"dataset": "mr", "size": 50, "seed": seed, "variant": variant, "valid_accuracy": valid,
              "test_accuracy": test, "seconds": 2.0}
             for seed, variant, valid, test in [(0, "feature_extraction", 0.6, 0.9), (0, "finetune +contrastive", 0.7, 0.5),
