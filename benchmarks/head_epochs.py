@@ -1,6 +1,6 @@
-"""How long the transformer's head trains with few labels: the recipe's plan against a head stage
-ten times longer or of at least N optimizer steps, with and without the contrastive stage, on a
-validation split and the test split.
+"""The transformer classifier's plan with few labels: how long the head trains (the recipe's plan
+against a head stage ten times longer or of at least N optimizer steps) and discriminative LRs or
+one LR, with and without the contrastive stage, on a validation split and the test split.
 
     python benchmarks/head_epochs.py --datasets trec,mr --sizes 50 --seeds 0,1,2 [--variants ...] [--quick]
     python benchmarks/head_epochs.py --table    # RESULTS.md's table of the rows so far
@@ -14,7 +14,9 @@ head epochs (feature_extraction: stage_epochs 10, 40; finetune: 10, 4: only the 
 longer, on cached features), each without and with the contrastive stage (``+contrastive``);
 and ``finetune`` with ``head>=N steps`` (``--classifier.head_min_steps=N``: the head's stage runs
 as many epochs as make N steps, and the plan's 1 where that makes them already), the 50-step one
-with the contrastive stage too.
+with the contrastive stage too; ``one LR`` (``--classifier.discriminative=false``: every layer group
+at the stage's LR, the ablations' ``one_lr``) with the recipe's plan, with 50 head steps and with
+the contrastive stage.
 
 Training texts are the recipes' subset (``--max_train=N --seed=S``), validation texts the ``--valid``
 (500) other training texts few_labels.py draws with the seed, the test split the dataset's. Rows go
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -37,30 +40,42 @@ from few_labels import fit_and_score, validation_split
 from ulmtl import TextClassifier
 from ulmtl.config import TRANSFORMER_CLASSIFIER, TransformerConfig
 
-# name -> (strategy, stage_epochs, contrastive, head_min_steps)
+class Variant(NamedTuple):
+    """A variant's changes to the recipe's transformer defaults."""
+    strategy: str
+    stage_epochs: tuple[int, ...] = (1, 4)
+    contrastive: str = "off"
+    head_min_steps: int = 0
+    discriminative: bool = True
+
+
 VARIANTS = {
-    "feature_extraction": ("feature_extraction", (1, 4), "off", 0),
-    "feature_extraction x10": ("feature_extraction", (10, 40), "off", 0),
-    "finetune": ("finetune", (1, 4), "off", 0),
-    "finetune x10 head": ("finetune", (10, 4), "off", 0),
-    "finetune head>=25 steps": ("finetune", (1, 4), "off", 25),
-    "finetune head>=50 steps": ("finetune", (1, 4), "off", 50),
-    "finetune head>=100 steps": ("finetune", (1, 4), "off", 100),
-    "feature_extraction +contrastive": ("feature_extraction", (1, 4), "on", 0),
-    "feature_extraction x10 +contrastive": ("feature_extraction", (10, 40), "on", 0),
-    "finetune +contrastive": ("finetune", (1, 4), "on", 0),
-    "finetune x10 head +contrastive": ("finetune", (10, 4), "on", 0),
-    "finetune head>=50 steps +contrastive": ("finetune", (1, 4), "on", 50),
+    "feature_extraction": Variant("feature_extraction"),
+    "feature_extraction x10": Variant("feature_extraction", (10, 40)),
+    "finetune": Variant("finetune"),
+    "finetune x10 head": Variant("finetune", (10, 4)),
+    "finetune head>=25 steps": Variant("finetune", head_min_steps=25),
+    "finetune head>=50 steps": Variant("finetune", head_min_steps=50),
+    "finetune head>=100 steps": Variant("finetune", head_min_steps=100),
+    "finetune one LR": Variant("finetune", discriminative=False),
+    "finetune head>=50 steps one LR": Variant("finetune", head_min_steps=50, discriminative=False),
+    "feature_extraction +contrastive": Variant("feature_extraction", contrastive="on"),
+    "feature_extraction x10 +contrastive": Variant("feature_extraction", (10, 40), contrastive="on"),
+    "finetune +contrastive": Variant("finetune", contrastive="on"),
+    "finetune x10 head +contrastive": Variant("finetune", (10, 4), contrastive="on"),
+    "finetune head>=50 steps +contrastive": Variant("finetune", head_min_steps=50, contrastive="on"),
+    "finetune one LR +contrastive": Variant("finetune", contrastive="on", discriminative=False),
 }
 
 
 def classifier(variant: str, seed: int, quick: bool) -> TextClassifier:
     """The unfitted TextClassifier of ``variant``: the recipe's transformer defaults with its strategy,
-    stage epochs, head steps and contrastive stage (``quick``: 1 epoch a stage, 2 pair rounds)."""
-    strategy, epochs, contrastive, head_min_steps = VARIANTS[variant]
-    config = replace(TRANSFORMER_CLASSIFIER, seed=seed, strategy=strategy, stage_epochs=(1, 1) if quick else epochs,
-                     head_min_steps=head_min_steps)
-    settings = TransformerConfig(contrastive=contrastive, contrastive_iterations=2 if quick else 20)
+    stage epochs, head steps, LRs and contrastive stage (``quick``: 1 epoch a stage, 2 pair rounds)."""
+    changes = VARIANTS[variant]
+    config = replace(TRANSFORMER_CLASSIFIER, seed=seed, strategy=changes.strategy,
+                     stage_epochs=(1, 1) if quick else changes.stage_epochs, head_min_steps=changes.head_min_steps,
+                     discriminative=changes.discriminative)
+    settings = TransformerConfig(contrastive=changes.contrastive, contrastive_iterations=2 if quick else 20)
     return TextClassifier(config, model_config=settings, verbose=False)
 
 

@@ -580,6 +580,9 @@ def test_the_head_epochs_variants_train_the_head_longer_and_the_table_chooses_on
     assert [stage.epochs for stage in training_plan(steps.config, 4, batches_per_epoch=64)] == [1, 4]
     both = head.classifier("finetune head>=50 steps +contrastive", seed=0, quick=False)
     assert both.config.head_min_steps == 50 and both.model_config.contrastive == "on"
+    assert both.config.discriminative and not head.classifier("finetune one LR", seed=0, quick=False).config.discriminative
+    one_lr = head.classifier("finetune head>=50 steps one LR", seed=0, quick=False).config
+    assert (one_lr.head_min_steps, one_lr.discriminative, one_lr.stage_epochs) == (50, False, (1, 4))
     rows = [{"dataset": "mr", "size": 50, "seed": seed, "variant": variant, "valid_accuracy": valid,
              "test_accuracy": test, "seconds": 2.0}
             for seed, variant, valid, test in [(0, "feature_extraction", 0.6, 0.9), (0, "finetune +contrastive", 0.7, 0.5),
