@@ -40,6 +40,7 @@ from few_labels import fit_and_score, validation_split
 from ulmtl import TextClassifier
 from ulmtl.config import TRANSFORMER_CLASSIFIER, TransformerConfig
 
+
 class Variant(NamedTuple):
     """A variant's changes to the recipe's transformer defaults."""
     strategy: str
