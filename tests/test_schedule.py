@@ -156,6 +156,16 @@ def test_head_min_steps_lengthens_only_the_stages_that_train_the_head_alone():
         training_plan(ClassifierConfig(head_min_steps=20), 4)
 
 
+def test_head_alone_steps_counts_only_the_stages_of_the_head_alone():
+    from ulmtl.config import ClassifierConfig
+    from ulmtl.schedule import head_alone_steps, training_plan
+    gradual = training_plan(ClassifierConfig(), n_groups=4)                 # head 1 epoch, then 3 more stages
+    assert head_alone_steps(gradual, 4, batches_per_epoch=4) == 4
+    assert head_alone_steps(training_plan(ClassifierConfig(head_min_steps=20), 4, 4), 4, 4) == 20
+    assert head_alone_steps(training_plan(ClassifierConfig(strategy="feature_extraction"), 4), 4, 3) == 15
+    assert head_alone_steps(training_plan(ClassifierConfig(strategy="scratch"), 4), 4, 3) == 0
+
+
 def test_head_min_steps_is_refused_where_no_stage_trains_the_head_alone():
     from ulmtl.config import ClassifierConfig, FieldError
     with pytest.raises(FieldError, match="head_min_steps.*strategy 'scratch'"):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -131,6 +132,18 @@ def test_head_min_steps_trains_the_head_stage_for_more_epochs(encoder_dir):
     head, everything = clf.history_["forward"]
     assert (head["epochs"], len(head["epoch_values"]), head["cached_features"]) == (2, 2, True)
     assert (everything["epochs"], len(everything["epoch_values"])) == (1, 1)
+
+
+def test_a_head_stage_of_few_steps_warns_unless_head_min_steps_is_set(encoder_dir):
+    """48 texts in batches of 8: the head alone gets 6 optimizer steps, below FEW_HEAD_STEPS."""
+    texts, labels = sentiment()
+    with pytest.warns(UserWarning, match=r"head trains alone for 6 optimizer step\(s\).*head_min_steps=50"):
+        TextClassifier(small_config(stage_epochs=(1, 1)), encoders=encoder_dir, model_config=TransformerConfig(),
+                       verbose=False).fit(texts, labels)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="the head trains alone")
+        TextClassifier(small_config(stage_epochs=(1, 1), head_min_steps=12), encoders=encoder_dir,
+                       model_config=TransformerConfig(), verbose=False).fit(texts, labels)
 
 
 def test_masking_never_touches_special_tokens(tokenizer):

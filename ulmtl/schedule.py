@@ -101,6 +101,11 @@ def head_stage_epochs(epochs: int, min_steps: int, batches_per_epoch: int) -> in
     return max(epochs, math.ceil(min_steps / batches_per_epoch))
 
 
+def head_alone_steps(plan: list[Stage], n_groups: int, batches_per_epoch: int) -> int:
+    """Optimizer steps in which ``plan`` trains the head (group ``n_groups - 1``) alone."""
+    return sum(stage.epochs * batches_per_epoch for stage in plan if tuple(stage.groups) == (n_groups - 1,))
+
+
 def training_plan(config, n_groups: int, batches_per_epoch: int | None = None) -> list[Stage]:
     """The stages of a classifier's training under ``config`` (a ``ClassifierConfig``):
 
